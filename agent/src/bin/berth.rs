@@ -1,0 +1,2 @@
+//! `berth`: the command-line client.
+fn main() {}

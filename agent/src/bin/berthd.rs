@@ -1,0 +1,2 @@
+//! `berthd`: the agent daemon.
+fn main() {}

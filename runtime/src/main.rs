@@ -1,0 +1,2 @@
+//! `berth-runtime`: the runc-compatible command line over the runtime library.
+fn main() {}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything berth's build, tests, benchmarks and example run need on a fresh Debian 12
+# machine (idempotent; quick when all is present). Run as root.
+set -euo pipefail
+pkgs=(
+  pkg-config libseccomp-dev          # libseccomp crate (the runtime's seccomp filters)
+  busybox-static                     # root filesystems of test bundles and example images
+  runc crun                          # reference runtimes: conformance checks and benchmarks
+  docker-registry skopeo umoci apache2-utils openssl  # a real registry and image tooling for tests
+  podman conmon containerd           # peers for the benchmarks
+  systemd dbus iproute2 util-linux procps jq hyperfine curl python3
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || true
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian enables and starts packaged services only where systemd is PID 1; on such hosts keep the
+# peers' daemons from interfering with tests (they are only benchmarked, started by the scripts).
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry.service containerd.service >/dev/null 2>&1 || true
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }

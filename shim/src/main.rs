@@ -1,0 +1,2 @@
+//! `berth-shim`: thin binary over the shim library.
+fn main() {}
