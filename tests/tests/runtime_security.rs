@@ -1,0 +1,153 @@
+//! berth-runtime's security properties: the runtime binary cannot be reached through /proc
+//! from the container (CVE-2019-5736), and the console socket protocol (SCM_RIGHTS).
+#![allow(unsafe_code)]
+
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixListener;
+
+use berth_tests::bundle::{Bundle, Runtime, assert_nothing_left, unique};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use serde_json::json;
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_cve_2019_5736_runtime_exe_not_openable() {
+    let rt = Runtime::berth();
+    let id = unique("cve");
+    let cg = format!("/{id}");
+    let mut b = Bundle::busybox(
+        &rt.bin,
+        &[
+            "sh",
+            "-c",
+            "echo init=$(readlink /proc/1/exe); for p in /proc/[0-9]*; do readlink $p/exe; done | grep -c berth-runtime",
+        ],
+        &cg,
+    );
+    rt.track(&id, &cg);
+    let out = tempfile::tempdir().unwrap();
+    let result = out.path().join("result");
+    // While the init is mid set-up (the createRuntime hook runs then), a root process without
+    // CAP_SYS_PTRACE -- what a container's root is -- tries to reach the init's executable (the
+    // runtime binary). As a control it reaches the (dumpable) `berth-runtime create` process.
+    let script = out.path().join("hook.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+rt=$PPID
+setpriv --bounding-set -sys_ptrace --inh-caps -sys_ptrace sh -c "
+  readlink /proc/$pid/exe >/dev/null 2>&1 && echo init=readable || echo init=denied
+  cat /proc/$pid/exe >/dev/null 2>&1 && echo initopen=readable || echo initopen=denied
+  readlink /proc/$rt/exe >/dev/null 2>&1 && echo runtime=readable || echo runtime=denied
+  grep CapEff /proc/self/status
+" > {}
+"#,
+            result.display()
+        ),
+    )
+    .unwrap();
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", script.to_str().unwrap()]}]});
+    b.save();
+    let run = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let r = std::fs::read_to_string(&result).unwrap();
+    assert!(
+        r.contains("runtime=readable"),
+        "control: a dumpable root process is reachable:\n{r}"
+    );
+    assert!(
+        r.contains("init=denied"),
+        "the init's /proc/PID/exe must be refused:\n{r}"
+    );
+    assert!(r.contains("initopen=denied"), "{r}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("init=/bin/busybox"),
+        "after exec the init is the user's program: {stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("0"),
+        "no process in the container runs the runtime binary"
+    );
+    assert_nothing_left(&rt, &b, &cg, None);
+}
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_console_socket_receives_pty_master() {
+    let rt = Runtime::berth();
+    let id = unique("console");
+    let cg = format!("/{id}");
+    let mut b = Bundle::busybox(
+        &rt.bin,
+        &[
+            "sh",
+            "-c",
+            "tty; ls -l /dev/console | cut -c1; echo hi-from-tty",
+        ],
+        &cg,
+    );
+    rt.track(&id, &cg);
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut create = rt
+        .cmd(&[
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &id,
+        ])
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS gave this process a new fd that nothing else owns.
+            master = Some(unsafe { std::fs::File::from_raw_fd(fds[0]) });
+        }
+    }
+    let mut master = master.expect("a pty master fd over SCM_RIGHTS");
+    assert!(create.wait().unwrap().success());
+    rt.ok(&["start", &id]);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match master.read(&mut chunk) {
+            Ok(0) | Err(_) => break, // EIO once the slave side is closed
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("hi-from-tty"), "{out}");
+    assert!(
+        out.contains("\nc") || out.starts_with('c') || out.contains("\r\nc"),
+        "/dev/console is the pty: {out}"
+    );
+    rt.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&rt, &b, &cg, None);
+}
