@@ -21,35 +21,24 @@ fn runtime_cve_2019_5736_runtime_exe_not_openable() {
         &[
             "sh",
             "-c",
-            "echo init=$(readlink /proc/1/exe); for p in /proc/[0-9]*; do readlink $p/exe; done | grep -c berth-runtime",
+            "echo init=$(readlink /proc/1/exe); for p in /proc/[0-9]*; do readlink $p/exe; done | grep -c berth-runtime; true",
         ],
         &cg,
     );
     rt.track(&id, &cg);
     let out = tempfile::tempdir().unwrap();
     let result = out.path().join("result");
-    // While the init is mid set-up (the createRuntime hook runs then), a root process without
-    // CAP_SYS_PTRACE -- what a container's root is -- tries to reach the init's executable (the
-    // runtime binary). As a control it reaches the (dumpable) `berth-runtime create` process.
-    let script = out.path().join("hook.sh");
-    std::fs::write(
-        &script,
-        format!(
-            r#"pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
-rt=$PPID
-setpriv --bounding-set -sys_ptrace --inh-caps -sys_ptrace sh -c "
-  readlink /proc/$pid/exe >/dev/null 2>&1 && echo init=readable || echo init=denied
-  cat /proc/$pid/exe >/dev/null 2>&1 && echo initopen=readable || echo initopen=denied
-  readlink /proc/$rt/exe >/dev/null 2>&1 && echo runtime=readable || echo runtime=denied
-  grep CapEff /proc/self/status
-" > {}
-"#,
-            result.display()
-        ),
-    )
-    .unwrap();
-    b.config["hooks"] =
-        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", script.to_str().unwrap()]}]});
+    // The startContainer hook runs inside the container, as the container's user with the
+    // container's capabilities, while the init (the runtime binary's image, between set-up
+    // and exec) waits for it: exactly the position of a malicious container process. It tries
+    // to reach the init's executable, and as a control a dumpable process of its own with the
+    // same capabilities.
+    let probe = "readlink /proc/1/exe >/dev/null 2>&1 && echo init=readable || echo init=denied; \
+        cat /proc/1/exe >/dev/null 2>&1 && echo initopen=readable || echo initopen=denied; \
+        sleep 5 & c=$!; readlink /proc/$c/exe >/dev/null 2>&1 && echo control=readable || echo control=denied; kill $c; \
+        grep CapEff /proc/self/status";
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/out", "type": "bind", "source": out.path(), "options": ["rbind", "rw"]}));
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("({probe}) > /out/result")]}]});
     b.save();
     let run = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     assert!(
@@ -59,8 +48,8 @@ setpriv --bounding-set -sys_ptrace --inh-caps -sys_ptrace sh -c "
     );
     let r = std::fs::read_to_string(&result).unwrap();
     assert!(
-        r.contains("runtime=readable"),
-        "control: a dumpable root process is reachable:\n{r}"
+        r.contains("control=readable"),
+        "control: a dumpable process with the same capabilities is reachable:\n{r}"
     );
     assert!(
         r.contains("init=denied"),
