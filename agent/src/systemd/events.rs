@@ -180,10 +180,10 @@ async fn follow(conn: &Connection, is_bus: bool, tx: &mpsc::Sender<UnitEvent>) -
             },
             _ = tx.closed() => return Follow::ReceiverGone,
         };
-        if let Some(ev) = ev {
-            if tx.send(ev).await.is_err() {
-                return Follow::ReceiverGone;
-            }
+        if let Some(ev) = ev
+            && tx.send(ev).await.is_err()
+        {
+            return Follow::ReceiverGone;
         }
     }
 }

@@ -168,13 +168,14 @@ impl UnitSpec {
     /// - `OOMPolicy=continue`: an OOM kill inside the container is the shim's to report (as the
     ///   container's exit), not a reason for systemd to tear the unit down under it.
     pub fn properties(&self) -> Vec<(&'static str, Value<'static>)> {
-        let mut p: Vec<(&'static str, Value<'static>)> = Vec::new();
-        p.push(("Description", Value::from(self.description.clone())));
-        p.push(("Type", Value::from("notify")));
-        p.push(("NotifyAccess", Value::from("main")));
-        p.push(("Delegate", Value::from(true)));
-        p.push(("KillMode", Value::from("mixed")));
-        p.push(("OOMPolicy", Value::from("continue")));
+        let mut p: Vec<(&'static str, Value<'static>)> = vec![
+            ("Description", Value::from(self.description.clone())),
+            ("Type", Value::from("notify")),
+            ("NotifyAccess", Value::from("main")),
+            ("Delegate", Value::from(true)),
+            ("KillMode", Value::from("mixed")),
+            ("OOMPolicy", Value::from("continue")),
+        ];
         let argv: Vec<String> = self.exec_start.iter().map(|a| escape_exec_arg(a)).collect();
         let path = self.exec_start.first().cloned().unwrap_or_default();
         p.push(("ExecStart", Value::from(vec![(path, argv, false)])));
