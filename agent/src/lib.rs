@@ -2,6 +2,7 @@
 //! the systemd client.
 
 pub mod bundle;
+pub mod cli;
 pub mod image;
 pub mod reconcile;
 pub mod spec;
