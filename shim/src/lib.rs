@@ -2,6 +2,7 @@
 //! `berth-<name>.service`, creates the container through the runtime library, holds its IO and reaps it.
 //! The control-socket client ([`protocol::ShimClient`]) is used by berthd, the CLI and tests.
 
+pub mod backend;
 pub mod cgroup;
 pub mod config;
 pub mod exit;

@@ -19,6 +19,10 @@ struct Args {
     /// Where the cgroup hierarchies are mounted.
     #[arg(long, default_value = "/sys/fs/cgroup", hide = true)]
     cgroup_base: PathBuf,
+    /// Drive this runc-compatible binary (runc, crun, berth-runtime) instead of the linked
+    /// runtime library.
+    #[arg(long)]
+    runtime_binary: Option<PathBuf>,
 }
 
 fn main() {
@@ -28,6 +32,7 @@ fn main() {
         root: a.root,
         id: a.id,
         cgroup_base: a.cgroup_base,
+        runtime_binary: a.runtime_binary,
     });
     std::process::exit(status);
 }

@@ -5,7 +5,7 @@
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Notifier {
     addr: Option<String>,
 }

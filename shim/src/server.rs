@@ -5,6 +5,7 @@
 //! container, undo the mounts and cgroups and exit with the container's status.
 //! Runs in berth-shim; never starts a thread, is the only reaper of its children.
 
+use crate::backend::{Backend, BackendError};
 use crate::cgroup::{CgroupError, Leaves};
 use crate::config::{ConfigError, Readiness, ShimConfig};
 use crate::exit::{ContainerExit, EXIT_FILE, ExitRecord};
@@ -16,7 +17,7 @@ use crate::protocol::{
 };
 use crate::rootfs::{self, RootfsError};
 use crate::sys;
-use berth_runtime::{CreateOptions, ExecOptions, Runtime};
+use berth_runtime::{CreateOptions, ExecOptions};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, send};
@@ -59,7 +60,7 @@ pub enum ShimError {
         op: &'static str,
         id: String,
         #[source]
-        source: berth_runtime::Error,
+        source: BackendError,
     },
     #[error("{what}: {source}")]
     Io {
@@ -87,17 +88,19 @@ pub struct Options {
     pub id: Option<String>,
     /// Where cgroup hierarchies are mounted.
     pub cgroup_base: PathBuf,
+    /// Drive this runc-compatible binary instead of the linked runtime library.
+    pub runtime_binary: Option<PathBuf>,
 }
 
 /// Runs the shim; returns the process exit status.
 pub fn run(opts: Options) -> i32 {
     let notifier = Notifier::from_env();
-    match Shim::start(opts, notifier) {
+    match Shim::start(opts, notifier.clone()) {
         Ok(mut shim) => {
             shim.serve();
             shim.finish()
         }
-        Err((e, notifier)) => {
+        Err(e) => {
             eprintln!("berth-shim: {e}");
             let _ = notifier.notify(&format!("STATUS=failed: {e}"));
             crate::exit::EXIT_SHIM_FAILED
@@ -110,7 +113,7 @@ pub fn run(opts: Options) -> i32 {
 struct Undo {
     leaves: Option<Leaves>,
     mounted: Option<PathBuf>,
-    created: Option<(Runtime, String)>,
+    created: Option<(Backend, String)>,
     sockets: Vec<PathBuf>,
 }
 
@@ -170,7 +173,7 @@ struct Shim {
     cfg: ShimConfig,
     bundle: PathBuf,
     process: oci_spec::runtime::Process,
-    rt: Runtime,
+    rt: Backend,
     id: String,
     undo: Undo,
     notifier: Notifier,
@@ -259,13 +262,13 @@ fn to_journal(buf: &[u8]) {
 }
 
 impl Shim {
-    fn start(opts: Options, notifier: Notifier) -> Result<Self, (ShimError, Notifier)> {
+    fn start(opts: Options, notifier: Notifier) -> Result<Self, Box<ShimError>> {
         let mut undo = Undo::default();
         match Self::start_inner(opts, &notifier, &mut undo) {
             Ok(parts) => Ok(Self::assemble(parts, undo, notifier)),
             Err(e) => {
                 undo.run();
-                Err((e, notifier))
+                Err(Box::new(e))
             }
         }
     }
@@ -337,7 +340,7 @@ impl Shim {
             .as_ref()
             .map(|r| r.as_raw_fd())
             .unwrap_or(devnull.as_raw_fd());
-        let rt = Runtime::new(&opts.root);
+        let rt = Backend::new(&opts.root, opts.runtime_binary.clone());
         let copts = CreateOptions {
             console_socket: cfg.tty.then(|| console_path.clone()),
             pid_file: None,
@@ -349,7 +352,7 @@ impl Shim {
             preserve_fds: 0,
             keep_notify_socket: false,
         };
-        let created =
+        let init_pid =
             rt.create(&id, &opts.bundle, &copts)
                 .map_err(|source| ShimError::Runtime {
                     op: "creating",
@@ -359,7 +362,7 @@ impl Shim {
         undo.created = Some((rt.clone(), id.clone()));
         drop(stdin_r);
         drop(devnull);
-        let init_pidfd = sys::pidfd_open(created.pid).map_err(io_err("pidfd_open of the init"))?;
+        let init_pidfd = sys::pidfd_open(init_pid).map_err(io_err("pidfd_open of the init"))?;
         // From here on signals are events of the loop. The init was cloned with the caller's
         // mask and resets its own, so blocking only now keeps the container's mask clean.
         let sigfd = sys::block_signals_to_fd().map_err(io_err("creating the signalfd"))?;
@@ -380,14 +383,14 @@ impl Shim {
         listener
             .set_nonblocking(true)
             .map_err(io_err("control socket"))?;
-        let _ = notifier.notify(&format!("STATUS=running, container pid {}", created.pid));
+        let _ = notifier.notify(&format!("STATUS=running, container pid {init_pid}"));
         Ok(Parts {
             cfg,
             bundle: opts.bundle,
             process,
             rt,
             id,
-            init_pid: created.pid,
+            init_pid,
             init_pidfd,
             sigfd,
             listener,
@@ -887,7 +890,7 @@ impl Shim {
         };
         let pid = self
             .rt
-            .exec(&self.id, &p, &opts)
+            .exec(&self.id, &p, &opts, &self.bundle)
             .map_err(|source| ShimError::Runtime {
                 op: "exec in",
                 id: self.id.clone(),
@@ -923,7 +926,7 @@ impl Shim {
             };
             let pid = self
                 .rt
-                .exec(&self.id, &p, &opts)
+                .exec(&self.id, &p, &opts, &self.bundle)
                 .map_err(|source| ShimError::Runtime {
                     op: "health check in",
                     id: self.id.clone(),
@@ -1116,7 +1119,7 @@ struct Parts {
     cfg: ShimConfig,
     bundle: PathBuf,
     process: oci_spec::runtime::Process,
-    rt: Runtime,
+    rt: Backend,
     id: String,
     init_pid: i32,
     init_pidfd: OwnedFd,

@@ -118,3 +118,10 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<(i32, i32)>> {
     }
     Ok(Some((si.ssi_signo as i32, si.ssi_pid as i32)))
 }
+
+/// Borrows a raw fd for the duration of a call.
+pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
+    // SAFETY: callers only pass fds they hold open (their own OwnedFds or 0/1/2) for longer
+    // than the borrow is used (a dup right after).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
