@@ -80,13 +80,15 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {m=(NR%2)?
 med() { echo "${samples[$1]}" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 
-# Peak RSS (max over the runtime's process tree, which includes runc's re-exec'd `runc init`).
+# Peak RSS: the max over the runtime's process tree (runc's re-exec'd `runc init` included).
 rss() {
   cp "$work/true.json" "$work/bundle/config.json"
   python3 - "${bin[$1]}" "$work/root-$1" "$work/bundle" <<'PY'
-import resource, subprocess, sys
+import os, resource, sys
 b, root, bundle = sys.argv[1:4]
-subprocess.run([b, "--root", root, "run", "-b", bundle, "rss"], check=True, stdout=subprocess.DEVNULL)
+# posix_spawn (vfork-like): python's own pages are not counted as the child's, as a fork would.
+pid = os.posix_spawn(b, [b, "--root", root, "run", "-b", bundle, "rss"], os.environ)
+os.waitpid(pid, 0)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 PY
 }

@@ -213,8 +213,16 @@ fn create_inner(
         write_id_maps(pid, linux)?;
         send(&parent_end, &Message::Mapped)?;
     }
-    cg.add(pid.as_raw())
-        .map_err(|e| Error::Init(e.to_string()))?;
+    if let Err(e) = cg.add(pid.as_raw()) {
+        // The init may have failed (and exited) meanwhile: its own message says more.
+        if let Some((_, Some(fd))) = &undo.child {
+            let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
+        }
+        return Err(match parent_end.recv() {
+            Ok(Message::Error(msg)) => Error::Init(msg),
+            _ => Error::Init(e.to_string()),
+        });
+    }
 
     let pid_start = super::proc_stat(pid.as_raw()).map(|s| s.1).unwrap_or(0);
     let container = Container {
