@@ -275,3 +275,35 @@ pub fn attach_device_program(cgroup: &std::path::Path, insns: &[[u8; 8]]) -> nix
     let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, attr.as_ptr(), attr.len()) };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// Receives one fd sent with SCM_RIGHTS on the unix socket `sock` (a console socket's pty
+/// master).
+pub fn recv_fd(sock: RawFd) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: SCM_RIGHTS installed this fd in our table just now; nothing else owns it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    Err(Errno::EBADMSG)
+}
+
+/// The window size (rows, cols) of tty `fd`, if it is one.
+pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `winsize` to the pointer, which is valid for the call.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
+    (ret == 0).then_some((ws.ws_row, ws.ws_col))
+}
