@@ -1,0 +1,505 @@
+//! berthd's systemd client (zbus, tokio): starts each container as a transient
+//! `berth-<name>.service`, stops/kills/lists/inspects those units and follows their state changes.
+//! Runs in berthd (and in tests); talks to the system bus or, where no bus daemon runs, to
+//! systemd's private socket in peer-to-peer mode.
+
+mod events;
+mod unit;
+
+pub use events::{UnitEvent, UnitEvents};
+pub use unit::{
+    RestartPolicy, SPEC_HASH_ENV, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry, UnitSpec, UnitStatus,
+    container_name, unit_name,
+};
+
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use zbus::message::Type as MessageType;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::{Connection, MatchRule, MessageStream};
+
+pub(crate) const DEST: &str = "org.freedesktop.systemd1";
+pub(crate) const PATH: &str = "/org/freedesktop/systemd1";
+pub(crate) const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
+const PROPS_IFACE: &str = "org.freedesktop.DBus.Properties";
+/// How long a start may take when the spec sets no start timeout (systemd's default is 90 s).
+const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(120);
+/// Log lines attached to a failed start.
+const FAILURE_LOG_LINES: usize = 15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("connecting to systemd at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("systemd {method} for {object}: {source}")]
+    Call {
+        method: &'static str,
+        object: String,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("invalid unit spec: {0}")]
+    Invalid(String),
+    #[error("no unit {0}")]
+    NoSuchUnit(String),
+    #[error(
+        "job {job} for {unit} ended with result {result:?} (unit result {unit_result:?}, exit status {exit_status}); last log lines:\n{}",
+        logs.join("\n")
+    )]
+    JobFailed {
+        unit: String,
+        job: String,
+        /// systemd's job result: `failed`, `timeout`, `canceled`, `dependency`, `skipped`.
+        result: String,
+        /// The unit's `Result` property (`exit-code`, `signal`, `timeout`, …).
+        unit_result: String,
+        exit_status: i32,
+        logs: Vec<String>,
+    },
+    #[error("timed out after {timeout:?} waiting for job {job} of {unit}")]
+    JobTimeout {
+        unit: String,
+        job: String,
+        timeout: Duration,
+    },
+    #[error("connection to systemd closed while waiting for job {job} of {unit}")]
+    Disconnected { unit: String, job: String },
+}
+
+type Result<T, E = SystemdError> = std::result::Result<T, E>;
+
+/// Where systemd is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusTarget {
+    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` or /run/dbus/system_bus_socket).
+    System,
+    /// A bus at a D-Bus address, e.g. `unix:path=/proc/PID/root/run/dbus/system_bus_socket`.
+    Address(String),
+    /// systemd's private socket (normally /run/systemd/private), peer to peer, no bus daemon.
+    /// systemd only accepts peers from its own PID namespace there.
+    Private(PathBuf),
+}
+
+impl std::fmt::Display for BusTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusTarget::System => f.write_str("the system bus"),
+            BusTarget::Address(a) => write!(f, "bus {a}"),
+            BusTarget::Private(p) => write!(f, "private socket {}", p.display()),
+        }
+    }
+}
+
+impl BusTarget {
+    pub(crate) async fn connect(&self) -> Result<Connection> {
+        let err = |source| SystemdError::Connect {
+            target: self.to_string(),
+            source,
+        };
+        let builder = match self {
+            BusTarget::System => zbus::connection::Builder::system().map_err(err)?,
+            BusTarget::Address(a) => zbus::connection::Builder::address(a.as_str()).map_err(err)?,
+            BusTarget::Private(p) => {
+                zbus::connection::Builder::address(format!("unix:path={}", p.display()).as_str())
+                    .map_err(err)?
+                    .p2p()
+            }
+        };
+        builder.build().await.map_err(err)
+    }
+
+    pub(crate) fn is_bus(&self) -> bool {
+        !matches!(self, BusTarget::Private(_))
+    }
+}
+
+/// Which processes of a unit a signal goes to (`systemctl kill --kill-whom=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillWho {
+    /// The shim only; it forwards to the container.
+    Main,
+    /// Every process in the unit's cgroup.
+    All,
+}
+
+/// A connection to systemd. Cheap to clone (the connection is shared).
+#[derive(Debug, Clone)]
+pub struct Systemd {
+    conn: Connection,
+    target: BusTarget,
+    journal_dir: Option<PathBuf>,
+}
+
+impl Systemd {
+    /// Connects and subscribes to the manager's signals (needed for `JobRemoved`).
+    pub async fn connect(target: BusTarget) -> Result<Self> {
+        let conn = target.connect().await?;
+        let me = Systemd {
+            conn,
+            target,
+            journal_dir: None,
+        };
+        me.subscribe().await?;
+        Ok(me)
+    }
+
+    /// Reads the unit logs attached to failed starts from this journal directory (`journalctl -D`)
+    /// instead of the host's journal: for a systemd in another mount namespace.
+    pub fn with_journal_dir(mut self, dir: PathBuf) -> Self {
+        self.journal_dir = Some(dir);
+        self
+    }
+
+    pub fn target(&self) -> &BusTarget {
+        &self.target
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    async fn subscribe(&self) -> Result<()> {
+        subscribe(&self.conn).await
+    }
+
+    async fn call<B, R>(
+        &self,
+        path: &str,
+        iface: &str,
+        method: &'static str,
+        object: &str,
+        body: &B,
+    ) -> Result<R>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+    {
+        let err = |source| SystemdError::Call {
+            method,
+            object: object.to_owned(),
+            source,
+        };
+        let reply = self
+            .conn
+            .call_method(Some(DEST), path, Some(iface), method, body)
+            .await
+            .map_err(err)?;
+        reply.body().deserialize::<R>().map_err(err)
+    }
+
+    /// A stream of the manager's `JobRemoved` signals, opened BEFORE a job is queued so its end
+    /// cannot be missed (StartTransientUnit only queues the job).
+    async fn job_stream(&self) -> Result<MessageStream> {
+        let rule = MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .sender(DEST)
+            .and_then(|b| b.path(PATH))
+            .and_then(|b| b.interface(MANAGER))
+            .and_then(|b| b.member("JobRemoved"))
+            .map(|b| b.build())
+            .map_err(|source| SystemdError::Call {
+                method: "AddMatch",
+                object: "JobRemoved".into(),
+                source,
+            })?;
+        MessageStream::for_match_rule(rule, &self.conn, Some(4096))
+            .await
+            .map_err(|source| SystemdError::Call {
+                method: "AddMatch",
+                object: "JobRemoved".into(),
+                source,
+            })
+    }
+
+    /// Starts `berth-<name>.service` and waits until its start job finished: `Ok` once the unit is
+    /// active (the shim sent READY=1), an error with systemd's result and the unit's last log lines
+    /// otherwise. A leftover failed unit of the same name is reset first.
+    pub async fn start_unit(&self, spec: &UnitSpec) -> Result<()> {
+        spec.validate().map_err(SystemdError::Invalid)?;
+        let unit = spec.unit_name();
+        let props = spec.properties();
+        let aux: Vec<(String, Vec<(String, Value<'_>)>)> = Vec::new();
+        let mut jobs = self.job_stream().await?;
+        let mut attempt = 0;
+        let job: OwnedObjectPath = loop {
+            let r = self
+                .call(
+                    PATH,
+                    MANAGER,
+                    "StartTransientUnit",
+                    &unit,
+                    &(unit.as_str(), "fail", &props, &aux),
+                )
+                .await;
+            match r {
+                Err(SystemdError::Call { source, .. })
+                    if attempt == 0 && is_dbus_error(&source, "UnitExists") =>
+                {
+                    // A failed or inactive leftover keeps the name; an active one is a real conflict.
+                    match self.status(&unit).await? {
+                        Some(st)
+                            if st.active_state == "failed" || st.active_state == "inactive" =>
+                        {
+                            self.reset_failed(&unit).await.ok();
+                            attempt += 1;
+                        }
+                        _ => {
+                            return Err(SystemdError::Call {
+                                method: "StartTransientUnit",
+                                object: unit,
+                                source,
+                            });
+                        }
+                    }
+                }
+                other => break other?,
+            }
+        };
+        let timeout = spec
+            .timeout_start
+            .map(|t| t + Duration::from_secs(10))
+            .unwrap_or(DEFAULT_JOB_TIMEOUT);
+        let result = self.wait_job(&mut jobs, &unit, &job, timeout).await?;
+        if result == "done" {
+            return Ok(());
+        }
+        Err(self.job_failure(&unit, job.as_str(), result).await)
+    }
+
+    async fn job_failure(&self, unit: &str, job: &str, result: String) -> SystemdError {
+        let st = self.status(unit).await.ok().flatten().unwrap_or_default();
+        SystemdError::JobFailed {
+            unit: unit.to_owned(),
+            job: job.to_owned(),
+            result,
+            unit_result: st.result,
+            exit_status: st.exec_main_status,
+            logs: self.last_log_lines(unit, FAILURE_LOG_LINES).await,
+        }
+    }
+
+    async fn wait_job(
+        &self,
+        jobs: &mut MessageStream,
+        unit: &str,
+        job: &OwnedObjectPath,
+        timeout: Duration,
+    ) -> Result<String> {
+        let wait = async {
+            while let Some(msg) = jobs.next().await {
+                let Ok(msg) = msg else { continue };
+                let Ok((_id, path, _unit, result)) =
+                    msg.body()
+                        .deserialize::<(u32, OwnedObjectPath, String, String)>()
+                else {
+                    continue;
+                };
+                if &path == job {
+                    return Some(result);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(SystemdError::Disconnected {
+                unit: unit.to_owned(),
+                job: job.to_string(),
+            }),
+            Err(_) => Err(SystemdError::JobTimeout {
+                unit: unit.to_owned(),
+                job: job.to_string(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Stops the unit (KillSignal to the shim, SIGKILL to all after TimeoutStopSec) and waits for
+    /// the stop job. `Ok` also when the unit is not loaded.
+    pub async fn stop_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
+        let mut jobs = self.job_stream().await?;
+        let job: Result<OwnedObjectPath> = self
+            .call(PATH, MANAGER, "StopUnit", unit, &(unit, "replace"))
+            .await;
+        let job = match job {
+            Err(SystemdError::Call { source, .. }) if is_dbus_error(&source, "NoSuchUnit") => {
+                return Ok(());
+            }
+            j => j?,
+        };
+        let result = self.wait_job(&mut jobs, unit, &job, timeout).await?;
+        if result == "done" {
+            Ok(())
+        } else {
+            Err(self.job_failure(unit, job.as_str(), result).await)
+        }
+    }
+
+    /// Sends `signal` to the unit's main process (the shim) or to all its processes.
+    pub async fn kill_unit(&self, unit: &str, who: KillWho, signal: i32) -> Result<()> {
+        let who = match who {
+            KillWho::Main => "main",
+            KillWho::All => "all",
+        };
+        self.call::<_, ()>(PATH, MANAGER, "KillUnit", unit, &(unit, who, signal))
+            .await
+    }
+
+    /// Forgets a failed unit's state (and its last exit status), so the name can be used again.
+    pub async fn reset_failed(&self, unit: &str) -> Result<()> {
+        self.call::<_, ()>(PATH, MANAGER, "ResetFailedUnit", unit, &(unit,))
+            .await
+    }
+
+    /// berth's units that systemd has loaded (any state).
+    pub async fn list_units(&self) -> Result<Vec<UnitListEntry>> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            u32,
+            String,
+            OwnedObjectPath,
+        );
+        let states: Vec<&str> = Vec::new();
+        let rows: Vec<Row> = self
+            .call(
+                PATH,
+                MANAGER,
+                "ListUnitsByPatterns",
+                UNIT_PATTERN,
+                &(states, vec![UNIT_PATTERN]),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UnitListEntry {
+                name: r.0,
+                description: r.1,
+                load_state: r.2,
+                active_state: r.3,
+                sub_state: r.4,
+            })
+            .collect())
+    }
+
+    /// The unit's state, `None` when systemd has no such unit loaded.
+    pub async fn status(&self, unit: &str) -> Result<Option<UnitStatus>> {
+        let path: Result<OwnedObjectPath> =
+            self.call(PATH, MANAGER, "GetUnit", unit, &(unit,)).await;
+        let path = match path {
+            Err(SystemdError::Call { source, .. }) if is_dbus_error(&source, "NoSuchUnit") => {
+                return Ok(None);
+            }
+            p => p?,
+        };
+        let mut props: BTreeMap<String, OwnedValue> = BTreeMap::new();
+        for iface in [UNIT_IFACE, SERVICE_IFACE] {
+            let m: std::collections::HashMap<String, OwnedValue> = self
+                .call(path.as_str(), PROPS_IFACE, "GetAll", unit, &(iface,))
+                .await?;
+            props.extend(m);
+        }
+        Ok(Some(UnitStatus::from_properties(unit, &props)))
+    }
+
+    /// The unit's last `n` journal lines (message text only), best effort: empty when the journal
+    /// cannot be read.
+    pub async fn last_log_lines(&self, unit: &str, n: usize) -> Vec<String> {
+        let mut cmd = tokio::process::Command::new("journalctl");
+        if let Some(d) = &self.journal_dir {
+            cmd.arg("-D").arg(d);
+        }
+        cmd.args(["--no-pager", "-o", "cat", "-n", &n.to_string(), "-u", unit]);
+        match cmd.output().await {
+            Ok(out) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Follows berth's units: state changes, removals, finished jobs. The stream reconnects by
+    /// itself (systemd re-executed, bus restarted) and then yields [`UnitEvent::Resync`]: what
+    /// happened in between is unknown, so the consumer lists again.
+    pub fn events(&self) -> UnitEvents {
+        events::spawn(self.target.clone(), Some(self.conn.clone()))
+    }
+}
+
+pub(crate) async fn subscribe(conn: &Connection) -> Result<()> {
+    let r = conn
+        .call_method(Some(DEST), PATH, Some(MANAGER), "Subscribe", &())
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        // Subscribing twice is harmless (after a reconnect systemd may remember us).
+        Err(e) if is_dbus_error(&e, "AlreadySubscribed") => Ok(()),
+        Err(source) => Err(SystemdError::Call {
+            method: "Subscribe",
+            object: PATH.into(),
+            source,
+        }),
+    }
+}
+
+/// Whether `e` is the D-Bus error `org.freedesktop.systemd1.<short>`.
+fn is_dbus_error(e: &zbus::Error, short: &str) -> bool {
+    match e {
+        zbus::Error::MethodError(name, _, _) => name
+            .as_str()
+            .strip_prefix("org.freedesktop.systemd1.")
+            .is_some_and(|n| n == short),
+        _ => false,
+    }
+}
+
+/// The unit name in a systemd unit object path (`/org/freedesktop/systemd1/unit/berth_2dweb_2eservice`).
+pub(crate) fn unit_from_path(path: &str) -> Option<String> {
+    let enc = path.strip_prefix("/org/freedesktop/systemd1/unit/")?;
+    let b = enc.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'_' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_unit_paths() {
+        assert_eq!(
+            unit_from_path("/org/freedesktop/systemd1/unit/berth_2dweb_2eservice").as_deref(),
+            Some("berth-web.service")
+        );
+        assert_eq!(
+            unit_from_path("/org/freedesktop/systemd1/unit/berth_2dweb_5f1_2eservice").as_deref(),
+            Some("berth-web_1.service")
+        );
+        assert_eq!(unit_from_path("/org/freedesktop/systemd1/job/12"), None);
+    }
+}
