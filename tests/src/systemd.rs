@@ -358,7 +358,7 @@ impl ShimBundle {
         std::fs::copy("/bin/busybox", bin.join("busybox")).context("copying /bin/busybox")?;
         for applet in [
             "sh", "sleep", "cat", "echo", "ls", "true", "false", "kill", "ps", "head", "dd", "id",
-            "env", "printf",
+            "env", "printf", "rm", "touch", "test", "mkdir", "hostname", "tail", "yes",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet))?;
         }
