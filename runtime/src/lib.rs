@@ -18,11 +18,25 @@
 //! namespace, PID 1 inside it. The init finishes the container set-up itself, reports over a typed
 //! socketpair channel, then blocks on the `exec.fifo` in the state directory until
 //! [`Runtime::start`] writes to it, and finally `execve`s the user's program. See
-//! [`process`] for the roles and [`process::clone`] for why the runtime binary can never be
+//! [`process`] for the roles and [`process::init`] for why the runtime binary can never be
 //! re-opened from inside the container (CVE-2019-5736).
 
+pub mod capabilities;
+pub mod cgroups;
+pub mod console;
 pub mod container;
 pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod namespaces;
+pub mod paths;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod spec;
+pub mod sys;
+pub mod syscall;
+pub mod timefmt;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
