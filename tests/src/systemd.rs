@@ -377,6 +377,11 @@ impl ShimBundle {
         cfg["process"]["args"] = serde_json::json!(args);
         cfg["process"]["env"] = serde_json::json!(["PATH=/bin", "HOME=/root"]);
         cfg["root"]["readonly"] = serde_json::json!(false);
+        // Docker sets no ambient capabilities (and `runc spec`'s ambient set without an
+        // inheritable one cannot be raised; runc ignores that, berth-runtime refuses).
+        if let Some(c) = cfg["process"]["capabilities"].as_object_mut() {
+            c.remove("ambient");
+        }
         cfg["hostname"] = serde_json::json!(name);
         // The cgroup the shim asks for anyway; a runc-compatible binary only knows config.json.
         cfg["linux"]["cgroupsPath"] =
