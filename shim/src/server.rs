@@ -97,6 +97,8 @@ pub fn run(opts: Options) -> i32 {
     let notifier = Notifier::from_env();
     match Shim::start(opts, notifier.clone()) {
         Ok(mut shim) => {
+            sys::trim_heap();
+            sys::release_startup_memory();
             shim.serve();
             shim.finish()
         }

@@ -348,7 +348,18 @@ impl ShimBundle {
         args: &[&str],
         shim: serde_json::Value,
     ) -> Result<Self> {
-        let dir = sd.share_dir().join(name);
+        Self::create_in(&sd.share_dir(), Path::new(SHARE_INSIDE), name, args, shim)
+    }
+
+    /// Like [`Self::create`], in `share` (host path) that a namespace sees at `inside`.
+    pub fn create_in(
+        share: &Path,
+        inside: &Path,
+        name: &str,
+        args: &[&str],
+        shim: serde_json::Value,
+    ) -> Result<Self> {
+        let dir = share.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         let bin = dir.join("rootfs/bin");
         std::fs::create_dir_all(&bin)?;
@@ -396,7 +407,7 @@ impl ShimBundle {
         std::fs::write(dir.join("shim.json"), serde_json::to_vec_pretty(&s)?)?;
         Ok(ShimBundle {
             name: name.to_owned(),
-            inside: sd.inside_path(&dir),
+            inside: inside.join(name),
             dir,
         })
     }
