@@ -269,6 +269,8 @@ impl TestSystemd {
         let Some(mut l) = self.launcher.take() else {
             return Ok(());
         };
+        // Containers that ignore SIGTERM would hold the poweroff for their stop timeout.
+        let _ = self.exec_inside(&["systemctl", "kill", "--signal=SIGKILL", "berth-*.service"]);
         let _ = Command::new("busctl")
             .arg(format!("--address={}", self.address()))
             .args([
