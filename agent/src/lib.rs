@@ -1,6 +1,8 @@
 //! berth's agent library, used by `berthd` and the `berth` CLI: specs, reconcile, the image store and
 //! the systemd client.
 
+pub mod bundle;
+pub mod cli;
 pub mod image;
 pub mod reconcile;
 pub mod spec;

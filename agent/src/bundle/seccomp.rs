@@ -1,0 +1,593 @@
+//! berth's default seccomp profile, as data: the syscalls a container may make unless its spec says
+//! `seccomp=unconfined` or names a profile. Equivalent in effect to Docker's default profile (an
+//! allow list; namespace-creating `clone` flags, kernel-module, clock, reboot, mount and tracing-class
+//! calls only with the capability that guards them). Built in berthd into the bundle's config.json.
+
+use serde_json::{Value, json};
+
+/// Allowed for every container.
+pub const BASE: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_time64",
+    "futex_waitv",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pselect6",
+    "pselect6_time64",
+    "ptrace",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socket",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
+    "writev",
+];
+
+/// Allowed only on the named architecture family.
+const X86: &[&str] = &["arch_prctl", "modify_ldt"];
+const ARM: &[&str] = &[
+    "arm_fadvise64_64",
+    "arm_sync_file_range",
+    "sync_file_range2",
+    "breakpoint",
+    "cacheflush",
+    "set_tls",
+];
+
+/// Allowed when the container holds the capability.
+pub const BY_CAPABILITY: &[(&str, &[&str])] = &[
+    (
+        "CAP_SYS_ADMIN",
+        &[
+            "bpf",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount",
+            "umount2",
+            "unshare",
+            "clone",
+            "clone3",
+        ],
+    ),
+    ("CAP_SYS_BOOT", &["reboot"]),
+    ("CAP_SYS_CHROOT", &["chroot"]),
+    (
+        "CAP_SYS_MODULE",
+        &["delete_module", "init_module", "finit_module"],
+    ),
+    ("CAP_SYS_PACCT", &["acct"]),
+    (
+        "CAP_SYS_PTRACE",
+        &["kcmp", "pidfd_getfd", "process_madvise"],
+    ),
+    ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
+    (
+        "CAP_SYS_TIME",
+        &["settimeofday", "stime", "clock_settime", "clock_settime64"],
+    ),
+    ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+    (
+        "CAP_SYS_NICE",
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
+    ),
+    ("CAP_SYSLOG", &["syslog"]),
+    ("CAP_BPF", &["bpf"]),
+    ("CAP_PERFMON", &["perf_event_open"]),
+];
+
+/// The clone flags that create namespaces (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+/// and CLONE_NEWTIME's lower bits share none): without CAP_SYS_ADMIN a clone may set none of them.
+const CLONE_NS_MASK: u64 = 0x7E02_0000;
+/// `personality()` values that do not weaken the address space layout.
+const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// The profile (OCI `linux.seccomp`) for a container holding `caps`.
+pub fn default_profile(caps: &[String]) -> Value {
+    let arch = std::env::consts::ARCH;
+    let (architectures, extra): (Vec<&str>, &[&str]) = match arch {
+        "x86_64" => (
+            vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            X86,
+        ),
+        "x86" => (vec!["SCMP_ARCH_X86"], X86),
+        "aarch64" => (vec!["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"], ARM),
+        "arm" => (vec!["SCMP_ARCH_ARM"], ARM),
+        _ => (vec![], &[]),
+    };
+    let mut names: Vec<&str> = BASE.iter().chain(extra).copied().collect();
+    let has = |c: &str| caps.iter().any(|x| x == c);
+    for (cap, calls) in BY_CAPABILITY {
+        if has(cap) {
+            names.extend_from_slice(calls);
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    let mut syscalls = vec![json!({"names": names, "action": "SCMP_ACT_ALLOW"})];
+    for p in PERSONALITIES {
+        syscalls.push(json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": p, "op": "SCMP_CMP_EQ"}]}));
+    }
+    if !has("CAP_SYS_ADMIN") {
+        // clone's flags are its first argument on these architectures.
+        syscalls.push(json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": CLONE_NS_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}));
+        // clone3 passes flags in memory seccomp cannot read: ENOSYS makes libc fall back to clone.
+        syscalls.push(
+            json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+        );
+    }
+    json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": libc::EPERM,
+        "architectures": architectures,
+        "syscalls": syscalls,
+    })
+}
+
+/// A Docker-format profile file turned into OCI's shape (Docker's extra keys dropped).
+pub fn from_docker_profile(text: &str) -> Result<Value, String> {
+    let mut v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let obj = v.as_object_mut().ok_or("profile is not a JSON object")?;
+    if let Some(map) = obj.remove("archMap")
+        && !obj.contains_key("architectures")
+    {
+        {
+            let mut arches = Vec::new();
+            for m in map.as_array().into_iter().flatten() {
+                if let Some(a) = m.get("architecture") {
+                    arches.push(a.clone());
+                }
+                for s in m
+                    .get("subArchitectures")
+                    .and_then(|s| s.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    arches.push(s.clone());
+                }
+            }
+            obj.insert("architectures".into(), Value::Array(arches));
+        }
+    }
+    obj.remove("defaultErrno");
+    if let Some(Value::Array(calls)) = obj.get_mut("syscalls") {
+        calls.retain(|c| {
+            c.get("includes")
+                .is_none_or(|i| i.as_object().is_some_and(|o| o.is_empty()))
+        });
+        for c in calls.iter_mut().filter_map(|c| c.as_object_mut()) {
+            for k in ["comment", "includes", "excludes", "name"] {
+                if k == "name" {
+                    if let Some(n) = c.remove("name") {
+                        c.insert("names".into(), Value::Array(vec![n]));
+                    }
+                } else {
+                    c.remove(k);
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_denies_namespace_and_module_calls() {
+        let p = default_profile(&["CAP_CHOWN".into()]);
+        let allowed: Vec<&str> = p["syscalls"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for denied in [
+            "mount",
+            "unshare",
+            "setns",
+            "init_module",
+            "reboot",
+            "kexec_load",
+            "bpf",
+            "keyctl",
+            "add_key",
+        ] {
+            assert!(!allowed.contains(&denied), "{denied} allowed");
+        }
+        for ok in ["read", "write", "execve", "openat", "socket"] {
+            assert!(allowed.contains(&ok), "{ok} denied");
+        }
+        assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(
+            p["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["names"][0] == "clone3")
+        );
+    }
+
+    #[test]
+    fn capabilities_open_their_calls() {
+        let p = default_profile(&["CAP_SYS_ADMIN".into()]);
+        let allowed: Vec<&str> = p["syscalls"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(allowed.contains(&"mount") && allowed.contains(&"clone"));
+    }
+
+    #[test]
+    fn docker_profile_converts() {
+        let v = from_docker_profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":["SCMP_ARCH_X86"]}],
+            "syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","comment":"x","includes":{},"excludes":{}},
+                        {"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}}]}"#).unwrap();
+        assert_eq!(
+            v["architectures"],
+            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
+        );
+        assert_eq!(v["syscalls"].as_array().unwrap().len(), 1);
+        assert!(v["syscalls"][0].get("comment").is_none());
+    }
+}

@@ -1,0 +1,3 @@
+//! Subcommands of the `berth` CLI implemented in the library (thin `berth` binary).
+
+pub mod image;

@@ -1,0 +1,172 @@
+//! What berthd knows about each container between passes: its phase, why it is not running, its
+//! hash and image; read by the API (`berth ps/status`) and summarised into sd_notify's `STATUS=`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for its first pass.
+    Pending,
+    /// Pulling its image; percent when known.
+    Pulling {
+        percent: Option<u8>,
+    },
+    /// Waiting for a dependency.
+    Waiting {
+        on: String,
+    },
+    Starting,
+    Running,
+    /// Ran to completion (restart: no / on-failure) and is not restarted.
+    Exited,
+    /// systemd reports the unit failed.
+    Failed,
+    /// The spec file is invalid; any running unit is left as it was.
+    Invalid,
+    /// A pass failed (pull, bundle, start); retried with backoff.
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub phase: Phase,
+    /// Why it is not running, or the last error.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub spec_file: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    /// Hash of the effective spec the running unit was started with.
+    #[serde(default)]
+    pub spec_hash: Option<String>,
+    /// systemd's view, when a unit exists.
+    #[serde(default)]
+    pub unit_state: Option<String>,
+}
+
+impl ContainerStatus {
+    pub fn new(name: &str, phase: Phase) -> Self {
+        ContainerStatus {
+            name: name.into(),
+            phase,
+            message: None,
+            spec_file: None,
+            image: None,
+            image_digest: None,
+            spec_hash: None,
+            unit_state: None,
+        }
+    }
+}
+
+/// One writer per name (the reconcile of that name), many readers.
+#[derive(Debug, Default)]
+pub struct Board {
+    inner: RwLock<BTreeMap<String, ContainerStatus>>,
+}
+
+impl Board {
+    pub fn set(&self, s: ContainerStatus) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(s.name.clone(), s);
+    }
+    /// Changes an existing entry (or a fresh `Pending` one) in place.
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        f(m.entry(name.to_owned())
+            .or_insert_with(|| ContainerStatus::new(name, Phase::Pending)));
+    }
+    pub fn remove(&self, name: &str) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+    pub fn get(&self, name: &str) -> Option<ContainerStatus> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+    pub fn all(&self) -> Vec<ContainerStatus> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One line for sd_notify's STATUS=: "12 running, 1 pulling nginx 43%, 1 invalid spec".
+    pub fn summary(&self) -> String {
+        let all = self.all();
+        let count = |f: &dyn Fn(&Phase) -> bool| all.iter().filter(|s| f(&s.phase)).count();
+        let mut parts = vec![format!("{} running", count(&|p| *p == Phase::Running))];
+        let pulling: Vec<&ContainerStatus> = all
+            .iter()
+            .filter(|s| matches!(s.phase, Phase::Pulling { .. }))
+            .collect();
+        if let [one] = pulling.as_slice() {
+            let img = one.image.as_deref().unwrap_or(&one.name);
+            match one.phase {
+                Phase::Pulling { percent: Some(p) } => parts.push(format!("1 pulling {img} {p}%")),
+                _ => parts.push(format!("1 pulling {img}")),
+            }
+        } else if !pulling.is_empty() {
+            parts.push(format!("{} pulling", pulling.len()));
+        }
+        for (label, f) in [
+            (
+                "starting",
+                &(|p: &Phase| matches!(p, Phase::Starting | Phase::Pending))
+                    as &dyn Fn(&Phase) -> bool,
+            ),
+            ("waiting", &|p: &Phase| matches!(p, Phase::Waiting { .. })),
+            ("exited", &|p: &Phase| *p == Phase::Exited),
+            ("failed", &|p: &Phase| {
+                matches!(p, Phase::Failed | Phase::Error)
+            }),
+        ] {
+            let n = count(f);
+            if n > 0 {
+                parts.push(format!("{n} {label}"));
+            }
+        }
+        let n = count(&|p| *p == Phase::Invalid);
+        if n > 0 {
+            parts.push(format!("{n} invalid spec{}", if n == 1 { "" } else { "s" }));
+        }
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line() {
+        let b = Board::default();
+        for i in 0..12 {
+            b.set(ContainerStatus::new(&format!("c{i}"), Phase::Running));
+        }
+        let mut p = ContainerStatus::new("web", Phase::Pulling { percent: Some(43) });
+        p.image = Some("nginx".into());
+        b.set(p);
+        b.set(ContainerStatus::new("bad", Phase::Invalid));
+        assert_eq!(
+            b.summary(),
+            "12 running, 1 pulling nginx 43%, 1 invalid spec"
+        );
+    }
+}

@@ -1,0 +1,712 @@
+//! Container specs: one YAML file per container (`<dir>/<name>.yaml`), parsed strictly with the file,
+//! line and column of every error and a hint where one helps. Used by berthd (reconcile) and by
+//! `berth check` (no daemon needed).
+
+pub mod effective;
+pub mod types;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use types::*;
+
+/// One container as its file describes it. Keys follow Docker Compose's service keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_file: Option<PathBuf>,
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Argv>,
+    #[serde(default)]
+    pub environment: KeyValues,
+    #[serde(default)]
+    pub env_file: StringList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    #[serde(default)]
+    pub tmpfs: TmpfsList,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub network_mode: NetworkMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_limit: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    #[serde(default)]
+    pub cap_add: Vec<Capability>,
+    #[serde(default)]
+    pub cap_drop: Vec<Capability>,
+    #[serde(default)]
+    pub security_opt: Vec<SecurityOpt>,
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    #[serde(default)]
+    pub sysctls: KeyValues,
+    #[serde(default)]
+    pub labels: KeyValues,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<Signal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<Duration>,
+    #[serde(default)]
+    pub restart: Restart,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthcheckSpec>,
+    #[serde(default)]
+    pub depends_on: DependsOn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Readiness>,
+    #[serde(default)]
+    pub init: bool,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin_open: bool,
+}
+
+/// `tmpfs:` as one path or a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TmpfsList(pub Vec<Tmpfs>);
+
+impl<'de> Deserialize<'de> for TmpfsList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let l = StringList::deserialize(d)?;
+        l.0.iter()
+            .map(|s| Tmpfs::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map(TmpfsList)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Top-level keys, for "did you mean" hints.
+pub const KEYS: &[&str] = &[
+    "image",
+    "image_file",
+    "pull_policy",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "user",
+    "working_dir",
+    "hostname",
+    "ports",
+    "volumes",
+    "tmpfs",
+    "read_only",
+    "network_mode",
+    "mem_limit",
+    "cpus",
+    "pids_limit",
+    "ulimits",
+    "cap_add",
+    "cap_drop",
+    "security_opt",
+    "devices",
+    "sysctls",
+    "labels",
+    "stop_signal",
+    "stop_grace_period",
+    "restart",
+    "healthcheck",
+    "depends_on",
+    "readiness",
+    "init",
+    "tty",
+    "stdin_open",
+];
+
+/// Compose keys people will try that berth spells differently or does not have, with what to write.
+const ALIASES: &[(&str, &str)] = &[
+    ("env", "use `environment`"),
+    ("envfile", "use `env_file`"),
+    ("workdir", "use `working_dir`"),
+    ("memory", "use `mem_limit` (e.g. `mem_limit: 256M`)"),
+    ("mem", "use `mem_limit` (e.g. `mem_limit: 256M`)"),
+    ("cpu", "use `cpus` (e.g. `cpus: 0.5`)"),
+    ("container_name", "the file name is the container's name"),
+    ("name", "the file name is the container's name"),
+    (
+        "privileged",
+        "berth never runs privileged containers; use `cap_add` for what is needed",
+    ),
+    (
+        "build",
+        "berth runs images; build them elsewhere and use `image` or `image_file`",
+    ),
+    ("networks", "use `network_mode`"),
+    ("deploy", "use `mem_limit`, `cpus` and `pids_limit`"),
+];
+
+/// Nearest candidate by edit distance, when it is close enough to be what was meant.
+pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(&w, &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// A spec error with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl SpecError {
+    fn at(file: &Path, text: &str, key: Option<&str>, message: impl Into<String>) -> Self {
+        let line = key.and_then(|k| key_line(text, k));
+        SpecError {
+            file: file.to_owned(),
+            line: Some(line.unwrap_or(1)),
+            column: Some(1),
+            message: message.into(),
+            hint: None,
+        }
+    }
+    fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+}
+
+/// Line (1-based) of a top-level key in the file text.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+/// The container name a spec file stands for, if its name is one berth reads.
+/// Editor temporaries (`.x.yaml.swp`, `x.yaml~`, `#x#`) and hidden files are not specs.
+pub fn name_of(path: &Path) -> Option<&str> {
+    let f = path.file_name()?.to_str()?;
+    if f.starts_with('.') {
+        return None;
+    }
+    f.strip_suffix(".yaml").or_else(|| f.strip_suffix(".yml"))
+}
+
+/// Parses one spec from its text; `file` is only used for messages and the name.
+pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
+    let name = name_of(file).unwrap_or_default();
+    if !is_valid_name(name) {
+        return Err(SpecError {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            message: format!("`{name}` is not a valid container name"),
+            hint: Some(
+                "name the file <name>.yaml with letters, digits, `_`, `.` or `-`, starting with a letter or digit, at most 64 characters".into(),
+            ),
+        });
+    }
+    if text.trim().is_empty() {
+        return Err(SpecError::at(file, text, None, "empty spec")
+            .hint("a spec needs at least `image:` or `image_file:`"));
+    }
+    let spec: Spec = serde_norway::from_str(text).map_err(|e| yaml_error(file, &e))?;
+    validate(file, text, &spec)?;
+    Ok(spec)
+}
+
+fn yaml_error(file: &Path, e: &serde_norway::Error) -> SpecError {
+    let loc = e.location();
+    let mut message = e.to_string();
+    // The location is reported separately, in file:line:column form.
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    let mut hint = None;
+    // Nested errors start with their path (`healthcheck: unknown field …`).
+    if let Some(i) = message
+        .find("unknown field `")
+        .or_else(|| message.find("unknown variant `"))
+    {
+        message.drain(..i);
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default().to_owned();
+        // The message lists what the enclosing map accepts; suggest from that list.
+        let expected: Vec<&str> = message
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| message.split("expected ").nth(1))
+            .map(|l| l.split(", ").map(|s| s.trim_matches('`')).collect())
+            .unwrap_or_default();
+        hint = ALIASES
+            .iter()
+            .find(|(k, _)| *k == field)
+            .map(|(_, h)| h.to_string())
+            .or_else(|| {
+                closest(&field, expected.iter().copied()).map(|c| format!("did you mean `{c}`?"))
+            });
+        message = format!("unknown key `{field}`");
+    } else if message.starts_with("unknown variant `") {
+        let variant = message.split('`').nth(1).unwrap_or_default().to_owned();
+        let expected: Vec<String> = message
+            .split("expected ")
+            .nth(1)
+            .map(|l| {
+                l.split([',', ' '])
+                    .filter(|s| s.starts_with('`'))
+                    .map(|s| s.trim_matches('`').to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        hint = closest(&variant, expected.iter().map(String::as_str))
+            .map(|c| format!("did you mean `{c}`?"));
+    }
+    SpecError {
+        file: file.to_owned(),
+        line: loc.as_ref().map(|l| l.line()),
+        column: loc.as_ref().map(|l| l.column()),
+        message,
+        hint,
+    }
+}
+
+/// Namespaced sysctls a container may set (Docker's rule); `net.*` only with its own network.
+fn sysctl_allowed(k: &str, own_net: bool) -> bool {
+    matches!(
+        k,
+        "kernel.msgmax"
+            | "kernel.msgmnb"
+            | "kernel.msgmni"
+            | "kernel.sem"
+            | "kernel.shmall"
+            | "kernel.shmmax"
+            | "kernel.shmmni"
+            | "kernel.shm_rmid_forced"
+    ) || k.starts_with("fs.mqueue.")
+        || (own_net && k.starts_with("net."))
+}
+
+/// Checks that span keys or need more than the value itself.
+fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecError> {
+    let err = |key: Option<&str>, m: String| SpecError::at(file, text, key, m);
+    match (&s.image, &s.image_file) {
+        (None, None) => {
+            return Err(err(None, "the spec names no image".into()).hint(
+                "add `image: docker.io/library/busybox:1.36` or `image_file: /path/to/image.tar`",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(err(
+                Some("image_file"),
+                "`image` and `image_file` are exclusive".into(),
+            )
+            .hint("keep one of them"));
+        }
+        (Some(i), None) => {
+            if i.is_empty()
+                || i.contains(char::is_whitespace)
+                || i.to_ascii_lowercase() != *i && !i.contains(['@', ':', '/'])
+            {
+                return Err(err(Some("image"), format!("invalid image reference `{i}`")));
+            }
+        }
+        (None, Some(p)) => {
+            if !p.is_absolute() {
+                return Err(err(
+                    Some("image_file"),
+                    format!("image_file `{}` must be an absolute path", p.display()),
+                ));
+            }
+            if s.pull_policy == PullPolicy::Always {
+                return Err(err(
+                    Some("pull_policy"),
+                    "`pull_policy: always` has no meaning for an image_file".into(),
+                ));
+            }
+        }
+    }
+    for f in &s.env_file.0 {
+        if !f.starts_with('/') {
+            return Err(err(
+                Some("env_file"),
+                format!("env_file `{f}` must be an absolute path"),
+            ));
+        }
+    }
+    if let Some(w) = &s.working_dir
+        && !w.starts_with('/')
+    {
+        return Err(err(
+            Some("working_dir"),
+            format!("working_dir `{w}` must be an absolute path"),
+        ));
+    }
+    if let Some(h) = &s.hostname
+        && (h.is_empty()
+            || h.len() > 63
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    {
+        return Err(err(Some("hostname"), format!("invalid hostname `{h}`")));
+    }
+    if let Some(c) = s.cpus
+        && !(c > 0.0 && c <= 1024.0)
+    {
+        return Err(err(
+            Some("cpus"),
+            format!("cpus must be greater than 0, got {c}"),
+        ));
+    }
+    if let Some(p) = s.pids_limit
+        && p == 0
+    {
+        return Err(err(
+            Some("pids_limit"),
+            "pids_limit must be positive (or -1 for unlimited)".into(),
+        ));
+    }
+    if let Some(p) = s.pids_limit
+        && p < -1
+    {
+        return Err(err(
+            Some("pids_limit"),
+            "pids_limit must be positive (or -1 for unlimited)".into(),
+        ));
+    }
+    for k in s.ulimits.keys() {
+        if !ULIMITS.iter().any(|(n, _)| n == k) {
+            let hint =
+                closest(k, ULIMITS.iter().map(|(n, _)| *n)).map(|c| format!("did you mean `{c}`?"));
+            let mut e = err(Some("ulimits"), format!("unknown ulimit `{k}`"));
+            e.hint = hint;
+            return Err(e);
+        }
+    }
+    let own_net = s.network_mode != NetworkMode::Host;
+    for k in s.sysctls.0.keys() {
+        if !sysctl_allowed(k, own_net) {
+            return Err(err(Some("sysctls"), format!("sysctl `{k}` is not namespaced{}", if k.starts_with("net.") { " (with network_mode: host it would change the host)" } else { "" }))
+                .hint("only kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.* and (without host networking) net.* can be set per container"));
+        }
+    }
+    let mut targets = std::collections::BTreeSet::new();
+    for t in s
+        .volumes
+        .iter()
+        .map(|v| &v.target)
+        .chain(s.tmpfs.0.iter().map(|t| &t.target))
+    {
+        if !targets.insert(t) {
+            return Err(err(Some("volumes"), format!("two mounts at `{t}`")));
+        }
+    }
+    if s.network_mode == NetworkMode::Host && s.hostname.is_some() {
+        return Err(err(
+            Some("hostname"),
+            "`hostname` cannot be set with `network_mode: host`".into(),
+        ));
+    }
+    let name = name_of(file).unwrap_or_default();
+    if s.depends_on.0.contains_key(name) {
+        return Err(err(
+            Some("depends_on"),
+            format!("`{name}` depends on itself"),
+        ));
+    }
+    if s.readiness == Some(Readiness::Healthy)
+        && let Some(h) = &s.healthcheck
+        && (h.disable || h.test == Some(HealthTest::None))
+    {
+        return Err(err(
+            Some("readiness"),
+            "`readiness: healthy` with the healthcheck disabled".into(),
+        ));
+    }
+    if s.init {
+        return Err(
+            err(Some("init"), "`init: true` is not supported yet".into())
+                .hint("berth-shim already reaps orphaned processes; remove `init`"),
+        );
+    }
+    Ok(())
+}
+
+/// A spec file as read from disk: its parsed spec, or why it could not be used.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub spec: Result<Spec, SpecError>,
+}
+
+/// Reads one spec file.
+pub fn load(path: &Path) -> SpecFile {
+    let name = name_of(path).unwrap_or_default().to_owned();
+    let spec = match std::fs::read_to_string(path) {
+        Ok(t) => parse(path, &t),
+        Err(e) => Err(SpecError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {e}"),
+            hint: None,
+        }),
+    };
+    SpecFile {
+        name,
+        path: path.to_owned(),
+        spec,
+    }
+}
+
+/// Reads every spec in a directory, keyed by container name. A name given by two files
+/// (`web.yaml` and `web.yml`) is an error on both; a missing directory is empty.
+pub fn load_dir(dir: &Path) -> std::io::Result<BTreeMap<String, SpecFile>> {
+    let mut out: BTreeMap<String, SpecFile> = BTreeMap::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        let Some(name) = name_of(&p) else { continue };
+        if p.is_dir() {
+            continue;
+        }
+        let name = name.to_owned();
+        let sf = load(&p);
+        if let Some(prev) = out.get_mut(&name) {
+            let msg = format!(
+                "container `{name}` is defined twice: {} and {}",
+                prev.path.display(),
+                p.display()
+            );
+            prev.spec = Err(SpecError {
+                file: prev.path.clone(),
+                line: None,
+                column: None,
+                message: msg,
+                hint: Some("remove one of the files".into()),
+            });
+            continue;
+        }
+        out.insert(name, sf);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Spec, SpecError> {
+        parse(Path::new("/etc/berth/containers/web.yaml"), text)
+    }
+
+    #[test]
+    fn full_spec_parses() {
+        let s = p(r#"
+image: docker.io/library/nginx:1.27
+pull_policy: always
+command: ["nginx", "-g", "daemon off;"]
+entrypoint: /docker-entrypoint.sh
+environment: {TZ: UTC, PORT: 8080, DEBUG: true}
+env_file: /run/secrets/web.env
+user: "101:101"
+working_dir: /srv
+hostname: web
+ports: ["8080:80/tcp", "127.0.0.1:8443:443"]
+volumes: ["/srv/www:/usr/share/nginx/html:ro", "cache:/var/cache/nginx"]
+tmpfs: [/tmp, "/run:size=64m"]
+read_only: true
+network_mode: bridge
+mem_limit: 256M
+cpus: 0.5
+pids_limit: 200
+ulimits: {nofile: {soft: 1024, hard: 4096}, core: 0}
+cap_add: [NET_BIND_SERVICE]
+cap_drop: [cap_net_raw]
+security_opt: [no-new-privileges, "seccomp=unconfined"]
+devices: ["/dev/fuse"]
+sysctls: ["net.ipv4.ip_forward=1"]
+labels: {a: b}
+stop_signal: SIGQUIT
+stop_grace_period: 1m30s
+restart: on-failure:3
+healthcheck: {test: ["CMD", "curl", "-f", "http://localhost/"], interval: 10s, retries: 3}
+depends_on: {db: {condition: service_healthy}}
+readiness: healthy
+"#)
+        .unwrap();
+        assert_eq!(s.environment.0["PORT"], "8080");
+        assert_eq!(s.environment.0["DEBUG"], "true");
+        assert_eq!(s.entrypoint.unwrap().0, vec!["/docker-entrypoint.sh"]);
+        assert_eq!(s.env_file.0, vec!["/run/secrets/web.env"]);
+        assert_eq!(s.mem_limit.unwrap().0, 256 << 20);
+        assert_eq!(
+            s.ulimits["nofile"],
+            Ulimit {
+                soft: 1024,
+                hard: 4096
+            }
+        );
+        assert_eq!(s.cap_drop[0].0, "CAP_NET_RAW");
+        assert_eq!(s.restart, Restart::OnFailure(Some(3)));
+        assert_eq!(s.stop_grace_period.unwrap().0.as_secs(), 90);
+        assert_eq!(s.depends_on.0["db"].condition, Condition::ServiceHealthy);
+        assert_eq!(s.tmpfs.0[1].options, vec!["size=64m"]);
+        assert_eq!(s.readiness, Some(Readiness::Healthy));
+    }
+
+    #[test]
+    fn unknown_key_has_location_and_hint() {
+        let e = p("image: busybox\nmem_limt: 1G\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert_eq!(e.column, Some(1), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `mem_limit`?"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/etc/berth/containers/web.yaml:2:1: unknown key `mem_limt`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nested_unknown_key_hint() {
+        let e = p("image: busybox\nhealthcheck:\n  test: [\"CMD\", \"true\"]\n  intervall: 5s\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `interval`?"), "{e}");
+    }
+
+    #[test]
+    fn alias_hint() {
+        let e = p("image: busybox\nprivileged: true\n").unwrap_err();
+        assert!(e.hint.unwrap().contains("cap_add"));
+    }
+
+    #[test]
+    fn bad_values_have_locations() {
+        let e = p("image: busybox\nmem_limit: 12Q\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("size unit"), "{e}");
+        let e = p("image: busybox\nports:\n  - \"80:80\"\n  - \"x:80\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        let e = p("image: busybox\nread_only: maybe\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = p("image: busybox\nrestart: sometimes\n").unwrap_err();
+        assert!(e.message.contains("invalid restart policy"), "{e}");
+        let e = p("image: busybox\npull_policy: misssing\n").unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("did you mean `missing`?"), "{e}");
+        let e = p("image: busybox\ncap_add: [NET_BIND_SERVIC]\n").unwrap_err();
+        assert!(e.message.contains("did you mean `NET_BIND_SERVICE`"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        assert!(
+            p("command: [x]\n")
+                .unwrap_err()
+                .message
+                .contains("no image")
+        );
+        let e = p("image: a\nimage_file: /b.tar\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(p("image: a\nsysctls: {kernel.hostname: x}\n").is_err());
+        assert!(p("image: a\nnetwork_mode: host\nsysctls: {net.ipv4.ip_forward: 1}\n").is_err());
+        assert!(p("image: a\ndepends_on: [web]\n").is_err());
+        assert!(p("image: a\nworking_dir: rel\n").is_err());
+        assert!(p("image: a\nenvironment: [FOO]\n").is_err());
+        assert!(p("image: a\nenvironment: {FOO: }\n").is_err());
+        assert!(
+            p("image: a\nulimits: {nofiles: 10}\n")
+                .unwrap_err()
+                .hint
+                .unwrap()
+                .contains("nofile")
+        );
+        assert!(p("").is_err());
+    }
+
+    #[test]
+    fn bad_file_names() {
+        assert!(parse(Path::new("/x/-bad.yaml"), "image: a\n").is_err());
+        assert_eq!(name_of(Path::new("/x/.web.yaml.swp")), None);
+        assert_eq!(name_of(Path::new("/x/web.yaml~")), None);
+        assert_eq!(name_of(Path::new("/x/web.yml")), Some("web"));
+    }
+
+    #[test]
+    fn dir_loading() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.yaml"), "image: busybox\n").unwrap();
+        std::fs::write(d.path().join("b.yaml"), "image: [\n").unwrap();
+        std::fs::write(d.path().join("c.yaml"), "image: busybox\n").unwrap();
+        std::fs::write(d.path().join("c.yml"), "image: busybox\n").unwrap();
+        std::fs::write(d.path().join(".hidden.yaml"), "x").unwrap();
+        std::fs::write(d.path().join("README"), "x").unwrap();
+        let m = load_dir(d.path()).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        assert!(m["a"].spec.is_ok());
+        assert!(m["b"].spec.is_err());
+        assert!(
+            m["c"]
+                .spec
+                .as_ref()
+                .unwrap_err()
+                .message
+                .contains("defined twice")
+        );
+        assert!(load_dir(&d.path().join("nope")).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,1046 @@
+//! Value types of the container spec (`/etc/berth/containers/<name>.yaml`), each validated while it is
+//! deserialized so that a bad value is reported at its own line and column. Parsed in berthd and `berth`.
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A scalar that YAML may give as a string, number or bool (`PORT: 8080`), turned into `T` by `parse`
+/// inside the visitor, so that a parse error carries the value's own line and column.
+struct ScalarVisitor<F>(F);
+
+impl<T, F: FnOnce(String) -> Result<T, String>> Visitor<'_> for ScalarVisitor<F> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v.to_owned()).map_err(E::custom)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        (self.0)(v.to_string()).map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        (self.0)(v.to_string()).map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        (self.0)(v.to_string()).map_err(E::custom)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        (self.0)(v.to_string()).map_err(E::custom)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Err(E::custom(
+            "a value is required here (berth does not take values from its own environment)",
+        ))
+    }
+}
+
+fn parse_scalar<'de, D: Deserializer<'de>, T>(
+    d: D,
+    parse: impl FnOnce(String) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    d.deserialize_any(ScalarVisitor(parse))
+}
+
+fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parse_scalar(d, Ok)
+}
+
+/// A string given alone or a list of strings (`env_file: a.env` or `env_file: [a.env, b.env]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(StringList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `command:` / `entrypoint:`: a list is taken as argv; a string is split like a shell would split
+/// it (quotes, backslashes), without running a shell, as Compose does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Argv(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Argv {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Argv;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command string or a list of arguments")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Argv, E> {
+                split_words(v).map(Argv).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Argv, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element_seed(TextSeed)? {
+                    out.push(s);
+                }
+                Ok(Argv(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+struct TextSeed;
+impl<'de> de::DeserializeSeed<'de> for TextSeed {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        scalar_text(d)
+    }
+}
+
+/// Splits a command line into words the way a POSIX shell does for quoting (no expansion).
+pub fn split_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unterminated single quote in `{s}`")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err(format!("unterminated double quote in `{s}`")),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unterminated double quote in `{s}`")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err(format!("trailing backslash in `{s}`")),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// `KEY: value` map or `["KEY=value"]` list (environment, labels, sysctls), kept sorted so the
+/// effective spec and its hash do not depend on the order in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct KeyValues(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for KeyValues {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyValues;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of KEY: value or a list of \"KEY=value\" strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyValues, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    check_key::<A::Error>(&k)?;
+                    let v = map.next_value_seed(TextSeed)?;
+                    if out.insert(k.clone(), v).is_some() {
+                        return Err(de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                }
+                Ok(KeyValues(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeyValues, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    let Some((k, v)) = item.split_once('=') else {
+                        return Err(de::Error::custom(format!(
+                            "`{item}` has no value; write `{item}=value` (berth does not take values from its own environment)"
+                        )));
+                    };
+                    check_key::<A::Error>(k)?;
+                    if out.insert(k.to_owned(), v.to_owned()).is_some() {
+                        return Err(de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                }
+                Ok(KeyValues(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn check_key<E: de::Error>(k: &str) -> Result<(), E> {
+    if k.is_empty() || k.contains('=') || k.contains('\0') {
+        return Err(E::custom(format!(
+            "invalid key `{k}`: must be non-empty without `=`"
+        )));
+    }
+    Ok(())
+}
+
+/// A duration in Compose's notation (`1m30s`, `500ms`, `10s`, `1h`); a bare number is seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty duration".into());
+        }
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(Duration(std::time::Duration::from_secs(n)));
+        }
+        let mut total_ns: u128 = 0;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let num_end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(|| format!("duration `{s}` lacks a unit (h, m, s, ms, us, ns)"))?;
+            if num_end == 0 {
+                return Err(format!("invalid duration `{s}`: expected a number"));
+            }
+            let num: f64 = rest[..num_end]
+                .parse()
+                .map_err(|_| format!("invalid number in duration `{s}`"))?;
+            rest = &rest[num_end..];
+            let unit_end = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let mult: f64 = match &rest[..unit_end] {
+                "h" => 3_600e9,
+                "m" => 60e9,
+                "s" => 1e9,
+                "ms" => 1e6,
+                "us" | "µs" => 1e3,
+                "ns" => 1.0,
+                u => {
+                    return Err(format!(
+                        "invalid unit `{u}` in duration `{s}` (use h, m, s, ms, us, ns)"
+                    ));
+                }
+            };
+            rest = &rest[unit_end..];
+            total_ns += (num * mult) as u128;
+        }
+        Ok(Duration(std::time::Duration::from_nanos(
+            u64::try_from(total_ns).map_err(|_| format!("duration `{s}` is too long"))?,
+        )))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0.as_millis() as u64)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| Duration::parse(&s))
+    }
+}
+
+/// A byte size: `256M`, `1g`, `512k`, `1024` (bytes), `1.5GiB`; binary multiples as Docker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid size `{s}` (e.g. 256M, 1G, 512k)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
+            _ => return Err(format!("invalid size unit in `{s}` (use b, k, m, g, t)")),
+        };
+        let v = num * mult as f64;
+        if !(v >= 1.0 && v < u64::MAX as f64) {
+            return Err(format!("size `{s}` out of range"));
+        }
+        Ok(ByteSize(v as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| ByteSize::parse(&s))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    Missing,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    #[default]
+    Bridge,
+    Host,
+    None,
+}
+
+/// `restart:` in Compose's spelling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restart {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure(Option<u32>),
+}
+
+impl<'de> Deserialize<'de> for Restart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| Restart::parse(&s))
+    }
+}
+
+impl Restart {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "no" | "false" => Restart::No,
+            "always" => Restart::Always,
+            "unless-stopped" => Restart::UnlessStopped,
+            "on-failure" => Restart::OnFailure(None),
+            other => match other.strip_prefix("on-failure:") {
+                Some(n) => Restart::OnFailure(Some(
+                    n.parse()
+                        .map_err(|_| format!("invalid retry count in `{other}`"))?,
+                )),
+                None => {
+                    return Err(format!(
+                        "invalid restart policy `{other}`: expected no, always, unless-stopped, on-failure or on-failure:N"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+/// A signal name (`SIGTERM`, `TERM`) or number, kept as the canonical `SIGxxx` name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Signal(pub String);
+
+impl Signal {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        use std::str::FromStr;
+        let up = s.trim().to_ascii_uppercase();
+        if let Ok(n) = up.parse::<i32>() {
+            return nix::sys::signal::Signal::try_from(n)
+                .map(|sig| Signal(sig.as_str().to_owned()))
+                .map_err(|_| format!("unknown signal number {n}"));
+        }
+        let name = if up.starts_with("SIG") {
+            up
+        } else {
+            format!("SIG{up}")
+        };
+        nix::sys::signal::Signal::from_str(&name)
+            .map(|sig| Signal(sig.as_str().to_owned()))
+            .map_err(|_| format!("unknown signal `{s}`"))
+    }
+    pub fn number(&self) -> i32 {
+        use std::str::FromStr;
+        nix::sys::signal::Signal::from_str(&self.0)
+            .map(|s| s as i32)
+            .unwrap_or(libc::SIGTERM)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| Signal::parse(&s))
+    }
+}
+
+/// Linux capabilities the kernel knows, in Docker's spelling without the `CAP_` prefix.
+pub const CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// A capability name, normalised to `CAP_XXX`; `ALL` stands for every capability.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Capability(pub String);
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| Capability::parse(&s))
+    }
+}
+
+impl Capability {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let up = s.to_ascii_uppercase();
+        let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+        if bare == "ALL" {
+            return Ok(Capability("ALL".into()));
+        }
+        if CAPABILITIES.contains(&bare) {
+            Ok(Capability(format!("CAP_{bare}")))
+        } else {
+            let hint = crate::spec::closest(bare, CAPABILITIES.iter().copied())
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            Err(format!("unknown capability `{s}`{hint}"))
+        }
+    }
+}
+
+/// `ports:` entry: `[ip:][host[-end]:]container[-end][/tcp|udp]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Port {
+    pub host_ip: Option<String>,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl Port {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid port mapping `{s}` (expected [ip:]host:container[/tcp|udp])");
+        let (rest, protocol) = match s.rsplit_once('/') {
+            Some((r, p @ ("tcp" | "udp" | "sctp"))) => (r, p.to_owned()),
+            Some(_) => return Err(bad()),
+            None => (s, "tcp".to_owned()),
+        };
+        let parts: Vec<&str> = if rest.starts_with('[') {
+            // [::1]:8080:80
+            let end = rest.find(']').ok_or_else(bad)?;
+            let mut v = vec![&rest[1..end]];
+            v.extend(rest[end + 1..].trim_start_matches(':').split(':'));
+            v
+        } else {
+            rest.split(':').collect()
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad);
+        let (host_ip, host_port, container_port) = match parts.as_slice() {
+            [c] => (None, None, port(c)?),
+            [h, c] => (None, Some(port(h)?), port(c)?),
+            [ip, h, c] => {
+                ip.parse::<std::net::IpAddr>().map_err(|_| bad())?;
+                let hp = if h.is_empty() { None } else { Some(port(h)?) };
+                (Some((*ip).to_owned()), hp, port(c)?)
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Port {
+            host_ip,
+            host_port,
+            container_port,
+            protocol,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| Port::parse(&s))
+    }
+}
+
+/// `volumes:` entry (short syntax): `/host:/ctr[:ro|rw]` (bind) or `name:/ctr[:ro|rw]` (named volume
+/// under the store root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    pub source: VolumeSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeSource {
+    Bind(String),
+    Named(String),
+}
+
+impl Volume {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (src, target, opts) = match parts.as_slice() {
+            [t] => {
+                return Err(format!(
+                    "anonymous volume `{t}` is not supported; name it, e.g. `data:{t}`"
+                ));
+            }
+            [s, t] => (*s, *t, ""),
+            [s, t, o] => (*s, *t, *o),
+            _ => {
+                return Err(format!(
+                    "invalid volume `{s}` (expected source:target[:ro|rw])"
+                ));
+            }
+        };
+        if !target.starts_with('/') {
+            return Err(format!("volume target `{target}` must be an absolute path"));
+        }
+        let mut read_only = false;
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => read_only = true,
+                "rw" => read_only = false,
+                // SELinux relabel flags: nothing to do without SELinux, accepted for Compose files.
+                "z" | "Z" => {}
+                _ => {
+                    return Err(format!(
+                        "unknown volume option `{o}` in `{s}` (use ro or rw)"
+                    ));
+                }
+            }
+        }
+        let source = if src.starts_with('/') {
+            VolumeSource::Bind(src.to_owned())
+        } else if src.starts_with('.') || src.starts_with('~') {
+            return Err(format!(
+                "relative bind source `{src}`: give an absolute path (specs have no project directory)"
+            ));
+        } else if is_valid_name(src) {
+            VolumeSource::Named(src.to_owned())
+        } else {
+            return Err(format!("invalid volume name `{src}`"));
+        };
+        Ok(Volume {
+            source,
+            target: target.to_owned(),
+            read_only,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Volume {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| Volume::parse(&s))
+    }
+}
+
+/// `tmpfs:` entry: `/path[:size=64m,mode=1777]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tmpfs {
+    pub target: String,
+    pub options: Vec<String>,
+}
+
+impl Tmpfs {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (target, opts) = s.split_once(':').unwrap_or((s, ""));
+        if !target.starts_with('/') {
+            return Err(format!("tmpfs target `{target}` must be an absolute path"));
+        }
+        let mut options = Vec::new();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            let key = o.split('=').next().unwrap_or(o);
+            match key {
+                "size" | "mode" | "uid" | "gid" | "nr_inodes" | "ro" | "rw" | "noexec" | "exec"
+                | "nosuid" | "nodev" => options.push(o.to_owned()),
+                _ => return Err(format!("unknown tmpfs option `{o}` in `{s}`")),
+            }
+        }
+        Ok(Tmpfs {
+            target: target.to_owned(),
+            options,
+        })
+    }
+}
+
+/// `devices:` entry: `/dev/host[:/dev/container[:rwm]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub host: String,
+    pub container: String,
+    pub permissions: String,
+}
+
+impl Device {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, container, perms) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, c] if c.starts_with('/') => (*h, *c, "rwm"),
+            [h, p] => (*h, *h, *p),
+            [h, c, p] => (*h, *c, *p),
+            _ => return Err(format!("invalid device `{s}`")),
+        };
+        if !host.starts_with("/dev/") || !container.starts_with('/') {
+            return Err(format!(
+                "device `{s}`: host path must be under /dev/ and the container path absolute"
+            ));
+        }
+        if perms.is_empty() || !perms.chars().all(|c| "rwm".contains(c)) {
+            return Err(format!(
+                "device `{s}`: permissions must be a subset of `rwm`"
+            ));
+        }
+        Ok(Device {
+            host: host.into(),
+            container: container.into(),
+            permissions: perms.into(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| Device::parse(&s))
+    }
+}
+
+/// `security_opt:` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityOpt {
+    NoNewPrivileges(bool),
+    /// `seccomp=unconfined` (None) or `seccomp=/path/profile.json` (a Docker-format profile).
+    Seccomp(Option<String>),
+}
+
+impl<'de> Deserialize<'de> for SecurityOpt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| SecurityOpt::parse(&s))
+    }
+}
+
+impl SecurityOpt {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (k, v) = s
+            .split_once(['=', ':'])
+            .map(|(k, v)| (k, Some(v)))
+            .unwrap_or((s, None));
+        match (k, v) {
+            ("no-new-privileges", None | Some("true")) => Ok(SecurityOpt::NoNewPrivileges(true)),
+            ("no-new-privileges", Some("false")) => Ok(SecurityOpt::NoNewPrivileges(false)),
+            ("seccomp", Some("unconfined")) => Ok(SecurityOpt::Seccomp(None)),
+            ("seccomp", Some(p)) if p.starts_with('/') => {
+                Ok(SecurityOpt::Seccomp(Some(p.to_owned())))
+            }
+            _ => Err(format!(
+                "unsupported security_opt `{s}` (supported: no-new-privileges[:true|false], seccomp=unconfined, seccomp=/abs/profile.json)"
+            )),
+        }
+    }
+}
+
+/// `ulimits:` value: a number (soft = hard) or `{soft, hard}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ulimit;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or {soft: N, hard: N}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ulimit, E> {
+                Ok(Ulimit { soft: v, hard: v })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ulimit, E> {
+                u64::try_from(v)
+                    .map(|v| Ulimit { soft: v, hard: v })
+                    .map_err(|_| E::custom("ulimit must not be negative"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Ulimit, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct SoftHard {
+                    soft: u64,
+                    hard: u64,
+                }
+                let sh = SoftHard::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if sh.soft > sh.hard {
+                    return Err(de::Error::custom("ulimit soft value exceeds hard value"));
+                }
+                Ok(Ulimit {
+                    soft: sh.soft,
+                    hard: sh.hard,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The rlimits `ulimits:` may name (Docker's names), mapped to OCI's `RLIMIT_*`.
+pub const ULIMITS: &[(&str, &str)] = &[
+    ("core", "RLIMIT_CORE"),
+    ("cpu", "RLIMIT_CPU"),
+    ("data", "RLIMIT_DATA"),
+    ("fsize", "RLIMIT_FSIZE"),
+    ("locks", "RLIMIT_LOCKS"),
+    ("memlock", "RLIMIT_MEMLOCK"),
+    ("msgqueue", "RLIMIT_MSGQUEUE"),
+    ("nice", "RLIMIT_NICE"),
+    ("nofile", "RLIMIT_NOFILE"),
+    ("nproc", "RLIMIT_NPROC"),
+    ("rss", "RLIMIT_RSS"),
+    ("rtprio", "RLIMIT_RTPRIO"),
+    ("rttime", "RLIMIT_RTTIME"),
+    ("sigpending", "RLIMIT_SIGPENDING"),
+    ("stack", "RLIMIT_STACK"),
+    ("as", "RLIMIT_AS"),
+];
+
+/// `healthcheck:` as Compose writes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthcheckSpec {
+    #[serde(default)]
+    pub test: Option<HealthTest>,
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub start_period: Option<Duration>,
+    #[serde(default)]
+    pub disable: bool,
+}
+
+/// A healthcheck `test`: `["CMD", …]`, `["CMD-SHELL", "…"]`, `["NONE"]`, or a string (shell form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthTest {
+    None,
+    Cmd(Vec<String>),
+    Shell(String),
+}
+
+impl HealthTest {
+    /// Parses Docker's array form (also what image configs carry).
+    pub fn from_docker(v: &[String]) -> Result<Self, String> {
+        match v.split_first() {
+            Some((k, rest)) if k == "NONE" && rest.is_empty() => Ok(HealthTest::None),
+            Some((k, rest)) if k == "CMD" && !rest.is_empty() => Ok(HealthTest::Cmd(rest.to_vec())),
+            Some((k, [cmd])) if k == "CMD-SHELL" => Ok(HealthTest::Shell(cmd.clone())),
+            _ => Err(format!(
+                "invalid healthcheck test {v:?}: expected [\"CMD\", args…], [\"CMD-SHELL\", \"command\"] or [\"NONE\"]"
+            )),
+        }
+    }
+
+    /// The argv the shim runs inside the container.
+    pub fn argv(&self) -> Option<Vec<String>> {
+        match self {
+            HealthTest::None => None,
+            HealthTest::Cmd(v) => Some(v.clone()),
+            HealthTest::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HealthTest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HealthTest;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a shell command string or a list like [\"CMD\", \"curl\", \"-f\", \"http://localhost/\"]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HealthTest, E> {
+                Ok(HealthTest::Shell(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HealthTest, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element_seed(TextSeed)? {
+                    out.push(s);
+                }
+                HealthTest::from_docker(&out).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `depends_on:` condition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    #[default]
+    ServiceStarted,
+    ServiceHealthy,
+    ServiceCompletedSuccessfully,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    #[serde(default)]
+    pub condition: Condition,
+    /// When false, a missing dependency does not keep this container from starting (Wants= instead
+    /// of Requires=).
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Restart this container when the dependency restarts (PartOf-like); Compose's `restart`.
+    #[serde(default)]
+    pub restart: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `depends_on:` as a list of names or a map of name → {condition, required, restart}.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DependsOn(pub BTreeMap<String, Dependency>);
+
+impl<'de> Deserialize<'de> for DependsOn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DependsOn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of container names or a map of name: {condition: …}")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DependsOn, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    check_name::<A::Error>(&n)?;
+                    out.insert(
+                        n,
+                        Dependency {
+                            required: true,
+                            ..Default::default()
+                        },
+                    );
+                }
+                Ok(DependsOn(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DependsOn, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(n) = map.next_key::<String>()? {
+                    check_name::<A::Error>(&n)?;
+                    let dep: Dependency = map.next_value()?;
+                    out.insert(n, dep);
+                }
+                Ok(DependsOn(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn check_name<E: de::Error>(n: &str) -> Result<(), E> {
+    if is_valid_name(n) {
+        Ok(())
+    } else {
+        Err(E::custom(format!("invalid container name `{n}`")))
+    }
+}
+
+/// Container (and volume) names: what a systemd unit name and a file name can both carry.
+pub fn is_valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && n.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+pub use berth_shim::config::Readiness;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s| Duration::parse(s).unwrap().0;
+        assert_eq!(d("1m30s"), std::time::Duration::from_secs(90));
+        assert_eq!(d("500ms"), std::time::Duration::from_millis(500));
+        assert_eq!(d("2"), std::time::Duration::from_secs(2));
+        assert_eq!(d("1.5s"), std::time::Duration::from_millis(1500));
+        assert!(Duration::parse("10x").is_err());
+        assert!(Duration::parse("s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("256M").unwrap().0, 256 << 20);
+        assert_eq!(ByteSize::parse("1g").unwrap().0, 1 << 30);
+        assert_eq!(ByteSize::parse("1.5GiB").unwrap().0, 3 << 29);
+        assert_eq!(ByteSize::parse("1024").unwrap().0, 1024);
+        assert!(ByteSize::parse("12Q").is_err());
+        assert!(ByteSize::parse("0").is_err());
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(
+            split_words(r#"nginx -g 'daemon off;' "a \"b\"" c\ d"#).unwrap(),
+            vec!["nginx", "-g", "daemon off;", "a \"b\"", "c d"]
+        );
+        assert!(split_words("echo 'x").is_err());
+        assert_eq!(split_words("a ''").unwrap(), vec!["a", ""]);
+    }
+
+    #[test]
+    fn ports() {
+        let p = Port::parse("8080:80/udp").unwrap();
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol.as_str()),
+            (Some(8080), 80, "udp")
+        );
+        let p = Port::parse("127.0.0.1:8080:80").unwrap();
+        assert_eq!(p.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(Port::parse("80").unwrap().host_port, None);
+        assert!(Port::parse("99999:80").is_err());
+        assert!(Port::parse("1:2:3:4").is_err());
+        assert!(Port::parse("80/icmp").is_err());
+    }
+
+    #[test]
+    fn volumes() {
+        let v = Volume::parse("/srv:/data:ro").unwrap();
+        assert_eq!(v.source, VolumeSource::Bind("/srv".into()));
+        assert!(v.read_only);
+        let v = Volume::parse("cache:/var/cache").unwrap();
+        assert_eq!(v.source, VolumeSource::Named("cache".into()));
+        assert!(Volume::parse("/data").is_err());
+        assert!(Volume::parse("./x:/y").is_err());
+        assert!(Volume::parse("x:rel").is_err());
+        assert!(Volume::parse("/a:/b:bogus").is_err());
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(Signal::parse("term").unwrap().0, "SIGTERM");
+        assert_eq!(Signal::parse("SIGQUIT").unwrap().0, "SIGQUIT");
+        assert_eq!(Signal::parse("9").unwrap().0, "SIGKILL");
+        assert!(Signal::parse("SIGFOO").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("web-1.a_b"));
+        assert!(!is_valid_name("-web"));
+        assert!(!is_valid_name("we b"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(&"a".repeat(65)));
+    }
+}
