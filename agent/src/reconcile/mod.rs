@@ -88,7 +88,7 @@ pub struct Settings {
     pub spec_dir: PathBuf,
     /// Specs made through the API: `/var/lib/berth/specs`.
     pub api_spec_dir: PathBuf,
-    /// berthd's per-container records: `/var/lib/berth/containers`.
+    /// berthd's per-container records (`<name>.json`): `/var/lib/berth/agent`.
     pub state_dir: PathBuf,
     /// Bundles: `/run/berth/containers`.
     pub bundle_dir: PathBuf,
@@ -135,9 +135,36 @@ pub struct Ctx<U, I> {
     pub images: I,
     pub settings: Settings,
     pub board: Arc<Board>,
+    /// Names whose next pass restarts them (`berth restart`), even with an unchanged hash.
+    pub restarts: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<U: Units, I: Images> Ctx<U, I> {
+    pub fn new(units: U, images: I, settings: Settings) -> Self {
+        Ctx {
+            units,
+            images,
+            settings,
+            board: Arc::new(Board::default()),
+            restarts: Default::default(),
+        }
+    }
+
+    /// Asks the next pass of `name` to restart it.
+    pub fn request_restart(&self, name: &str) {
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+    }
+
+    fn take_restart(&self, name: &str) -> bool {
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+
     /// The spec of `name`: its file in the spec dir, else an API-made one.
     pub fn desired(&self, name: &str) -> Option<SpecFile> {
         for dir in [&self.settings.spec_dir, &self.settings.api_spec_dir] {
@@ -175,7 +202,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.settings.state_dir.join(name).join("record.json")
+        self.settings.state_dir.join(format!("{name}.json"))
     }
 
     pub fn record(&self, name: &str) -> Option<Record> {
@@ -209,7 +236,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
                 message,
             })?;
         let _ = std::fs::remove_dir_all(self.bundle_path(name));
-        let _ = std::fs::remove_dir_all(self.settings.state_dir.join(name));
+        let _ = std::fs::remove_file(self.record_path(name));
         Ok(())
     }
 
@@ -348,6 +375,17 @@ pub async fn reconcile<U: Units, I: Images>(
         ctx.board.set(st);
     };
 
+    let restart = ctx.take_restart(name);
+    if restart {
+        tracing::info!(container = name, "restart requested");
+        if observed.is_some() {
+            ctx.units
+                .stop(name, eff.stop_timeout + Duration::from_secs(30))
+                .await
+                .map_err(Ctx::<U, I>::units_err(name))?;
+        }
+        return start(ctx, name, &eff, &image, file.as_deref()).await;
+    }
     if let Some(u) = &observed
         && u.hash.as_deref() == Some(eff.hash.as_str())
     {

@@ -2,7 +2,7 @@
 
 use super::controller::{self, Options, Trigger};
 use super::fakes::{FakeImages, FakeUnits};
-use super::status::{Board, Phase};
+use super::status::Phase;
 use super::*;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -42,12 +42,7 @@ fn env_with(units: FakeUnits) -> Env {
     let spec_dir = settings.spec_dir.clone();
     Env {
         _dir: dir,
-        ctx: Arc::new(Ctx {
-            units,
-            images,
-            settings,
-            board: Arc::new(Board::default()),
-        }),
+        ctx: Arc::new(Ctx::new(units, images, settings)),
         spec_dir,
     }
 }
@@ -145,7 +140,7 @@ async fn delete_stops_and_cleans() {
     e.pass("web").await;
     assert_eq!(e.calls(), vec!["start web", "stop web"]);
     assert!(!e.ctx.settings.bundle_dir.join("web").exists());
-    assert!(!e.ctx.settings.state_dir.join("web").exists());
+    assert!(!e.ctx.settings.state_dir.join("web.json").exists());
     assert!(e.ctx.board.get("web").is_none());
 }
 
@@ -178,12 +173,11 @@ async fn agent_restart_adopts_units() {
     e.write("web", "image: busybox\n");
     e.pass("web").await;
     // A new berthd (fresh board) over the same systemd: nothing restarts.
-    let e2 = Ctx {
-        units: FakeUnits::default(),
-        images: FakeImages::default(),
-        settings: e.ctx.settings.clone(),
-        board: Arc::new(Board::default()),
-    };
+    let e2 = Ctx::new(
+        FakeUnits::default(),
+        FakeImages::default(),
+        e.ctx.settings.clone(),
+    );
     e2.images
         .present
         .lock()
@@ -193,6 +187,17 @@ async fn agent_restart_adopts_units() {
     reconcile(&e2, "web").await.unwrap();
     assert!(e2.units.calls().is_empty());
     assert_eq!(e2.board.get("web").unwrap().phase, Phase::Running);
+}
+
+#[tokio::test]
+async fn restart_request_restarts_once() {
+    let e = env();
+    e.write("web", "image: busybox\n");
+    e.pass("web").await;
+    e.ctx.request_restart("web");
+    e.pass("web").await;
+    e.pass("web").await;
+    assert_eq!(e.calls(), vec!["start web", "stop web", "start web"]);
 }
 
 #[tokio::test]
