@@ -1,2 +1,526 @@
-//! `berth-runtime`: the runc-compatible command line over the runtime library.
-fn main() {}
+//! `berth-runtime`: runc's command line over the runtime library (runs as its own process; the
+//! container's init is cloned from it by `create`/`run` and outlives it after `create`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use berth_runtime::{CreateOptions, ExecOptions, Runtime};
+use clap::{Parser, Subcommand, ValueEnum};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+#[derive(Parser)]
+#[command(
+    name = "berth-runtime",
+    version,
+    about = "berth's OCI runtime (runc-compatible command line)"
+)]
+struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/berth-runtime")]
+    root: PathBuf,
+    /// Log file for errors (stderr still gets the message).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility (berth drives cgroupfs directly).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// Bundle directory.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket that receives the pty master.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to write the init's PID to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Pass this many fds (from 3 on) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Accepted for runc compatibility.
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Container id.
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a default config.json.
+    Spec {
+        /// Bundle directory.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Create a container (its process waits for `start`).
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Print a container's state as JSON.
+    State { id: String },
+    /// Send a signal to a container's init (or all its processes).
+    Kill {
+        /// Signal every process of the container.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container.
+    Delete {
+        /// Kill it first if it runs.
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once it started.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Run a process in a running container.
+    Exec {
+        /// A process.json (the spec's `process` object).
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        /// Allocate a terminal (needs --console-socket).
+        #[arg(short, long)]
+        tty: bool,
+        /// Return once it started.
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// Working directory.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Extra environment (KEY=VALUE).
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// uid[:gid].
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Extra capabilities.
+        #[arg(short, long)]
+        cap: Vec<String>,
+        /// Set no_new_privs.
+        #[arg(long = "no-new-privs")]
+        no_new_privs: bool,
+        #[arg(long = "preserve-fds", default_value_t = 0)]
+        preserve_fds: u32,
+        id: String,
+        /// Command and arguments (without --process).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show a container's processes.
+    Ps {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        id: String,
+        /// Options for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze a container.
+    Pause { id: String },
+    /// Thaw a container.
+    Resume { id: String },
+    /// Print what this runtime supports (JSON).
+    Features,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&cli, &e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Reports an error as runc does: with --log, a log line there and the bare message on stderr;
+/// without, a logrus-style line on stderr.
+fn report(cli: &Cli, e: &anyhow::Error) {
+    let msg = format!("{e:#}");
+    let time = berth_runtime::timefmt::rfc3339(std::time::SystemTime::now(), false);
+    let line = match cli.log_format {
+        LogFormat::Json => {
+            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+        }
+        LogFormat::Text => format!("time={time:?} level=error msg={msg:?}"),
+    };
+    match &cli.log {
+        Some(path) => {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "{line}");
+            }
+            eprintln!("{msg}");
+        }
+        None => eprintln!("{line}"),
+    }
+}
+
+fn create_opts(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        stdio: None,
+        cgroup_path: None,
+        preserve_fds: a.preserve_fds,
+        keep_notify_socket: false,
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
+    let rt = Runtime::new(&cli.root);
+    match &cli.cmd {
+        Cmd::Spec { bundle } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("File {} exists. Remove it first", path.display());
+            }
+            let data = serde_json::to_string_pretty(&berth_runtime::spec::default_spec())?;
+            std::fs::write(&path, data + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Cmd::Create(a) => {
+            rt.create(&a.id, &a.bundle, &create_opts(a))
+                .context("berth-runtime create failed")?;
+        }
+        Cmd::Start { id } => rt.start(id)?,
+        Cmd::State { id } => {
+            println!("{}", serde_json::to_string_pretty(&rt.info(id)?)?);
+        }
+        Cmd::Kill { all, id, signal } => rt.kill(id, parse_signal(signal)?, *all)?,
+        Cmd::Delete { force, id } => match rt.delete(id, *force) {
+            Err(berth_runtime::Error::NotExist(_)) if *force => {}
+            r => r?,
+        },
+        Cmd::Run { create, detach } => return run(&rt, create, *detach),
+        Cmd::Exec {
+            process,
+            tty,
+            detach,
+            pid_file,
+            console_socket,
+            cwd,
+            env,
+            user,
+            cap,
+            no_new_privs,
+            preserve_fds,
+            id,
+            command,
+        } => {
+            let p = match process {
+                Some(f) => {
+                    let data =
+                        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    serde_json::from_slice(&data)
+                        .with_context(|| format!("parsing {}", f.display()))?
+                }
+                None => {
+                    if command.is_empty() {
+                        bail!("exec: no command given (args or --process)");
+                    }
+                    let c = berth_runtime::container::load(&rt, id)?;
+                    let mut p = c.p.spec.process().clone().unwrap_or_default();
+                    p.set_args(Some(command.clone()));
+                    p.set_terminal(Some(*tty));
+                    if let Some(cwd) = cwd {
+                        p.set_cwd(cwd.clone());
+                    }
+                    let mut e = p.env().clone().unwrap_or_default();
+                    e.extend(env.iter().cloned());
+                    p.set_env(Some(e));
+                    if let Some(u) = user {
+                        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+                        let mut usr = p.user().clone();
+                        usr.set_uid(uid.parse().context("--user uid")?);
+                        usr.set_gid(gid.parse().context("--user gid")?);
+                        p.set_user(usr);
+                    }
+                    if !cap.is_empty()
+                        && let Some(mut caps) = p.capabilities().clone()
+                    {
+                        for c in cap {
+                            let v: oci_spec::runtime::Capability =
+                                serde_json::from_value(serde_json::Value::String(c.clone()))
+                                    .with_context(|| format!("unknown capability {c}"))?;
+                            let add = |s: &Option<oci_spec::runtime::Capabilities>| {
+                                let mut s = s.clone().unwrap_or_default();
+                                s.insert(v);
+                                Some(s)
+                            };
+                            caps.set_bounding(add(caps.bounding()));
+                            caps.set_effective(add(caps.effective()));
+                            caps.set_permitted(add(caps.permitted()));
+                        }
+                        p.set_capabilities(Some(caps));
+                    }
+                    if *no_new_privs {
+                        p.set_no_new_privileges(Some(true));
+                    }
+                    p
+                }
+            };
+            let opts = ExecOptions {
+                stdio: None,
+                console_socket: console_socket.clone(),
+                pid_file: pid_file.clone(),
+                preserve_fds: *preserve_fds,
+                detach: *detach,
+                keep_notify_socket: false,
+            };
+            if *detach {
+                rt.exec(id, &p, &opts)
+                    .context("berth-runtime exec failed")?;
+                return Ok(0);
+            }
+            let old = block_signals()?;
+            let r = rt.exec(id, &p, &opts).context("berth-runtime exec failed");
+            let code = r.and_then(wait_forwarding);
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            return code;
+        }
+        Cmd::List { format, quiet } => list(&rt, *format, *quiet)?,
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, *format, id, ps_args)?,
+        Cmd::Pause { id } => rt.pause(id)?,
+        Cmd::Resume { id } => rt.resume(id)?,
+        Cmd::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&berth_runtime::features::features())?
+        ),
+    }
+    Ok(0)
+}
+
+fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    name.parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow!("unknown signal {s:?}"))
+}
+
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCHLD,
+];
+
+/// Blocks the signals `run`/`exec` forward (the container process unblocks them before exec).
+fn block_signals() -> Result<SigSet> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))?;
+    Ok(old)
+}
+
+/// Waits for child `pid`, forwarding signals to it; returns its exit code (128+signal when
+/// killed), as a shell would.
+fn wait_forwarding(pid: i32) -> Result<u8> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    let pid = Pid::from_raw(pid);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG))? {
+            WaitStatus::Exited(_, code) => return Ok(code as u8),
+            WaitStatus::Signaled(_, sig, _) => return Ok(128 + sig as u8),
+            _ => {}
+        }
+        let sig = set.wait()?;
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    }
+}
+
+fn run(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<u8> {
+    let old = if detach { None } else { Some(block_signals()?) };
+    let created = rt
+        .create(&a.id, &a.bundle, &create_opts(a))
+        .context("berth-runtime run failed");
+    let result = created.and_then(|c| {
+        if let Err(e) = rt.start(&a.id) {
+            let _ = rt.delete(&a.id, true);
+            return Err(anyhow::Error::from(e).context("berth-runtime run failed"));
+        }
+        if detach {
+            return Ok(0);
+        }
+        let code = wait_forwarding(c.pid);
+        let _ = rt.delete(&a.id, true);
+        code
+    });
+    if let Some(old) = old {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    result
+}
+
+fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<()> {
+    let all = rt.list()?;
+    if quiet {
+        for c in &all {
+            println!("{}", c.id);
+        }
+        return Ok(());
+    }
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(&all)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 6]> =
+        std::iter::once(["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from))
+            .chain(all.iter().map(|c| {
+                [
+                    c.id.clone(),
+                    c.pid.to_string(),
+                    c.status.to_string(),
+                    c.bundle.display().to_string(),
+                    c.created.clone(),
+                    if c.owner.is_empty() {
+                        "root".into()
+                    } else {
+                        c.owner.clone()
+                    },
+                ]
+            }))
+            .collect();
+    let mut widths = [12usize; 6];
+    for r in &rows {
+        for (i, f) in r.iter().enumerate() {
+            widths[i] = widths[i].max(f.len() + 3);
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, f) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(f);
+            } else {
+                line.push_str(&format!("{f:<w$}", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn ps(rt: &Runtime, format: Format, id: &str, ps_args: &[String]) -> Result<()> {
+    let pids = rt.pids(id)?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!("ps: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| anyhow!("couldn't find PID field in ps output"))?;
+    println!("{header}");
+    for l in lines {
+        if let Some(p) = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            && pids.contains(&p)
+        {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}

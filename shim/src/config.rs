@@ -35,6 +35,14 @@ pub struct ShimConfig {
     /// Hash of the effective spec this container was created from (also a unit property).
     #[serde(default)]
     pub spec_hash: String,
+    /// The container's stop signal (the unit's `KillSignal=`); SIGTERM when unset.
+    #[serde(default)]
+    pub stop_signal: Option<i32>,
+    /// After forwarding the stop signal, the shim SIGKILLs the container itself after this long,
+    /// so it can still unmount and clean up before systemd's `TimeoutStopSec=` kills the whole
+    /// unit (berthd sets TimeoutStopSec a few seconds longer). Unset: wait for systemd.
+    #[serde(default)]
+    pub stop_timeout_ms: Option<u64>,
 }
 
 /// An overlayfs root filesystem: read-only image layers plus the container's own upper dir.
@@ -55,7 +63,10 @@ pub enum Readiness {
     Started,
     /// READY=1 after the first passing health check.
     Healthy,
-    /// The application sends READY=1 itself through NOTIFY_SOCKET, passed on to it.
+    /// The application sends READY=1 itself. The shim listens on `<bundle>/notify.sock` and
+    /// forwards only READY=1 and STATUS= to systemd (NotifyAccess=main stays: the container can
+    /// never speak for the unit otherwise). berthd bind-mounts that socket into the container
+    /// and sets NOTIFY_SOCKET to its inside path in config.json.
     Notify,
 }
 
@@ -69,4 +80,48 @@ pub struct HealthCheck {
     pub timeout_ms: u64,
     pub retries: u32,
     pub start_period_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ShimConfig {
+    /// Reads `<bundle>/shim.json`.
+    pub fn load(bundle: &std::path::Path) -> Result<Self, ConfigError> {
+        let path = bundle.join(SHIM_CONFIG_FILE);
+        let text = std::fs::read(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| ConfigError::Parse { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_and_strict() {
+        let c: ShimConfig = serde_json::from_str(r#"{"name":"web","image":"busybox"}"#).unwrap();
+        assert_eq!(c.readiness, Readiness::Started);
+        assert!(c.rootfs.is_none());
+        assert!(serde_json::from_str::<ShimConfig>(r#"{"name":"w","image":"b","x":1}"#).is_err());
+        let c: ShimConfig =
+            serde_json::from_str(r#"{"name":"w","image":"b","readiness":"healthy"}"#).unwrap();
+        assert_eq!(c.readiness, Readiness::Healthy);
+    }
 }

@@ -1,1 +1,403 @@
-//! (placeholder)
+//! A real OCI registry for image tests (runs in the test process): Debian's `docker-registry`
+//! (CNCF distribution) on free loopback ports, plain HTTP, TLS + htpasswd basic auth, or TLS +
+//! bearer tokens from a small token server; test images built with umoci and pushed with skopeo;
+//! a TCP proxy that can cut a transfer mid-blob. Everything is killed and removed on Drop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "tbuser";
+pub const PASS: &str = "tbpass";
+const TOKEN_SERVER: &str = include_str!("token_server.py");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Plain,
+    Basic,
+    Token,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(script: &str) -> String {
+    run(Command::new("bash").arg("-ec").arg(script))
+}
+
+pub struct Registry {
+    pub kind: Kind,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    procs: Vec<Child>,
+}
+
+impl Registry {
+    pub fn start(kind: Kind) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-reg-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        let port = free_port();
+        let tport = free_port();
+        let ds = d.display();
+        if kind != Kind::Plain {
+            sh(&format!(
+                "cd {ds}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=berth-test-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.crt 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost -keyout key.pem -out srv.csr 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\nextendedKeyUsage=serverAuth\\nsubjectAltName=IP:127.0.0.1,DNS:localhost\\n' > srv.ext
+openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile srv.ext -out cert.pem 2>/dev/null
+mkdir -p certs.d/127.0.0.1:{port} skopeo-certs && cp ca.crt certs.d/127.0.0.1:{port}/ca.crt && cp ca.crt skopeo-certs/ca.crt
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=berth-token-signer -keyout token.key -out token.crt 2>/dev/null
+htpasswd -Bbn {USER} {PASS} > htpasswd"
+            ));
+        }
+        let tls = format!(", tls: {{certificate: {ds}/cert.pem, key: {ds}/key.pem}}");
+        let (auth, tls) = match kind {
+            Kind::Plain => (String::new(), String::new()),
+            Kind::Basic => (
+                format!("auth: {{htpasswd: {{realm: berth-test, path: {ds}/htpasswd}}}}\n"),
+                tls,
+            ),
+            Kind::Token => (
+                format!(
+                    "auth: {{token: {{realm: http://127.0.0.1:{tport}/token, service: berth-test, issuer: tb-issuer, rootcertbundle: {ds}/token.crt}}}}\n"
+                ),
+                tls,
+            ),
+        };
+        let cfg = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{delete: {{enabled: true}}, filesystem: {{rootdirectory: {ds}/data}}}}\n{auth}http: {{addr: 127.0.0.1:{port}, secret: berth{tls}}}\n"
+        );
+        std::fs::write(d.join("config.yml"), cfg).expect("write config");
+        let mut r = Registry {
+            kind,
+            dir,
+            port,
+            procs: Vec::new(),
+        };
+        if kind == Kind::Token {
+            std::fs::write(d.join("token_server.py"), TOKEN_SERVER).expect("write token server");
+            let c = Command::new("python3")
+                .arg(d.join("token_server.py"))
+                .arg(d.join("token.key"))
+                .arg(d.join("token.crt"))
+                .arg(tport.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start token server");
+            r.procs.push(c);
+            wait_port(tport);
+        }
+        r.spawn_registry();
+        r
+    }
+
+    fn spawn_registry(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("registry.log")).expect("log");
+        let c = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry (apt install docker-registry)");
+        self.procs.insert(0, c);
+        wait_port(self.port);
+    }
+
+    /// Kills the registry process (the token server stays).
+    pub fn kill(&mut self) {
+        let mut c = self.procs.remove(0);
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.spawn_registry();
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Directory with `127.0.0.1:<port>/ca.crt` (Docker's certs.d layout).
+    pub fn certs_d(&self) -> PathBuf {
+        self.dir.path().join("certs.d")
+    }
+
+    /// Writes a Docker config.json with these credentials and returns its path.
+    pub fn auth_file(&self, user: &str, pass: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("auth-{user}-{pass}.json"));
+        let b64 = sh(&format!("printf %s '{user}:{pass}' | base64 -w0"));
+        std::fs::write(
+            &p,
+            format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, self.host()),
+        )
+        .expect("auth file");
+        p
+    }
+
+    /// Pushes `oci:<layout>:<tag>` to `<host>/<repo_tag>` (`all`: every image of an index).
+    pub fn push(&self, layout: &Path, tag: &str, repo_tag: &str, all: bool) {
+        let mut c = Command::new("skopeo");
+        c.arg("copy").arg("--quiet");
+        if all {
+            c.arg("--all");
+        }
+        match self.kind {
+            Kind::Plain => {
+                c.arg("--dest-tls-verify=false");
+            }
+            _ => {
+                c.arg("--dest-cert-dir")
+                    .arg(self.dir.path().join("skopeo-certs"));
+                c.arg("--dest-creds").arg(format!("{USER}:{PASS}"));
+            }
+        }
+        c.arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{repo_tag}", self.host()));
+        run(&mut c);
+    }
+
+    /// The registry's file for a blob (to corrupt or delete it).
+    pub fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_port(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Builds images with umoci into an OCI layout.
+pub struct Layout {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Layout {
+    pub fn new() -> Layout {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-oci-")
+            .tempdir()
+            .expect("tempdir");
+        run(Command::new("umoci")
+            .arg("init")
+            .arg("--layout")
+            .arg(dir.path().join("l")));
+        Layout { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("l")
+    }
+
+    /// A new image `tag` for `arch` with one layer per entry of `layers`, each a list of
+    /// (path inside the image, content) files.
+    pub fn image(&self, tag: &str, arch: &str, layers: &[Vec<(&str, Vec<u8>)>]) {
+        let l = self.path();
+        let img = format!("{}:{tag}", l.display());
+        run(Command::new("umoci").args(["new", "--image", &img]));
+        for (i, files) in layers.iter().enumerate() {
+            let src = self.dir.path().join(format!("src-{tag}-{i}"));
+            for (p, data) in files {
+                let f = src.join(p.trim_start_matches('/'));
+                std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&f, data).expect("write");
+            }
+            run(Command::new("umoci")
+                .args(["insert", "--image", &img])
+                .arg(&src)
+                .arg("/"));
+        }
+        run(Command::new("umoci").args([
+            "config",
+            "--image",
+            &img,
+            "--architecture",
+            arch,
+            "--os",
+            "linux",
+            "--config.cmd",
+            "/bin/sh",
+        ]));
+    }
+
+    /// A busybox image for this host's arch (`/bin/busybox`, `/bin/sh`).
+    pub fn busybox(&self, tag: &str) {
+        let bb = std::fs::read("/bin/busybox").expect("busybox-static installed");
+        self.image(tag, "amd64", &[vec![("bin/busybox", bb)]]);
+    }
+
+    /// An index `tag` of `amd_tag` (amd64) and a fake arm64 image with /etc/arch = arm64.
+    pub fn two_platform_index(&self, tag: &str, amd_tag: &str) {
+        self.image(
+            &format!("{tag}-arm64"),
+            "arm64",
+            &[vec![("etc/arch", b"arm64\n".to_vec())]],
+        );
+        let l = self.path();
+        run(Command::new("python3").arg("-c").arg(
+            r#"
+import json, hashlib, sys
+L, tag, tags = sys.argv[1], sys.argv[2], sys.argv[3:]
+idx = json.load(open(f'{L}/index.json'))
+blob = lambda d: open(f'{L}/blobs/sha256/' + d.split(':')[1], 'rb').read()
+ents = []
+for m in idx['manifests']:
+    if m['annotations']['org.opencontainers.image.ref.name'] not in tags: continue
+    cfg = json.loads(blob(json.loads(blob(m['digest']))['config']['digest']))
+    ents.append({'mediaType': m['mediaType'], 'digest': m['digest'], 'size': m['size'], 'platform': {'architecture': cfg['architecture'], 'os': cfg['os']}})
+raw = json.dumps({'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.index.v1+json', 'manifests': ents}).encode()
+d = hashlib.sha256(raw).hexdigest(); open(f'{L}/blobs/sha256/{d}', 'wb').write(raw)
+idx['manifests'].append({'mediaType': 'application/vnd.oci.image.index.v1+json', 'digest': 'sha256:' + d, 'size': len(raw), 'annotations': {'org.opencontainers.image.ref.name': tag}})
+json.dump(idx, open(f'{L}/index.json', 'w'))
+"#,
+        ).arg(&l).arg(tag).arg(amd_tag).arg(format!("{tag}-arm64")));
+    }
+}
+
+/// Random bytes (incompressible layer content).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .expect("urandom")
+        .read_exact(&mut v)
+        .expect("read");
+    v
+}
+
+/// A loopback TCP proxy to `upstream` that cuts every connection after `limit` bytes sent
+/// downstream (u64::MAX: no limit); counts the bytes it forwarded.
+pub struct CutProxy {
+    pub port: u16,
+    pub limit: Arc<AtomicU64>,
+    pub forwarded: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CutProxy {
+    pub fn start(upstream: u16, limit: u64) -> CutProxy {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        l.set_nonblocking(true).expect("nonblocking");
+        let limit = Arc::new(AtomicU64::new(limit));
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (lim, fwd, st) = (limit.clone(), forwarded.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((down, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = down.set_nonblocking(false);
+                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut d2, mut u2) = (
+                    down.try_clone().expect("clone"),
+                    up.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut d2, &mut u2);
+                    let _ = u2.shutdown(std::net::Shutdown::Write);
+                });
+                let (lim, fwd) = (lim.clone(), fwd.clone());
+                std::thread::spawn(move || {
+                    let (mut up, mut down) = (up, down);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut sent = 0u64;
+                    loop {
+                        let n = match up.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let allowed = lim
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(sent)
+                            .min(n as u64) as usize;
+                        if down.write_all(&buf[..allowed]).is_err() {
+                            break;
+                        }
+                        sent += allowed as u64;
+                        fwd.fetch_add(allowed as u64, Ordering::Relaxed);
+                        if allowed < n {
+                            break; // cut: close both sides mid-transfer
+                        }
+                    }
+                    let _ = down.shutdown(std::net::Shutdown::Both);
+                    let _ = up.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CutProxy {
+            port,
+            limit,
+            forwarded,
+            stop,
+        }
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -418,6 +418,8 @@ pub fn shim_config(eff: &Effective, rootfs: &Rootfs) -> ShimConfig {
         tty: eff.spec.tty,
         stdin_open: eff.spec.stdin_open,
         spec_hash: eff.hash.clone(),
+        stop_signal: Some(eff.stop_signal.number()),
+        stop_timeout_ms: Some(eff.stop_timeout.as_millis().try_into().unwrap_or(u64::MAX)),
     }
 }
 

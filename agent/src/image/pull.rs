@@ -5,7 +5,7 @@
 //! its diff id checked. Runs in berthd and the CLI (async, with blocking threads for disk work).
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{StreamExt, stream};
 use oci_client::client::LayerDescriptor;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -315,10 +315,12 @@ impl Store {
                 Ok::<(), Error>(())
             }
         });
-        stream::iter(jobs)
+        // every layer runs to its end (no cancelled half-done unpacks); the first error is reported
+        let results: Vec<Result<()>> = stream::iter(jobs)
             .buffer_unordered(self.inner.registry.concurrency())
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
         let desc = Descriptor {
             media_type: manifest
                 .media_type

@@ -84,6 +84,26 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
+/// Zero padding after the end of the stream: some writers (umoci) omit the last entry's padding
+/// and the end-of-archive blocks. The padding is not hashed; truncation is caught by the digests.
+struct PadReader<R> {
+    inner: R,
+    pad: usize,
+}
+
+impl<R: Read> Read for PadReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let k = self.pad.min(buf.len());
+        buf[..k].fill(0);
+        self.pad -= k;
+        Ok(k)
+    }
+}
+
 /// Splits a tar path into safe components: leading `/` and `.` are dropped (tar paths are
 /// relative to the layer root), `..` is refused.
 fn components(path: &[u8]) -> Result<Vec<&OsStr>, UnpackError> {
@@ -277,7 +297,10 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
     let mut entries = 0u64;
     let mut dirs: Vec<(Vec<u8>, i64)> = Vec::new();
     {
-        let mut ar = tar::Archive::new(&mut hr);
+        let mut ar = tar::Archive::new(PadReader {
+            inner: &mut hr,
+            pad: 1536,
+        });
         let mut buf = vec![0u8; 256 * 1024];
         let mut cache: Option<(OsString, OwnedFd)> = None;
         for e in ar.entries().map_err(UnpackError::Read)? {

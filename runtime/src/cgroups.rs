@@ -1,0 +1,931 @@
+//! The container's cgroup, cgroup v1 (and hybrid) and v2 behind one type, used by the runtime
+//! process (never by the container): resolve `cgroupsPath` against the host's hierarchies,
+//! create the directories, translate `linux.resources` into file writes, move processes in,
+//! list, freeze and kill them, and remove the directories again.
+//!
+//! Own code rather than cgroups-rs: cgroups-rs 0.5 unconditionally pulls zbus (an async D-Bus
+//! stack) into every user and its OCI conversion needs oci-spec 0.10 while the workspace is on
+//! 0.8; the runtime's start-up time is its main figure and this module is file writes. The
+//! translation is pure ([`v1_writes`], [`v2_writes`]) and unit-tested, the v2 path also against
+//! a fake hierarchy in a temporary directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use serde::{Deserialize, Serialize};
+
+/// Errors of cgroup handling.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// Reading or writing a cgroup file or directory failed.
+    #[error("cgroup {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No cgroup hierarchy is mounted.
+    #[error("no cgroup hierarchy found in /proc/self/mountinfo")]
+    NoHierarchy,
+    /// Waiting for a state change timed out.
+    #[error("cgroup {path}: timed out waiting for {what}")]
+    Timeout {
+        /// The cgroup.
+        path: PathBuf,
+        /// What was awaited.
+        what: &'static str,
+    },
+}
+
+type Result<T> = std::result::Result<T, CgroupError>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One hierarchy's directory of the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Dir {
+    /// The hierarchy's directory name (`memory`, `cpu,cpuacct`, `systemd`, `unified`), empty on
+    /// a pure v2 host.
+    pub name: String,
+    /// Controllers of this hierarchy (v1), empty for named and v2 hierarchies.
+    pub controllers: Vec<String>,
+    /// Where the hierarchy is mounted.
+    pub root: PathBuf,
+    /// The container's directory.
+    pub path: PathBuf,
+    /// The top-most directory this runtime created (removed again on destroy).
+    pub created_from: Option<PathBuf>,
+}
+
+/// A container's cgroup in every hierarchy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Cgroup {
+    /// Pure cgroup v2 (unified) host.
+    pub v2: bool,
+    /// One directory per hierarchy.
+    pub dirs: Vec<Dir>,
+}
+
+const V1_CONTROLLERS: [&str; 14] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
+];
+
+/// A cgroup mount from mountinfo: (mount point, mount root, fstype, super options).
+fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, String, String, String)> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        if post[0] == "cgroup" || post[0] == "cgroup2" {
+            out.push((
+                PathBuf::from(unescape(pre[4])),
+                unescape(pre[3]),
+                post[0].to_string(),
+                post[2].to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+impl Cgroup {
+    /// Resolves `path` (absolute: from each hierarchy's root; relative: from this process's own
+    /// cgroup) against the hierarchies mounted on this host. Creates nothing.
+    pub fn resolve(path: &str) -> Result<Cgroup> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(io(Path::new("/proc/self/mountinfo")))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(io(Path::new("/proc/self/cgroup")))?;
+        Self::resolve_with(path, &mountinfo, &own)
+    }
+
+    /// [`Cgroup::resolve`] over given `/proc/self/mountinfo` and `/proc/self/cgroup` texts.
+    pub fn resolve_with(path: &str, mountinfo: &str, own: &str) -> Result<Cgroup> {
+        let mounts = cgroup_mounts(mountinfo);
+        let unified_root = mounts
+            .iter()
+            .find(|m| m.2 == "cgroup2" && m.0 == Path::new("/sys/fs/cgroup"));
+        let own_path = |key: &str| -> String {
+            own.lines()
+                .filter_map(|l| {
+                    let mut p = l.splitn(3, ':');
+                    let (_, k, v) = (p.next()?, p.next()?, p.next()?);
+                    (k == key || k.split(',').any(|c| c == key)).then(|| v.to_string())
+                })
+                .next()
+                .unwrap_or_else(|| "/".into())
+        };
+        let place = |mnt: &Path, mroot: &str, key: &str| -> PathBuf {
+            let full = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("{}/{}", own_path(key).trim_end_matches('/'), path)
+            };
+            let rel = full
+                .strip_prefix(mroot)
+                .filter(|_| mroot != "/")
+                .unwrap_or(&full);
+            mnt.join(rel.trim_start_matches('/'))
+        };
+        if let Some((mnt, mroot, _, _)) = unified_root {
+            return Ok(Cgroup {
+                v2: true,
+                dirs: vec![Dir {
+                    name: String::new(),
+                    controllers: vec![],
+                    root: mnt.clone(),
+                    path: place(mnt, mroot, ""),
+                    created_from: None,
+                }],
+            });
+        }
+        let mut dirs = Vec::new();
+        for (mnt, mroot, fstype, opts) in &mounts {
+            let name = mnt
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if fstype == "cgroup2" {
+                dirs.push(Dir {
+                    name: "unified".into(),
+                    controllers: vec![],
+                    root: mnt.clone(),
+                    path: place(mnt, mroot, ""),
+                    created_from: None,
+                });
+                continue;
+            }
+            let controllers: Vec<String> = opts
+                .split(',')
+                .filter(|o| V1_CONTROLLERS.contains(o))
+                .map(str::to_string)
+                .collect();
+            let key = match (
+                controllers.first(),
+                opts.split(',').find(|o| o.starts_with("name=")),
+            ) {
+                (Some(c), _) => c.clone(),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => continue,
+            };
+            if dirs.iter().any(|d: &Dir| d.root == *mnt) {
+                continue;
+            }
+            dirs.push(Dir {
+                name,
+                controllers,
+                root: mnt.clone(),
+                path: place(mnt, mroot, &key),
+                created_from: None,
+            });
+        }
+        if dirs.is_empty() {
+            return Err(CgroupError::NoHierarchy);
+        }
+        Ok(Cgroup { v2: false, dirs })
+    }
+
+    fn dir_with(&self, controller: &str) -> Option<&Dir> {
+        if self.v2 {
+            return self.dirs.first();
+        }
+        self.dirs
+            .iter()
+            .find(|d| d.controllers.iter().any(|c| c == controller))
+    }
+
+    /// Creates the directories (recording which ones, for [`Cgroup::destroy`]). On v1 a new
+    /// cpuset cgroup gets its parent's cpus and mems, or nothing could join it.
+    pub fn create(&mut self) -> Result<()> {
+        for d in &mut self.dirs {
+            let mut missing = Vec::new();
+            let mut p = d.path.as_path();
+            while !p.exists() && p != d.root {
+                missing.push(p.to_path_buf());
+                match p.parent() {
+                    Some(parent) => p = parent,
+                    None => break,
+                }
+            }
+            for m in missing.iter().rev() {
+                match std::fs::create_dir(m) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        return Err(CgroupError::Io {
+                            path: m.clone(),
+                            source: e,
+                        });
+                    }
+                }
+                if d.created_from.is_none() {
+                    d.created_from = Some(m.clone());
+                }
+                if d.controllers.iter().any(|c| c == "cpuset") {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let mine = m.join(f);
+                        if std::fs::read_to_string(&mine)
+                            .map(|s| s.trim().is_empty())
+                            .unwrap_or(false)
+                            && let Some(parent) = m.parent()
+                            && let Ok(v) = std::fs::read_to_string(parent.join(f))
+                        {
+                            write(&mine, v.trim())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `linux.resources`.
+    pub fn apply(&self, res: &LinuxResources) -> Result<()> {
+        if self.v2 {
+            let d = &self.dirs[0];
+            let writes = v2_writes(res);
+            enable_controllers(d, &writes);
+            for (file, value) in writes {
+                write(&d.path.join(&file), &value)?;
+            }
+            return Ok(());
+        }
+        for (controller, file, value) in v1_writes(res) {
+            let Some(d) = self.dir_with(controller) else {
+                continue;
+            };
+            let path = d.path.join(&file);
+            // memsw exists only with swap accounting; runc skips it likewise.
+            if file == "memory.memsw.limit_in_bytes" && !path.exists() {
+                continue;
+            }
+            write(&path, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` into the cgroup, in every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            write(&d.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The PIDs in the cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let d = self
+            .dir_with("pids")
+            .or_else(|| self.dir_with("memory"))
+            .or(self.dirs.first())
+            .ok_or(CgroupError::NoHierarchy)?;
+        let p = d.path.join("cgroup.procs");
+        match std::fs::read_to_string(&p) {
+            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(CgroupError::Io { path: p, source: e }),
+        }
+    }
+
+    /// Freezes (or thaws) every process, waiting until the kernel reports it done.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let (file, value, want) = if self.v2 {
+            ("cgroup.freeze", if frozen { "1" } else { "0" }, frozen)
+        } else {
+            (
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+                frozen,
+            )
+        };
+        let d = self.dir_with("freezer").ok_or(CgroupError::NoHierarchy)?;
+        write(&d.path.join(file), value)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.frozen()? != want {
+            if Instant::now() > deadline {
+                return Err(CgroupError::Timeout {
+                    path: d.path.clone(),
+                    what: "the freezer",
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn frozen(&self) -> Result<bool> {
+        let Some(d) = self.dir_with("freezer") else {
+            return Ok(false);
+        };
+        if self.v2 {
+            let p = d.path.join("cgroup.events");
+            let s = match std::fs::read_to_string(&p) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(CgroupError::Io { path: p, source: e }),
+            };
+            return Ok(s.lines().any(|l| l == "frozen 1"));
+        }
+        let p = d.path.join("freezer.state");
+        match std::fs::read_to_string(&p) {
+            Ok(s) => Ok(s.trim() == "FROZEN"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(CgroupError::Io { path: p, source: e }),
+        }
+    }
+
+    /// Sends `sig` to every process in the cgroup (cgroup.kill where the kernel has it).
+    pub fn kill_all(&self, sig: i32) -> Result<()> {
+        if self.v2 && sig == libc::SIGKILL {
+            let p = self.dirs[0].path.join("cgroup.kill");
+            if p.exists() {
+                return write(&p, "1");
+            }
+        }
+        for pid in self.pids()? {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(sig).ok(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes the container's directories and the parents this runtime created, waiting (up to
+    /// a few seconds) for exiting processes to leave.
+    pub fn destroy(&self) -> Result<()> {
+        let mut first_err = None;
+        for d in &self.dirs {
+            let stop = d.created_from.as_deref().unwrap_or(&d.path);
+            let mut p = d.path.as_path();
+            loop {
+                if let Err(e) = rmdir_retry(p)
+                    && first_err.is_none()
+                {
+                    first_err = Some(e);
+                }
+                if p == stop {
+                    break;
+                }
+                match p.parent() {
+                    Some(parent) if parent.starts_with(stop) => p = parent,
+                    _ => break,
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// What the container's `cgroup` mount shows: its own directory per hierarchy.
+    pub fn container_mounts(&self) -> Vec<crate::rootfs::CgroupMount> {
+        self.dirs
+            .iter()
+            .map(|d| crate::rootfs::CgroupMount {
+                name: d.name.clone(),
+                host_dir: d.path.clone(),
+            })
+            .collect()
+    }
+}
+
+fn rmdir_retry(p: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut delay = Duration::from_micros(200);
+    loop {
+        match std::fs::remove_dir(p) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(CgroupError::Io {
+                    path: p.to_path_buf(),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(io(path))
+}
+
+/// Enables in every ancestor's `cgroup.subtree_control` the controllers the writes need (v2's
+/// controllers must be enabled top-down). Failures are left for the resource writes to report.
+fn enable_controllers(d: &Dir, writes: &[(String, String)]) {
+    let mut needed: Vec<&str> = Vec::new();
+    for (file, _) in writes {
+        if let Some((c, _)) = file.split_once('.')
+            && c != "cgroup"
+            && !needed.contains(&c)
+        {
+            needed.push(c);
+        }
+    }
+    if needed.is_empty() {
+        return;
+    }
+    let Ok(rel) = d.path.strip_prefix(&d.root) else {
+        return;
+    };
+    let mut cur = d.root.clone();
+    for comp in rel.components() {
+        let available = std::fs::read_to_string(cur.join("cgroup.controllers")).unwrap_or_default();
+        let enable: Vec<String> = needed
+            .iter()
+            .filter(|c| available.split_whitespace().any(|a| a == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !enable.is_empty() {
+            let sc = cur.join("cgroup.subtree_control");
+            if write(&sc, &enable.join(" ")).is_err() {
+                for e in &enable {
+                    let _ = write(&sc, e);
+                }
+            }
+        }
+        cur.push(comp);
+    }
+}
+
+fn device_rule(d: &LinuxDeviceCgroup) -> String {
+    let t = match d.typ() {
+        Some(LinuxDeviceType::C) => "c",
+        Some(LinuxDeviceType::B) => "b",
+        _ => "a",
+    };
+    let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
+    format!(
+        "{t} {}:{} {}",
+        n(d.major()),
+        n(d.minor()),
+        d.access()
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .unwrap_or("rwm")
+    )
+}
+
+/// Devices every container may use when its rules start with "deny all" (as runc allows them).
+const DEFAULT_ALLOWED: [&str; 9] = [
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+/// The cgroup v1 file writes of `res`: (controller, file, value), in order.
+pub fn v1_writes(res: &LinuxResources) -> Vec<(&'static str, String, String)> {
+    let mut w: Vec<(&'static str, String, String)> = Vec::new();
+    let mut put = |c: &'static str, f: &str, v: String| w.push((c, f.to_string(), v));
+    if let Some(m) = res.memory() {
+        if let Some(l) = m.limit() {
+            put("memory", "memory.limit_in_bytes", l.to_string());
+        }
+        if let Some(r) = m.reservation() {
+            put("memory", "memory.soft_limit_in_bytes", r.to_string());
+        }
+        if let Some(s) = m.swap() {
+            put("memory", "memory.memsw.limit_in_bytes", s.to_string());
+        }
+        if let Some(s) = m.swappiness() {
+            put("memory", "memory.swappiness", s.to_string());
+        }
+        if m.disable_oom_killer() == Some(true) {
+            put("memory", "memory.oom_control", "1".into());
+        }
+    }
+    if let Some(c) = res.cpu() {
+        if let Some(s) = c.shares() {
+            put("cpu", "cpu.shares", s.to_string());
+        }
+        if let Some(p) = c.period() {
+            put("cpu", "cpu.cfs_period_us", p.to_string());
+        }
+        if let Some(q) = c.quota() {
+            put("cpu", "cpu.cfs_quota_us", q.to_string());
+        }
+        if let Some(p) = c.realtime_period() {
+            put("cpu", "cpu.rt_period_us", p.to_string());
+        }
+        if let Some(r) = c.realtime_runtime() {
+            put("cpu", "cpu.rt_runtime_us", r.to_string());
+        }
+        if let Some(s) = c.cpus() {
+            put("cpuset", "cpuset.cpus", s.clone());
+        }
+        if let Some(s) = c.mems() {
+            put("cpuset", "cpuset.mems", s.clone());
+        }
+    }
+    if let Some(p) = res.pids() {
+        let l = p.limit();
+        put(
+            "pids",
+            "pids.max",
+            if l > 0 { l.to_string() } else { "max".into() },
+        );
+    }
+    if let Some(b) = res.block_io() {
+        if let Some(x) = b.weight() {
+            put("blkio", "blkio.weight", x.to_string());
+        }
+        if let Some(x) = b.leaf_weight() {
+            put("blkio", "blkio.leaf_weight", x.to_string());
+        }
+        for d in b.weight_device().as_deref().unwrap_or_default() {
+            if let Some(x) = d.weight() {
+                put(
+                    "blkio",
+                    "blkio.weight_device",
+                    format!("{}:{} {x}", d.major(), d.minor()),
+                );
+            }
+        }
+        for (list, file) in [
+            (
+                b.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+            ),
+            (
+                b.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+            ),
+            (
+                b.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+            ),
+            (
+                b.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+            ),
+        ] {
+            for d in list.as_deref().unwrap_or_default() {
+                put(
+                    "blkio",
+                    file,
+                    format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+                );
+            }
+        }
+    }
+    for h in res.hugepage_limits().as_deref().unwrap_or_default() {
+        put(
+            "hugetlb",
+            &format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            h.limit().to_string(),
+        );
+    }
+    if let Some(n) = res.network() {
+        if let Some(id) = n.class_id() {
+            put("net_cls", "net_cls.classid", id.to_string());
+        }
+        for p in n.priorities().as_deref().unwrap_or_default() {
+            put(
+                "net_prio",
+                "net_prio.ifpriomap",
+                format!("{} {}", p.name(), p.priority()),
+            );
+        }
+    }
+    if let Some(devs) = res.devices()
+        && !devs.is_empty()
+    {
+        let mut deny_all = false;
+        for d in devs {
+            let rule = device_rule(d);
+            if !d.allow() && rule == "a *:* rwm" {
+                deny_all = true;
+            }
+            put(
+                "devices",
+                if d.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                },
+                rule,
+            );
+        }
+        if deny_all {
+            for r in DEFAULT_ALLOWED {
+                put("devices", "devices.allow", r.to_string());
+            }
+        }
+    }
+    w
+}
+
+/// cgroup v1 `cpu.shares` (2..262144) to v2 `cpu.weight` (1..10000), as the kernel docs map it.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        0
+    } else {
+        1 + (shares.saturating_sub(2) * 9999) / 262142
+    }
+}
+
+/// blkio weight (10..1000) to v2 `io.weight` (1..10000).
+pub fn blkio_to_io_weight(w: u16) -> u64 {
+    1 + (u64::from(w).saturating_sub(10) * 9999) / 990
+}
+
+/// The cgroup v2 file writes of `res`: (file, value), in order. Device rules need an eBPF
+/// program on v2 and are not applied here.
+pub fn v2_writes(res: &LinuxResources) -> Vec<(String, String)> {
+    let mut w: Vec<(String, String)> = Vec::new();
+    let mut put = |f: &str, v: String| w.push((f.to_string(), v));
+    let max = |v: i64| {
+        if v < 0 {
+            "max".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    if let Some(m) = res.memory() {
+        if let Some(l) = m.limit() {
+            put("memory.max", max(l));
+        }
+        if let Some(r) = m.reservation() {
+            put("memory.low", max(r));
+        }
+        if let Some(s) = m.swap() {
+            // OCI's swap is memory+swap; v2 limits swap alone.
+            let v = match (s, m.limit()) {
+                (s, _) if s < 0 => "max".to_string(),
+                (s, Some(l)) if l > 0 => (s - l).max(0).to_string(),
+                (s, _) => s.to_string(),
+            };
+            put("memory.swap.max", v);
+        }
+    }
+    if let Some(c) = res.cpu() {
+        if let Some(s) = c.shares()
+            && s > 0
+        {
+            put("cpu.weight", shares_to_weight(s).to_string());
+        }
+        if c.quota().is_some() || c.period().is_some() {
+            let period = c.period().unwrap_or(100_000);
+            let quota = c
+                .quota()
+                .filter(|q| *q > 0)
+                .map_or("max".to_string(), |q| q.to_string());
+            put("cpu.max", format!("{quota} {period}"));
+        }
+        if let Some(s) = c.cpus() {
+            put("cpuset.cpus", s.clone());
+        }
+        if let Some(s) = c.mems() {
+            put("cpuset.mems", s.clone());
+        }
+    }
+    if let Some(p) = res.pids() {
+        let l = p.limit();
+        put("pids.max", if l > 0 { l.to_string() } else { "max".into() });
+    }
+    if let Some(b) = res.block_io() {
+        if let Some(x) = b.weight() {
+            put("io.weight", format!("default {}", blkio_to_io_weight(x)));
+        }
+        for d in b.weight_device().as_deref().unwrap_or_default() {
+            if let Some(x) = d.weight() {
+                put(
+                    "io.weight",
+                    format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(x)),
+                );
+            }
+        }
+        for (list, key) in [
+            (b.throttle_read_bps_device(), "rbps"),
+            (b.throttle_write_bps_device(), "wbps"),
+            (b.throttle_read_iops_device(), "riops"),
+            (b.throttle_write_iops_device(), "wiops"),
+        ] {
+            for d in list.as_deref().unwrap_or_default() {
+                put(
+                    "io.max",
+                    format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()),
+                );
+            }
+        }
+    }
+    for h in res.hugepage_limits().as_deref().unwrap_or_default() {
+        put(
+            &format!("hugetlb.{}.max", h.page_size()),
+            h.limit().to_string(),
+        );
+    }
+    if let Some(u) = res.unified() {
+        let mut keys: Vec<_> = u.iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            put(k, v.clone());
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const HYBRID: &str = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct
+34 30 0:30 / /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory
+";
+
+    #[test]
+    fn hybrid_host_resolves_every_hierarchy() {
+        let own = "4:memory:/shim\n3:cpu,cpuacct:/shim\n1:name=systemd:/shim\n0::/shim\n";
+        let cg = Cgroup::resolve_with("/a/b", HYBRID, own).unwrap();
+        assert!(!cg.v2);
+        let names: Vec<_> = cg.dirs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["unified", "systemd", "cpu,cpuacct", "memory"]);
+        assert_eq!(cg.dirs[3].path, Path::new("/sys/fs/cgroup/memory/a/b"));
+        let rel = Cgroup::resolve_with("ctr", HYBRID, own).unwrap();
+        assert_eq!(
+            rel.dirs[3].path,
+            Path::new("/sys/fs/cgroup/memory/shim/ctr")
+        );
+        assert_eq!(rel.dirs[2].controllers, ["cpu", "cpuacct"]);
+    }
+
+    #[test]
+    fn v2_host_resolves_one_directory() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let cg =
+            Cgroup::resolve_with("sub/ctr", mi, "0::/system.slice/berth-web.service\n").unwrap();
+        assert!(cg.v2);
+        assert_eq!(
+            cg.dirs[0].path,
+            Path::new("/sys/fs/cgroup/system.slice/berth-web.service/sub/ctr")
+        );
+    }
+
+    #[test]
+    fn v2_translation() {
+        let r = res(
+            r#"{"memory":{"limit":104857600,"swap":209715200,"reservation":-1},
+            "cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0"},
+            "pids":{"limit":0},
+            "blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]},
+            "unified":{"memory.high":"90000000"}}"#,
+        );
+        let w = v2_writes(&r);
+        let get = |f: &str| {
+            w.iter()
+                .filter(|(k, _)| k == f)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("memory.max"), ["104857600"]);
+        assert_eq!(get("memory.swap.max"), ["104857600"]);
+        assert_eq!(get("memory.low"), ["max"]);
+        assert_eq!(get("cpu.weight"), ["39"]);
+        assert_eq!(get("cpu.max"), ["50000 100000"]);
+        assert_eq!(get("cpuset.cpus"), ["0"]);
+        assert_eq!(get("pids.max"), ["max"]);
+        assert_eq!(get("io.weight"), ["default 4950"]);
+        assert_eq!(get("io.max"), ["8:0 rbps=1048576"]);
+        assert_eq!(get("memory.high"), ["90000000"]);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262144), 10000);
+    }
+
+    #[test]
+    fn v1_translation_adds_default_devices_after_deny_all() {
+        let r = res(
+            r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":10,"minor":200,"access":"rw"}],
+            "memory":{"limit":1000000},"pids":{"limit":42},"cpu":{"quota":-1}}"#,
+        );
+        let w = v1_writes(&r);
+        assert!(w.contains(&("memory", "memory.limit_in_bytes".into(), "1000000".into())));
+        assert!(w.contains(&("pids", "pids.max".into(), "42".into())));
+        assert!(w.contains(&("cpu", "cpu.cfs_quota_us".into(), "-1".into())));
+        let devs: Vec<_> = w
+            .iter()
+            .filter(|x| x.0 == "devices")
+            .map(|x| x.2.as_str())
+            .collect();
+        assert_eq!(&devs[..2], ["a *:* rwm", "c 10:200 rw"]);
+        assert!(devs.contains(&"c 136:* rwm"));
+    }
+
+    #[test]
+    fn v2_create_apply_destroy_on_a_fake_hierarchy() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids io").unwrap();
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let mut cg = Cgroup {
+            v2: true,
+            dirs: vec![Dir {
+                name: String::new(),
+                controllers: vec![],
+                root: root.clone(),
+                path: root.join("unit/ctr"),
+                created_from: None,
+            }],
+        };
+        cg.create().unwrap();
+        assert_eq!(
+            cg.dirs[0].created_from.as_deref(),
+            Some(root.join("unit").as_path())
+        );
+        // What the kernel would provide in the new cgroups.
+        std::fs::write(root.join("unit/cgroup.controllers"), "memory pids").unwrap();
+        std::fs::write(root.join("unit/cgroup.subtree_control"), "").unwrap();
+        for f in [
+            "memory.max",
+            "pids.max",
+            "cgroup.procs",
+            "cgroup.freeze",
+            "cgroup.events",
+        ] {
+            std::fs::write(root.join("unit/ctr").join(f), "").unwrap();
+        }
+        cg.apply(&res(r#"{"memory":{"limit":4096},"pids":{"limit":7}}"#))
+            .unwrap();
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        assert_eq!(read("unit/ctr/memory.max"), "4096");
+        assert_eq!(read("unit/ctr/pids.max"), "7");
+        assert_eq!(read("cgroup.subtree_control"), "+memory +pids");
+        assert_eq!(read("unit/cgroup.subtree_control"), "+memory +pids");
+        cg.add(1234).unwrap();
+        assert_eq!(read("unit/ctr/cgroup.procs"), "1234");
+        assert_eq!(cg.pids().unwrap(), [1234]);
+        std::fs::write(
+            root.join("unit/ctr/cgroup.events"),
+            "populated 1\nfrozen 1\n",
+        )
+        .unwrap();
+        cg.freeze(true).unwrap();
+        assert_eq!(read("unit/ctr/cgroup.freeze"), "1");
+        // A real cgroup directory is empty to rmdir; clear the fake files first.
+        for d in ["unit/ctr", "unit"] {
+            for e in std::fs::read_dir(root.join(d)).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_file() {
+                    std::fs::remove_file(e.path()).unwrap();
+                }
+            }
+        }
+        cg.destroy().unwrap();
+        assert!(!root.join("unit").exists());
+    }
+}

@@ -1,0 +1,299 @@
+//! `create`: runs in the caller (the runtime binary or the shim). Checks the bundle, creates
+//! the state directory, cgroup and exec fifo, clones the init (a direct child of the caller, in
+//! its new namespaces), writes the id maps, moves it into the cgroup, runs prestart and
+//! createRuntime hooks when it asks, and persists the state once it reports ready. Any failure
+//! undoes all of it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::SystemTime;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use super::{Container, Persisted, Status, write_atomic};
+use crate::cgroups::Cgroup;
+use crate::namespaces::NsPlan;
+use crate::process::channel::{self, Message};
+use crate::process::init::{InitArgs, run as init_run};
+use crate::sys::{Forked, clone};
+use crate::{CreateOptions, Created, Error, Result, Runtime};
+
+/// Undo list of a create in progress.
+struct Undo {
+    dir: Option<std::path::PathBuf>,
+    cgroup: Option<Cgroup>,
+    child: Option<(Pid, Option<OwnedFd>)>,
+}
+
+impl Undo {
+    fn run(&mut self) -> Option<Error> {
+        let mut err = None;
+        if let Some((pid, pidfd)) = self.child.take() {
+            match &pidfd {
+                Some(fd) => {
+                    let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
+                }
+                None => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup.take()
+            && let Err(e) = cg.destroy()
+        {
+            err = Some(Error::Init(e.to_string()));
+        }
+        if let Some(dir) = self.dir.take()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            err.get_or_insert(Error::io(format!("removing {}", dir.display()), e));
+        }
+        err
+    }
+}
+
+/// See [`Runtime::create`].
+pub fn create(rt: &Runtime, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<Created> {
+    if !crate::spec::valid_id(id) {
+        return Err(Error::InvalidId(id.into()));
+    }
+    // Check the bundle before touching anything: bad input leaves nothing behind.
+    let b = crate::spec::load(bundle).map_err(|e| Error::Init(e.to_string()))?;
+    let linux = b.spec.linux().as_ref().expect("checked at load");
+    let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())
+        .map_err(|e| Error::Init(e.to_string()))?;
+    let process = b.spec.process().as_ref().expect("checked at load");
+    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+        return Err(Error::Init(
+            "cannot allocate tty if runc will detach without setting console socket".into(),
+        ));
+    }
+
+    std::fs::create_dir_all(rt.root()).map_err(|e| {
+        Error::io(
+            format!("creating state directory {}", rt.root().display()),
+            e,
+        )
+    })?;
+    let dir = rt.root().join(id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(id.into()));
+        }
+        Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+    }
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        child: None,
+    };
+    match create_inner(id, &b, &ns, opts, &dir, &mut undo) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let cleanup = undo.run();
+            Err(e.with_cleanup(cleanup))
+        }
+    }
+}
+
+fn open_ns(path: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(format!("opening namespace {}", path.display()), e))
+}
+
+fn create_inner(
+    id: &str,
+    b: &crate::spec::Bundle,
+    ns: &NsPlan,
+    opts: &CreateOptions,
+    dir: &Path,
+    undo: &mut Undo,
+) -> Result<Created> {
+    let spec = &b.spec;
+    let linux = spec.linux().as_ref().expect("checked at load");
+    let hooks = spec.hooks().as_ref();
+
+    let cg_path = opts
+        .cgroup_path
+        .clone()
+        .or_else(|| {
+            linux
+                .cgroups_path()
+                .as_ref()
+                .map(|p| p.display().to_string())
+        })
+        .unwrap_or_else(|| id.to_string());
+    let mut cg = Cgroup::resolve(&cg_path).map_err(|e| Error::Init(e.to_string()))?;
+    let created = cg.create();
+    undo.cgroup = Some(cg.clone());
+    created.map_err(|e| Error::Init(e.to_string()))?;
+    undo.cgroup = Some(cg.clone());
+    if let Some(res) = linux.resources() {
+        cg.apply(res).map_err(|e| Error::Init(e.to_string()))?;
+    }
+
+    let fifo_path = dir.join("exec.fifo");
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::sys(format!("creating {}", fifo_path.display()), e))?;
+    // Read-write, so that opening never blocks and the init's read waits for `start`'s byte.
+    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(format!("opening {}", fifo_path.display()), e))?;
+
+    let console = match (
+        &opts.console_socket,
+        spec.process().as_ref().and_then(|p| p.terminal()),
+    ) {
+        (Some(path), Some(true)) => {
+            Some(crate::console::connect(path).map_err(|e| Error::Init(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let join_fds = ns
+        .join
+        .iter()
+        .map(|(f, p)| Ok((*f, open_ns(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let user_fd = ns.join_user.as_deref().map(open_ns).transpose()?;
+    // Joining a PID namespace by path: enter it for our children only, around the clone.
+    let pid_restore = match &ns.join_pid {
+        Some(p) => {
+            let own = open_ns(Path::new("/proc/self/ns/pid"))?;
+            let target = open_ns(p)?;
+            nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
+                .map_err(|e| Error::sys(format!("joining pid namespace {}", p.display()), e))?;
+            Some(own)
+        }
+        None => None,
+    };
+
+    let (parent_end, child_end) = channel::pair().map_err(|e| Error::Init(e.to_string()))?;
+    let forked = clone(ns.clone_flags);
+    if let Some(own) = &pid_restore {
+        // Restore before anything can fail, in the parent (the child ignores it: it is in the
+        // target namespace already and this only affects its future children).
+        let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
+    }
+    let (pid, pidfd) = match forked.map_err(|e| Error::sys("clone of the container init", e))? {
+        Forked::Child => {
+            // The runtime's end must not stay open here: the init has to see EOF when the
+            // runtime is gone, and the runtime when the init is.
+            drop(parent_end);
+            init_run(InitArgs {
+                spec,
+                bundle: &b.dir,
+                rootfs: &b.rootfs,
+                ns,
+                join_fds,
+                user_fd,
+                chan: &child_end,
+                fifo: &fifo,
+                console: console.as_ref(),
+                stdio: opts.stdio,
+                preserve_fds: opts.preserve_fds,
+                cgroups: cg.container_mounts(),
+                keep_notify_socket: opts.keep_notify_socket,
+            })
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    // Ours are copies the init now holds; closing them makes the init's exit visible as EOF.
+    drop(child_end);
+    drop(fifo);
+    drop(console);
+    undo.child = Some((pid, pidfd));
+
+    if ns.new_user() {
+        write_id_maps(pid, linux)?;
+    }
+    cg.add(pid.as_raw())
+        .map_err(|e| Error::Init(e.to_string()))?;
+
+    let pid_start = super::proc_stat(pid.as_raw()).map(|s| s.1).unwrap_or(0);
+    let container = Container {
+        dir: dir.to_path_buf(),
+        p: Persisted {
+            id: id.to_string(),
+            bundle: b.dir.clone(),
+            rootfs: b.rootfs.clone(),
+            pid: pid.as_raw(),
+            pid_start,
+            created: crate::timefmt::rfc3339(SystemTime::now(), true),
+            cgroup: cg,
+            own_pid_ns: ns.has(CloneFlags::CLONE_NEWPID),
+            spec: spec.clone(),
+        },
+    };
+    let state_json = container.state_json(Status::Creating);
+    parent_end
+        .send(&Message::Go(state_json.clone()))
+        .map_err(init_err)?;
+    loop {
+        match parent_end.recv().map_err(init_err)? {
+            Message::RunHooks => {
+                if let Some(h) = hooks {
+                    for (kind, list) in [
+                        ("prestart", h.prestart()),
+                        ("createRuntime", h.create_runtime()),
+                    ] {
+                        if let Some(list) = list {
+                            crate::hooks::run(kind, list, &state_json)
+                                .map_err(|e| Error::Init(e.to_string()))?;
+                        }
+                    }
+                }
+                parent_end.send(&Message::HooksDone).map_err(init_err)?;
+            }
+            Message::Ready => break,
+            Message::Error(e) => return Err(Error::Init(e)),
+            other => {
+                return Err(Error::Init(format!(
+                    "unexpected message from init: {other:?}"
+                )));
+            }
+        }
+    }
+    let data = serde_json::to_vec(&container.p).map_err(|e| Error::Init(e.to_string()))?;
+    write_atomic(&dir.join("state.json"), &data)?;
+    if let Some(pf) = &opts.pid_file {
+        write_atomic(pf, pid.to_string().as_bytes())?;
+    }
+    // Success: nothing to undo; the pidfd is not needed any more.
+    undo.child = None;
+    undo.cgroup = None;
+    undo.dir = None;
+    Ok(Created { pid: pid.as_raw() })
+}
+
+fn init_err(e: channel::ChannelError) -> Error {
+    match e {
+        channel::ChannelError::Closed => Error::Init("container init exited during set-up".into()),
+        e => Error::Init(e.to_string()),
+    }
+}
+
+fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, data) in [
+        ("uid_map", fmt(linux.uid_mappings())),
+        ("gid_map", fmt(linux.gid_mappings())),
+    ] {
+        if data.is_empty() {
+            continue;
+        }
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, &data).map_err(|e| Error::io(format!("writing {path}"), e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The typed channel between the runtime process and a container process it cloned (init or
+//! exec'd): one [`Message`] per datagram on a `SOCK_SEQPACKET` socketpair, so a dead peer shows
+//! as end-of-file instead of a hang.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
+use serde::{Deserialize, Serialize};
+
+/// What the two sides tell each other during set-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Message {
+    /// Runtime → child: id maps written and cgroup joined; carries the state JSON for the hooks
+    /// the child runs itself.
+    Go(String),
+    /// Child → runtime: mounts are done, run prestart and createRuntime hooks now.
+    RunHooks,
+    /// Runtime → child: those hooks succeeded.
+    HooksDone,
+    /// Child → runtime: set-up done, now waiting for `start` (init) or about to exec (exec'd).
+    Ready,
+    /// Child → runtime: set-up failed with this message.
+    Error(String),
+}
+
+/// Errors on the channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The socket failed.
+    #[error("channel: {0}")]
+    Sys(#[from] nix::Error),
+    /// The peer closed its end (it exited).
+    #[error("container process exited during set-up")]
+    Closed,
+    /// A message did not decode.
+    #[error("channel: bad message: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// A message other than the one expected.
+    #[error("channel: expected {expected}, got {got:?}")]
+    Unexpected {
+        /// What the protocol expects next.
+        expected: &'static str,
+        /// What came.
+        got: Message,
+    },
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel(OwnedFd);
+
+/// A connected pair: (runtime end, child end). Both close-on-exec.
+pub fn pair() -> Result<(Channel, Channel), ChannelError> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Channel {
+    /// Sends one message.
+    pub fn send(&self, m: &Message) -> Result<(), ChannelError> {
+        let buf = serde_json::to_vec(m)?;
+        send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
+        Ok(())
+    }
+
+    /// Receives one message; [`ChannelError::Closed`] when the peer is gone.
+    pub fn recv(&self) -> Result<Message, ChannelError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::Error::EINTR) => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            return Err(ChannelError::Closed);
+        }
+        Ok(serde_json::from_slice(&buf[..n])?)
+    }
+
+    /// Child side: waits for [`Message::Go`] and returns the state JSON it carries.
+    pub fn wait_for_go(&self) -> Result<String, ChannelError> {
+        match self.recv()? {
+            Message::Go(s) => Ok(s),
+            got => Err(ChannelError::Unexpected {
+                expected: "Go",
+                got,
+            }),
+        }
+    }
+
+    /// Child side: asks the runtime to run its hooks and waits until it did.
+    pub fn request_hooks(&self) -> Result<(), ChannelError> {
+        self.send(&Message::RunHooks)?;
+        match self.recv()? {
+            Message::HooksDone => Ok(()),
+            got => Err(ChannelError::Unexpected {
+                expected: "HooksDone",
+                got,
+            }),
+        }
+    }
+}

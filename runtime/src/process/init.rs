@@ -1,0 +1,266 @@
+//! The container's init: runs in the process `create` clones from the caller, from the clone
+//! until it execs the user's program. Sets up namespaces, root filesystem, console, user,
+//! capabilities and seccomp; asks the runtime to run its hooks; reports `Ready`; blocks on the
+//! exec fifo until `start`; execs.
+//!
+//! # CVE-2019-5736 (the runtime binary must not be re-openable from the container)
+//!
+//! The attack: a process in the container opens `/proc/<runtime pid>/exe` while a runtime
+//! process is inside the container's namespaces, and writes to the runtime binary once it can.
+//! berth closes it in three ways, none of which costs a copy of the binary:
+//! 1. No runtime binary is ever exec'd inside the container: init and exec'd processes are
+//!    fork-like clones of the caller that only ever exec the user's program. After that exec,
+//!    `/proc/<pid>/exe` is the user's program.
+//! 2. Before it enters any namespace, the clone makes itself non-dumpable
+//!    (`PR_SET_DUMPABLE 0`). The kernel then refuses `/proc/<pid>/exe`, `/proc/<pid>/mem`,
+//!    `/proc/<pid>/fd/*` and ptrace to anyone without CAP_SYS_PTRACE in the *host* user
+//!    namespace (the clone's memory belongs to it), i.e. to every container process short of a
+//!    fully privileged one. The exec resets dumpability for the user's program.
+//! 3. Every fd the runtime holds is close-on-exec, and everything above the preserved fds is
+//!    marked so right before exec, so no handle on a host file (state dir, binary, sockets)
+//!    crosses into the program.
+//!
+//! The integration test `runtime_cve_2019_5736_runtime_exe_not_openable` checks 2 from a
+//! createRuntime hook that has dropped CAP_SYS_PTRACE, while the init is mid set-up.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::Spec;
+
+use super::channel::{Channel, Message};
+use super::{ProcessError, sys};
+use crate::namespaces::NsPlan;
+use crate::rootfs::{CgroupMount, RootfsContext};
+use crate::syscall::{LinuxSyscall, Syscall};
+
+/// Everything the init needs, prepared by the runtime before the clone (the clone inherits it).
+pub struct InitArgs<'a> {
+    /// The container's spec.
+    pub spec: &'a Spec,
+    /// The bundle directory.
+    pub bundle: &'a Path,
+    /// The rootfs, absolute.
+    pub rootfs: &'a Path,
+    /// The namespace plan.
+    pub ns: &'a NsPlan,
+    /// Open namespace files to join, in order (from `ns.join`).
+    pub join_fds: Vec<(CloneFlags, OwnedFd)>,
+    /// The user namespace to join, if any.
+    pub user_fd: Option<OwnedFd>,
+    /// The child end of the channel.
+    pub chan: &'a Channel,
+    /// The exec fifo, open read-write.
+    pub fifo: &'a OwnedFd,
+    /// The console socket, when the process has a terminal.
+    pub console: Option<&'a OwnedFd>,
+    /// Caller-lent stdio.
+    pub stdio: Option<[RawFd; 3]>,
+    /// How many fds above stdio pass to the program.
+    pub preserve_fds: u32,
+    /// The container's cgroup directories, for `cgroup` mounts.
+    pub cgroups: Vec<CgroupMount>,
+    /// Keep NOTIFY_SOCKET.
+    pub keep_notify_socket: bool,
+}
+
+/// Runs the init; never returns. A set-up failure goes back over the channel and the process
+/// exits 1; a failure after `Ready` (the runtime is gone) is printed on the container's stderr.
+pub fn run(args: InitArgs<'_>) -> ! {
+    let chan = args.chan;
+    match setup(&args) {
+        Ok(()) => unreachable!("setup returns only on error"),
+        Err((ready, e)) => {
+            if ready {
+                eprintln!("berth-runtime: container init: {e}");
+                crate::sys::exit_now(127);
+            }
+            let _ = chan.send(&Message::Error(e.to_string()));
+            crate::sys::exit_now(1);
+        }
+    }
+}
+
+type Step<T> = Result<T, (bool, ProcessError)>;
+
+fn early<T, E: Into<ProcessError>>(r: Result<T, E>) -> Step<T> {
+    r.map_err(|e| (false, e.into()))
+}
+
+fn setup(a: &InitArgs<'_>) -> Step<()> {
+    let sysc = LinuxSyscall;
+    // First of all, before entering anything: see the CVE-2019-5736 notes above.
+    early(nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE")))?;
+    // Device nodes and mount points get exactly the modes the spec says.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    early(super::dup_stdio(a.stdio))?;
+    let state_json = early(a.chan.wait_for_go())?;
+
+    for (flag, fd) in &a.join_fds {
+        early(sysc.setns(fd.as_fd(), *flag).map_err(sys(format!(
+            "joining {} namespace",
+            crate::namespaces::proc_name(*flag)
+        ))))?;
+    }
+    if let Some(fd) = &a.user_fd {
+        early(
+            sysc.setns(fd.as_fd(), CloneFlags::CLONE_NEWUSER)
+                .map_err(sys("joining user namespace")),
+        )?;
+        if !a.ns.unshare_after_user.is_empty() {
+            early(
+                sysc.unshare(a.ns.unshare_after_user)
+                    .map_err(sys("unshare")),
+            )?;
+        }
+    }
+    let in_user_ns = a.ns.has(CloneFlags::CLONE_NEWUSER);
+    if in_user_ns {
+        // Become the namespace's root (the id maps are written by now).
+        let root_g = nix::unistd::Gid::from_raw(0);
+        let root_u = nix::unistd::Uid::from_raw(0);
+        early(
+            nix::unistd::setresgid(root_g, root_g, root_g)
+                .map_err(sys("setresgid 0 in user namespace")),
+        )?;
+        early(
+            nix::unistd::setresuid(root_u, root_u, root_u)
+                .map_err(sys("setresuid 0 in user namespace")),
+        )?;
+    }
+    if a.ns.new_cgroup {
+        early(
+            sysc.unshare(CloneFlags::CLONE_NEWCGROUP)
+                .map_err(sys("unshare cgroup namespace")),
+        )?;
+    }
+    let spec = a.spec;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        if !a.ns.has(CloneFlags::CLONE_NEWUTS) {
+            return early(Err(ProcessError::Other(
+                "unable to set hostname without a private UTS namespace".into(),
+            )));
+        }
+        early(sysc.sethostname(h).map_err(sys(format!("sethostname {h}"))))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        early(
+            sysc.setdomainname(d)
+                .map_err(sys(format!("setdomainname {d}"))),
+        )?;
+    }
+    let process = spec.process().as_ref().expect("checked at load");
+    early(super::apply_rlimits(process))?;
+    early(super::apply_oom_score_adj(process))?;
+
+    if !a.ns.has(CloneFlags::CLONE_NEWNS) {
+        return early(Err(ProcessError::Other(
+            "a mount namespace is required".into(),
+        )));
+    }
+    let rootfs = RootfsContext {
+        sys: &sysc,
+        bundle: a.bundle,
+        rootfs: a.rootfs,
+        spec,
+        in_user_ns,
+        cgroups: &a.cgroups,
+    };
+    early(rootfs.prepare())?;
+    early(a.chan.request_hooks())?;
+    if let Some(h) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().as_deref())
+    {
+        early(crate::hooks::run("createContainer", h, &state_json))?;
+    }
+    early(rootfs.pivot())?;
+    if process.terminal() == Some(true) {
+        let sock = a.console.ok_or_else(|| {
+            (
+                false,
+                ProcessError::Other("terminal requested without a console socket".into()),
+            )
+        })?;
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        early(crate::console::setup(sock, size, true))?;
+    }
+    for (k, v) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        early(
+            sysc.write_file(&path, v)
+                .map_err(|e| ProcessError::Other(format!("sysctl {k}={v}: {e}"))),
+        )?;
+    }
+    early(rootfs.finish())?;
+    early(
+        nix::unistd::chdir(process.cwd()).map_err(sys(format!("chdir to cwd {:?}", process.cwd()))),
+    )?;
+
+    let env = super::environment(process, a.keep_notify_socket);
+    let args = process.args().clone().unwrap_or_default();
+    let nnp = process.no_new_privileges() == Some(true);
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(early(crate::seccomp::build(s))?),
+        None => None,
+    };
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the user
+    // switch drops capabilities. With it, load it as late as possible (right before exec).
+    if !nnp && let Some(f) = &filter {
+        early(crate::seccomp::load(f))?;
+    }
+    let setgroups_denied = in_user_ns
+        && std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    early(super::switch_user(process, setgroups_denied))?;
+    if nnp {
+        early(nix::sys::prctl::set_no_new_privs().map_err(sys("PR_SET_NO_NEW_PRIVS")))?;
+    }
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    let path = early(super::find_executable(&args[0], &env))?;
+
+    early(a.chan.send(&Message::Ready))?;
+    // From here on the runtime may be gone: errors go to the container's stderr.
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(a.fifo, &mut b) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => {
+                return Err((
+                    true,
+                    ProcessError::Sys {
+                        what: "reading exec fifo".into(),
+                        source: e,
+                    },
+                ));
+            }
+            Ok(_) => break,
+        }
+    }
+    if let Some(h) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_deref())
+    {
+        crate::hooks::run("startContainer", h, &state_json).map_err(|e| (true, e.into()))?;
+    }
+    if nnp && let Some(f) = &filter {
+        crate::seccomp::load(f).map_err(|e| (true, e.into()))?;
+    }
+    crate::sys::reset_signals();
+    crate::sys::cloexec_from(3 + a.preserve_fds).map_err(|e| (true, sys("close_range")(e)))?;
+    crate::sys::keep_fds(a.preserve_fds);
+    let _ = a.fifo.as_raw_fd();
+    Err((true, super::exec(&path, &args, &env)))
+}

@@ -1,0 +1,815 @@
+//! The container's root filesystem, set up by its init inside the new mount namespace: mount
+//! propagation, the rootfs bind mount, the spec's mounts of every kind, device nodes and `/dev`
+//! symlinks (all before pivot_root, while hooks can still see host paths), then pivot_root, and
+//! after it masked paths, read-only paths and the read-only root. Every kernel call goes through
+//! [`Syscall`], so the plan is unit-tested with the [`crate::syscall::Recorder`].
+
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+
+use crate::paths::{PathError, resolve_in_root};
+use crate::syscall::Syscall;
+
+/// Errors of the root filesystem set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// A mount(2) failed.
+    #[error("error mounting {source_name:?} to rootfs at {dest:?}: {err}")]
+    Mount {
+        /// The mount's source (or type).
+        source_name: String,
+        /// The destination inside the container.
+        dest: PathBuf,
+        /// The cause.
+        err: Errno,
+    },
+    /// A destination could not be resolved safely.
+    #[error("mount destination {0}")]
+    Path(#[from] PathError),
+    /// Creating a mount point, device or link failed.
+    #[error("{what} {path:?}: {err}")]
+    Create {
+        /// What was being created.
+        what: &'static str,
+        /// Where (inside the container).
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// pivot_root or the steps around it failed.
+    #[error("pivot_root {rootfs:?}: {step}: {err}")]
+    Pivot {
+        /// The new root.
+        rootfs: PathBuf,
+        /// Which step.
+        step: &'static str,
+        /// The cause.
+        err: Errno,
+    },
+    /// A mount option or propagation this runtime does not know.
+    #[error("invalid mount {dest:?}: {why}")]
+    Invalid {
+        /// The destination.
+        dest: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, RootfsError>;
+
+/// Parsed `options` of a mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags for mount(2) (`MS_BIND`/`MS_REC` for bind and rbind).
+    pub flags: MsFlags,
+    /// Propagation changes applied after the mount, in order.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific data (`mode=755,size=65536k`).
+    pub data: String,
+}
+
+/// Parses mount options as mount(8) and runc understand them.
+pub fn parse_options(opts: &[String]) -> MountOptions {
+    let mut o = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        data: String::new(),
+    };
+    let mut data: Vec<&str> = Vec::new();
+    for opt in opts {
+        let (set, flag) = match opt.as_str() {
+            "ro" => (true, MsFlags::MS_RDONLY),
+            "rw" => (false, MsFlags::MS_RDONLY),
+            "nosuid" => (true, MsFlags::MS_NOSUID),
+            "suid" => (false, MsFlags::MS_NOSUID),
+            "nodev" => (true, MsFlags::MS_NODEV),
+            "dev" => (false, MsFlags::MS_NODEV),
+            "noexec" => (true, MsFlags::MS_NOEXEC),
+            "exec" => (false, MsFlags::MS_NOEXEC),
+            "sync" => (true, MsFlags::MS_SYNCHRONOUS),
+            "async" => (false, MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (true, MsFlags::MS_DIRSYNC),
+            "remount" => (true, MsFlags::MS_REMOUNT),
+            "mand" => (true, MsFlags::MS_MANDLOCK),
+            "nomand" => (false, MsFlags::MS_MANDLOCK),
+            "atime" => (false, MsFlags::MS_NOATIME),
+            "noatime" => (true, MsFlags::MS_NOATIME),
+            "diratime" => (false, MsFlags::MS_NODIRATIME),
+            "nodiratime" => (true, MsFlags::MS_NODIRATIME),
+            "bind" => (true, MsFlags::MS_BIND),
+            "rbind" => (true, MsFlags::MS_BIND | MsFlags::MS_REC),
+            "relatime" => (true, MsFlags::MS_RELATIME),
+            "norelatime" => (false, MsFlags::MS_RELATIME),
+            "strictatime" => (true, MsFlags::MS_STRICTATIME),
+            "nostrictatime" => (false, MsFlags::MS_STRICTATIME),
+            "lazytime" => (true, MsFlags::MS_LAZYTIME),
+            "silent" => (true, MsFlags::MS_SILENT),
+            "loud" => (false, MsFlags::MS_SILENT),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                o.propagation
+                    .push(propagation_flag(opt).unwrap_or(MsFlags::MS_PRIVATE));
+                continue;
+            }
+            // runc extensions that only matter to it; accepted and ignored like crun does.
+            "tmpcopyup" | "rro" | "rrw" | "nosymfollow" => continue,
+            other => {
+                data.push(other);
+                continue;
+            }
+        };
+        if set {
+            o.flags |= flag;
+        } else {
+            o.flags -= flag;
+        }
+    }
+    o.data = data.join(",");
+    o
+}
+
+/// The mount(2) flags of a propagation name (`rslave`, `shared`, …).
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// A cgroup hierarchy to show inside the container under the `cgroup` mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMount {
+    /// Directory name under the mount (`memory`, `cpu,cpuacct`, `systemd`, `unified`); empty for
+    /// a pure cgroup v2 host, where the mount itself is the hierarchy.
+    pub name: String,
+    /// The container's cgroup directory on the host.
+    pub host_dir: PathBuf,
+}
+
+/// What the root filesystem set-up needs besides the spec.
+pub struct RootfsContext<'a> {
+    /// The kernel.
+    pub sys: &'a dyn Syscall,
+    /// The bundle directory (relative bind sources are relative to it).
+    pub bundle: &'a Path,
+    /// The rootfs, absolute host path.
+    pub rootfs: &'a Path,
+    /// The container's spec.
+    pub spec: &'a Spec,
+    /// The init is in a new user namespace: device nodes are bind mounted from the host
+    /// instead of created.
+    pub in_user_ns: bool,
+    /// The container's cgroup directories, for `cgroup` mounts.
+    pub cgroups: &'a [CgroupMount],
+}
+
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+const DEV_SYMLINKS: [(&str, &str); 4] = [
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+];
+
+impl RootfsContext<'_> {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()> {
+        self.sys
+            .mount(source, target, fstype, flags, data)
+            .map_err(|err| RootfsError::Mount {
+                source_name: source
+                    .map(|s| s.display().to_string())
+                    .or(fstype.map(str::to_string))
+                    .unwrap_or_default(),
+                dest: self.inside(target),
+                err,
+            })
+    }
+
+    fn inside(&self, host: &Path) -> PathBuf {
+        match host.strip_prefix(self.rootfs) {
+            Ok(r) => Path::new("/").join(r),
+            Err(_) => host.to_path_buf(),
+        }
+    }
+
+    fn mkdir(&self, p: &Path) -> Result<()> {
+        self.sys
+            .mkdir_all(p, 0o755)
+            .map_err(|err| RootfsError::Create {
+                what: "creating mount point",
+                path: self.inside(p),
+                err,
+            })
+    }
+
+    /// Everything before pivot_root: propagation of `/`, the rootfs bind mount, the spec's mounts,
+    /// devices and `/dev` links.
+    pub fn prepare(&self) -> Result<()> {
+        let linux = self.spec.linux().as_ref();
+        // Nothing mounted from here on may propagate back to the host: make the whole tree a
+        // slave (or what rootfsPropagation asks) before the first mount.
+        let prop = linux
+            .and_then(|l| l.rootfs_propagation().as_deref())
+            .unwrap_or("");
+        let root_flag = if prop.is_empty() {
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        } else {
+            let f = propagation_flag(prop).ok_or_else(|| RootfsError::Invalid {
+                dest: "/".into(),
+                why: format!("unknown rootfsPropagation {prop:?}"),
+            })?;
+            // The root's own mount must not be shared for pivot_root; shared is applied to the
+            // new root after the pivot instead.
+            if f.contains(MsFlags::MS_SHARED) {
+                MsFlags::MS_SLAVE | MsFlags::MS_REC
+            } else {
+                f
+            }
+        };
+        self.mount(None, Path::new("/"), None, root_flag, None)?;
+        // pivot_root needs the new root to be a mount point.
+        self.mount(
+            Some(self.rootfs),
+            self.rootfs,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        for m in self.spec.mounts().as_deref().unwrap_or_default() {
+            self.mount_one(m)?;
+        }
+        self.create_devices()?;
+        self.dev_symlinks()?;
+        Ok(())
+    }
+
+    fn mount_one(&self, m: &Mount) -> Result<()> {
+        let dest = resolve_in_root(self.rootfs, m.destination())?;
+        let opts = parse_options(m.options().as_deref().unwrap_or_default());
+        let typ = m.typ().as_deref().unwrap_or("none");
+        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        if typ == "bind" || opts.flags.contains(MsFlags::MS_BIND) {
+            self.bind_mount(m, &dest, &opts)?;
+        } else if typ == "cgroup" || typ == "cgroup2" {
+            self.mount_cgroup(&dest, opts.flags)?;
+        } else {
+            self.mkdir(&dest)?;
+            let source = m.source().clone().unwrap_or_else(|| typ.into());
+            let r = self.mount(Some(&source), &dest, Some(typ), opts.flags, data);
+            match r {
+                // sysfs cannot be mounted from a user namespace that does not own the network
+                // namespace: show the host's, read-only, as runc does.
+                Err(RootfsError::Mount {
+                    err: Errno::EPERM, ..
+                }) if typ == "sysfs" => {
+                    let sys = Path::new("/sys");
+                    self.mount(
+                        Some(sys),
+                        &dest,
+                        None,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None,
+                    )?;
+                    self.mount(
+                        Some(sys),
+                        &dest,
+                        None,
+                        MsFlags::MS_BIND
+                            | MsFlags::MS_REMOUNT
+                            | MsFlags::MS_RDONLY
+                            | (opts.flags & locked_flags()),
+                        None,
+                    )?;
+                }
+                r => r?,
+            }
+        }
+        for p in &opts.propagation {
+            self.mount(None, &dest, None, *p, None)?;
+        }
+        Ok(())
+    }
+
+    fn bind_mount(&self, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
+        let src = m.source().clone().unwrap_or_default();
+        let src = if src.is_absolute() {
+            src
+        } else {
+            self.bundle.join(src)
+        };
+        let meta = std::fs::metadata(&src).map_err(|err| RootfsError::Create {
+            what: "bind mount source",
+            path: src.clone(),
+            err,
+        })?;
+        if meta.is_dir() {
+            self.mkdir(dest)?;
+        } else {
+            if let Some(parent) = dest.parent() {
+                self.mkdir(parent)?;
+            }
+            self.sys.touch(dest).map_err(|err| RootfsError::Create {
+                what: "creating mount point",
+                path: self.inside(dest),
+                err,
+            })?;
+        }
+        let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        self.mount(Some(&src), dest, None, bind, None)?;
+        let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            self.remount_bind(&src, dest, extra)?;
+        }
+        Ok(())
+    }
+
+    /// A bind remount with `flags`; when the kernel refuses because the mount has locked
+    /// flags (a user namespace), retries keeping them.
+    fn remount_bind(&self, src: &Path, dest: &Path, flags: MsFlags) -> Result<()> {
+        let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        match self.mount(Some(src), dest, None, base | flags, None) {
+            Err(RootfsError::Mount {
+                err: Errno::EPERM, ..
+            }) => {
+                let cur = self.sys.mount_flags_of(dest).unwrap_or(MsFlags::empty());
+                self.mount(
+                    Some(src),
+                    dest,
+                    None,
+                    base | flags | (cur & locked_flags()),
+                    None,
+                )
+            }
+            r => r,
+        }
+    }
+
+    fn mount_cgroup(&self, dest: &Path, flags: MsFlags) -> Result<()> {
+        self.mkdir(dest)?;
+        let bind_flags = flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+        if let [only] = self.cgroups
+            && only.name.is_empty()
+        {
+            // cgroup v2: the container's own cgroup directory is the whole hierarchy.
+            self.mount(
+                Some(&only.host_dir),
+                dest,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            return self.remount_bind(&only.host_dir, dest, flags - MsFlags::MS_REC);
+        }
+        // cgroup v1: a tmpfs with one directory per hierarchy, each the container's own cgroup
+        // bind mounted from the host (the container sees its cgroup as the hierarchy's root).
+        self.mount(
+            Some(Path::new("tmpfs")),
+            dest,
+            Some("tmpfs"),
+            bind_flags,
+            Some("mode=755"),
+        )?;
+        for cg in self.cgroups {
+            let d = dest.join(&cg.name);
+            self.mkdir(&d)?;
+            self.mount(
+                Some(&cg.host_dir),
+                &d,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            self.remount_bind(&cg.host_dir, &d, bind_flags | (flags & MsFlags::MS_RDONLY))?;
+            if cg.name.contains(',') {
+                for part in cg.name.split(',') {
+                    let link = dest.join(part);
+                    let _ = self.sys.symlink(Path::new(&cg.name), &link);
+                }
+            }
+        }
+        if flags.contains(MsFlags::MS_RDONLY) {
+            self.mount(
+                Some(Path::new("tmpfs")),
+                dest,
+                Some("tmpfs"),
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | bind_flags,
+                Some("mode=755"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn create_devices(&self) -> Result<()> {
+        let devs: &[LinuxDevice] = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default();
+        for (path, major, minor) in DEFAULT_DEVICES {
+            if devs.iter().any(|d| d.path() == Path::new(path)) {
+                continue;
+            }
+            self.device(Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
+        }
+        for d in devs {
+            let kind = match d.typ() {
+                LinuxDeviceType::B => SFlag::S_IFBLK,
+                LinuxDeviceType::P => SFlag::S_IFIFO,
+                _ => SFlag::S_IFCHR,
+            };
+            self.device(
+                d.path(),
+                kind,
+                d.major() as u64,
+                d.minor() as u64,
+                d.file_mode().unwrap_or(0o666),
+                d.uid().unwrap_or(0),
+                d.gid().unwrap_or(0),
+            )?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn device(
+        &self,
+        path: &Path,
+        kind: SFlag,
+        major: u64,
+        minor: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
+        let dest = resolve_in_root(self.rootfs, path)?;
+        if let Some(parent) = dest.parent() {
+            self.mkdir(parent)?;
+        }
+        let create_err = |err| RootfsError::Create {
+            what: "creating device",
+            path: path.into(),
+            err,
+        };
+        if self.in_user_ns {
+            // mknod is not allowed in a user namespace: bind the host's node instead.
+            self.sys.touch(&dest).map_err(create_err)?;
+            return self.mount(Some(path), &dest, None, MsFlags::MS_BIND, None);
+        }
+        let _ = std::fs::remove_file(&dest);
+        let dev = nix::sys::stat::makedev(major, minor);
+        self.sys
+            .mknod(&dest, kind, Mode::from_bits_truncate(mode & 0o7777), dev)
+            .map_err(|e| create_err(e.into()))?;
+        self.sys
+            .chown(&dest, uid, gid)
+            .map_err(|e| create_err(e.into()))
+    }
+
+    fn dev_symlinks(&self) -> Result<()> {
+        let dev = resolve_in_root(self.rootfs, Path::new("/dev"))?;
+        let mut links: Vec<(&str, &str)> = DEV_SYMLINKS.to_vec();
+        if Path::new("/proc/kcore").exists() {
+            links.push(("/proc/kcore", "/dev/core"));
+        }
+        let has_devpts = self
+            .spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|m| {
+                m.destination() == Path::new("/dev/pts") && m.typ().as_deref() == Some("devpts")
+            });
+        if has_devpts {
+            let _ = std::fs::remove_file(dev.join("ptmx"));
+            links.push(("pts/ptmx", "/dev/ptmx"));
+        }
+        for (target, link) in links {
+            let at = self.rootfs.join(link.trim_start_matches('/'));
+            if let Err(err) = self.sys.symlink(Path::new(target), &at)
+                && err.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                return Err(RootfsError::Create {
+                    what: "creating symlink",
+                    path: link.into(),
+                    err,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the rootfs the root: pivot_root(".", ".") stacks the old root on top of the new
+    /// one, which is then lazily unmounted (after making it a slave so that the unmount does not
+    /// propagate to the host), so no directory for the old root is needed.
+    pub fn pivot(&self) -> Result<()> {
+        let err = |step: &'static str| {
+            move |err| RootfsError::Pivot {
+                rootfs: self.rootfs.to_path_buf(),
+                step,
+                err,
+            }
+        };
+        self.sys.chdir(self.rootfs).map_err(err("chdir"))?;
+        self.sys
+            .pivot_root(Path::new("."), Path::new("."))
+            .map_err(err("pivot_root"))?;
+        self.sys
+            .mount(
+                None,
+                Path::new("."),
+                None,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(err("make old root a slave"))?;
+        self.sys
+            .umount2(Path::new("."), MntFlags::MNT_DETACH)
+            .map_err(err("unmount old root"))?;
+        self.sys.chdir(Path::new("/")).map_err(err("chdir /"))?;
+        Ok(())
+    }
+
+    /// After pivot_root: rootfsPropagation, read-only and masked paths, the read-only root.
+    pub fn finish(&self) -> Result<()> {
+        let linux = self.spec.linux().as_ref();
+        if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref())
+            && let Some(f) = propagation_flag(p)
+        {
+            self.mount(None, Path::new("/"), None, f, None)?;
+        }
+        for p in linux
+            .and_then(|l| l.readonly_paths().as_deref())
+            .unwrap_or_default()
+        {
+            let p = Path::new(p);
+            if std::fs::symlink_metadata(p).is_err() {
+                continue;
+            }
+            self.mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            let cur = self.sys.mount_flags_of(p).unwrap_or(MsFlags::empty());
+            self.mount(
+                Some(p),
+                p,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | cur,
+                None,
+            )?;
+        }
+        for p in linux
+            .and_then(|l| l.masked_paths().as_deref())
+            .unwrap_or_default()
+        {
+            let p = Path::new(p);
+            match std::fs::metadata(p) {
+                Err(_) => continue,
+                Ok(m) if m.is_dir() => self.mount(
+                    Some(Path::new("tmpfs")),
+                    p,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None,
+                )?,
+                Ok(_) => self.mount(
+                    Some(Path::new("/dev/null")),
+                    p,
+                    None,
+                    MsFlags::MS_BIND,
+                    None,
+                )?,
+            }
+        }
+        if self
+            .spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+        {
+            let cur = self
+                .sys
+                .mount_flags_of(Path::new("/"))
+                .unwrap_or(MsFlags::empty());
+            self.mount(
+                None,
+                Path::new("/"),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | cur,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn locked_flags() -> MsFlags {
+    MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::Recorder;
+
+    #[test]
+    fn options_parse_into_flags_propagation_and_data() {
+        let o = parse_options(&[
+            "rbind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "rslave".into(),
+            "mode=755".into(),
+            "size=1m".into(),
+            "rw".into(),
+        ]);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID
+        );
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+        assert_eq!(o.data, "mode=755,size=1m");
+    }
+
+    fn spec_json(extra_mounts: &str) -> Spec {
+        let s = format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs","readonly":true}},
+            "mounts":[{{"destination":"/proc","type":"proc","source":"proc"}},
+              {{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755"]}},
+              {{"destination":"/dev/pts","type":"devpts","source":"devpts","options":["newinstance","ptmxmode=0666"]}}
+              {extra_mounts}],
+            "linux":{{"maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]}}}}"#
+        );
+        serde_json::from_str(&s).unwrap()
+    }
+
+    #[test]
+    fn mount_plan_in_order_with_devices_and_links() {
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = t.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(t.path().join("hosts"), "x").unwrap();
+        let spec = spec_json(
+            r#",{"destination":"/etc/hosts","type":"bind","source":"hosts","options":["rbind","ro"]}"#,
+        );
+        let rec = Recorder {
+            strip: Some(t.path().to_path_buf()),
+            ..Default::default()
+        };
+        let ctx = RootfsContext {
+            sys: &rec,
+            bundle: t.path(),
+            rootfs: &rootfs,
+            spec: &spec,
+            in_user_ns: false,
+            cgroups: &[],
+        };
+        ctx.prepare().unwrap();
+        let calls = rec.calls.borrow().clone();
+        let mounts: Vec<&str> = calls
+            .iter()
+            .filter(|c| c.starts_with("mount"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(mounts[0], "mount - / - REC|SLAVE -");
+        assert_eq!(mounts[1], "mount /rootfs /rootfs - BIND|REC -");
+        assert_eq!(mounts[2], "mount proc /rootfs/proc proc - -");
+        assert_eq!(
+            mounts[3],
+            "mount tmpfs /rootfs/dev tmpfs NOSUID|STRICTATIME mode=755"
+        );
+        assert_eq!(
+            mounts[4],
+            "mount devpts /rootfs/dev/pts devpts - newinstance,ptmxmode=0666"
+        );
+        assert_eq!(mounts[5], "mount /hosts /rootfs/etc/hosts - BIND|REC -");
+        assert_eq!(
+            mounts[6],
+            "mount /hosts /rootfs/etc/hosts - RDONLY|REMOUNT|BIND -"
+        );
+        assert!(calls.contains(&"mknod /rootfs/dev/null c 1:3 666".to_string()));
+        assert!(calls.contains(&"symlink pts/ptmx /rootfs/dev/ptmx".to_string()));
+        assert!(calls.contains(&"symlink /proc/self/fd /rootfs/dev/fd".to_string()));
+        assert!(
+            rootfs.join("etc/hosts").is_file(),
+            "file mount point created"
+        );
+    }
+
+    #[test]
+    fn user_namespace_binds_devices_and_pivot_detaches_old_root() {
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = t.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let spec = spec_json("");
+        let rec = Recorder {
+            strip: Some(t.path().to_path_buf()),
+            ..Default::default()
+        };
+        let ctx = RootfsContext {
+            sys: &rec,
+            bundle: t.path(),
+            rootfs: &rootfs,
+            spec: &spec,
+            in_user_ns: true,
+            cgroups: &[],
+        };
+        ctx.prepare().unwrap();
+        ctx.pivot().unwrap();
+        let calls = rec.calls.borrow().clone();
+        assert!(!calls.iter().any(|c| c.starts_with("mknod")));
+        assert!(calls.contains(&"mount /dev/null /rootfs/dev/null - BIND -".to_string()));
+        let tail: Vec<&str> = calls[calls.len() - 5..]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "chdir /rootfs",
+                "pivot_root . .",
+                "mount - . - REC|SLAVE -",
+                "umount .",
+                "chdir /"
+            ]
+        );
+    }
+
+    #[test]
+    fn cgroup_v1_mount_is_a_tmpfs_of_bound_hierarchies() {
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = t.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let spec = spec_json(
+            r#",{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","ro"]}"#,
+        );
+        let cgs = [CgroupMount {
+            name: "cpu,cpuacct".into(),
+            host_dir: "/cg/cpu,cpuacct/c1".into(),
+        }];
+        let rec = Recorder {
+            strip: Some(t.path().to_path_buf()),
+            ..Default::default()
+        };
+        let ctx = RootfsContext {
+            sys: &rec,
+            bundle: t.path(),
+            rootfs: &rootfs,
+            spec: &spec,
+            in_user_ns: false,
+            cgroups: &cgs,
+        };
+        ctx.prepare().unwrap();
+        let calls = rec.calls.borrow().clone();
+        let i = calls
+            .iter()
+            .position(|c| c.contains("/sys/fs/cgroup tmpfs"))
+            .unwrap();
+        assert_eq!(
+            calls[i],
+            "mount tmpfs /rootfs/sys/fs/cgroup tmpfs NOSUID mode=755"
+        );
+        assert_eq!(
+            calls[i + 1],
+            "mount /cg/cpu,cpuacct/c1 /rootfs/sys/fs/cgroup/cpu,cpuacct - BIND|REC -"
+        );
+        assert_eq!(
+            calls[i + 2],
+            "mount /cg/cpu,cpuacct/c1 /rootfs/sys/fs/cgroup/cpu,cpuacct - RDONLY|NOSUID|REMOUNT|BIND -"
+        );
+        assert!(calls.contains(&"symlink cpu,cpuacct /rootfs/sys/fs/cgroup/cpu".to_string()));
+    }
+}

@@ -1,0 +1,222 @@
+//! The runtime's thin wrappers over system calls that nix does not cover safely: clone3 (with a
+//! pidfd), pidfds, close_range, setdomainname, signal disposition reset and the tty ioctls. Runs
+//! in every process role. This is one of the few modules allowed `unsafe`; each block says why
+//! it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// The outcome of [`clone`], seen from each side.
+pub enum Forked {
+    /// In the new process.
+    Child,
+    /// In the caller: the child's PID (in the caller's PID namespace) and a pidfd on it.
+    Parent {
+        /// The child's host PID.
+        pid: Pid,
+        /// A pidfd referring to the child (None on kernels without clone3).
+        pidfd: Option<OwnedFd>,
+    },
+}
+
+/// `struct clone_args` of clone3(2), laid out as the kernel's uapi header declares it.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks the calling process like fork(2), but with namespace `flags` applied to the child at
+/// once (so with `CLONE_NEWPID` the child is PID 1 of the new namespace while staying the
+/// caller's direct child) and a pidfd returned to the parent.
+///
+/// The caller must be single-threaded (the runtime never starts threads): the child is a copy of
+/// the calling thread only, and glibc's fork handlers do not run, so the child must not rely on
+/// locks another thread could have held.
+pub fn clone(flags: CloneFlags) -> nix::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 with no CLONE_VM and no stack behaves like fork(2): the child gets a
+    // copy-on-write copy of the address space and resumes here with a return value of 0. `args`
+    // is a valid clone_args of the size passed; `pidfd` outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret < 0 {
+        let err = Errno::last();
+        if err != Errno::ENOSYS {
+            return Err(err);
+        }
+        // Kernels before 5.3: the classic clone(2) with a NULL stack, again fork-like.
+        // SAFETY: as above; the SIGCHLD exit signal lives in the low byte of the flags.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        return match ret {
+            r if r < 0 => Err(Errno::last()),
+            0 => Ok(Forked::Child),
+            pid => Ok(Forked::Parent {
+                pid: Pid::from_raw(pid as i32),
+                pidfd: None,
+            }),
+        };
+    }
+    if ret == 0 {
+        return Ok(Forked::Child);
+    }
+    // SAFETY: the kernel stored a fresh pidfd that nothing else owns.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    Ok(Forked::Parent {
+        pid: Pid::from_raw(ret as i32),
+        pidfd,
+    })
+}
+
+/// pidfd_open(2): a pidfd on `pid`, so later signals cannot hit a recycled PID.
+pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> nix::Result<()> {
+    // SAFETY: plain syscall; a NULL siginfo means "as kill(2) would".
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Marks every fd from `first` up close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so only
+/// stdio and the preserved fds reach the container's program.
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    // SAFETY: plain syscall with integer arguments; it does not close anything Rust owns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// setdomainname(2).
+pub fn setdomainname(name: &str) -> nix::Result<()> {
+    let c = CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `c` is a valid buffer of the given length for the duration of the call.
+    let ret = unsafe { libc::setdomainname(c.as_ptr(), name.len()) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Resets every signal's disposition to the default and unblocks all signals: the program a
+/// container runs must not inherit the runtime's (or the shim's) ignored or blocked signals.
+pub fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is always a valid disposition; failures (invalid numbers) are
+        // harmless and ignored.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}
+
+/// Makes `fd` (a tty) the controlling terminal of the calling session leader.
+pub fn set_controlling_tty(fd: RawFd) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument; fd validity is checked by the kernel.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Sets the window size of tty `fd`.
+pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> nix::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a `winsize` from the pointer, which is valid for the call.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws as *const libc::winsize) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Exits the calling process at once, without running Rust or libc exit handlers (what a
+/// forked child that failed before exec must do: the parent's buffers are not its to flush).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// dup2(2) of raw fds: makes `target` (0, 1 or 2 here) a copy of `fd`. Used for the stdio the
+/// caller lends as raw fds and for which no `OwnedFd` exists in this process.
+pub fn dup_onto(fd: RawFd, target: RawFd) -> nix::Result<()> {
+    // SAFETY: dup2 only manipulates the fd table; an invalid `fd` yields EBADF. Replacing
+    // `target` is the point: stdio is not owned by any Rust object here.
+    let ret = unsafe { libc::dup2(fd, target) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Clears close-on-exec on the preserved fds `3 .. 3+n` (the caller lent them to the container).
+pub fn keep_fds(n: u32) {
+    for fd in 3..3 + n as RawFd {
+        // SAFETY: F_GETFD/F_SETFD only touch fd flags; an invalid fd yields EBADF, ignored.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFD);
+            if fl >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC);
+            }
+        }
+    }
+}

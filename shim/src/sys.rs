@@ -1,0 +1,127 @@
+//! The shim's few raw system calls that nix does not wrap: pidfds and the pty window size.
+//! Runs in berth-shim. Every unsafe block of the shim lives here.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// `pidfd_open(pid, 0)`: a handle on the process that cannot be confused with a later one
+/// reusing its PID.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success it returns a new fd we own.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a freshly opened file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: the fd is a valid pidfd borrowed for the call; a NULL siginfo is allowed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets a terminal's window size (TIOCSWINSZ).
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: fd is a valid open fd for the call; ws is a properly initialised winsize that
+    // outlives the ioctl, which only reads it.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of an fd the kernel just installed for us (SCM_RIGHTS).
+pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
+    // SAFETY: callers pass only fds freshly received from recvmsg, owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Blocks every signal that can be blocked (real-time ones included: a unit's `KillSignal=` may
+/// be one) and returns a non-blocking signalfd that receives them. Synchronous fault signals stay
+/// unblocked so a bug still crashes the shim visibly.
+pub fn block_signals_to_fd() -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t is plain data; an all-zero value is a valid (to be filled) set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t for each call below.
+    unsafe {
+        libc::sigfillset(&mut set);
+        for s in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGABRT,
+        ] {
+            libc::sigdelset(&mut set, s);
+        }
+    }
+    // SAFETY: `set` is initialised; a NULL old-set pointer is allowed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    // SAFETY: -1 asks for a new signalfd; `set` is initialised and only read.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads one pending signal from a signalfd: `Some((signo, sender pid))`, `None` when none is pending.
+pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<(i32, i32)>> {
+    // SAFETY: signalfd_siginfo is plain data; all-zero is valid.
+    let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: we read at most `size` bytes into `si`, which is exactly that large and ours.
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut si as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    if n as usize != size {
+        return Ok(None);
+    }
+    Ok(Some((si.ssi_signo as i32, si.ssi_pid as i32)))
+}
+
+/// Borrows a raw fd for the duration of a call.
+pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
+    // SAFETY: callers only pass fds they hold open (their own OwnedFds or 0/1/2) for longer
+    // than the borrow is used (a dup right after).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}

@@ -1,0 +1,552 @@
+//! Image store against a real registry (Debian's docker-registry on loopback): pulls over plain
+//! HTTP, TLS + basic auth and TLS + bearer tokens, platform choice, the store read by skopeo and
+//! umoci, and fault cases that must each give a clear error and leave the store intact.
+
+use berth_agent::image::{Error, Progress, PullOptions, RegistryConfig, Store};
+use berth_tests::registry::{CutProxy, Kind, Layout, PASS, Registry, USER, random_bytes};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+fn store(reg: &Registry, auth: Option<(&str, &str)>, with_ca: bool) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::Builder::new()
+        .prefix("berth-store-")
+        .tempdir()
+        .expect("tempdir");
+    let mut cfg = RegistryConfig::default();
+    if reg.kind == Kind::Plain {
+        cfg.insecure.push(reg.host());
+    }
+    if with_ca {
+        cfg.certs_dirs.push(reg.certs_d());
+    }
+    if let Some((u, p)) = auth {
+        cfg.auth_files.push(reg.auth_file(u, p));
+    }
+    let s = Store::open(dir.path(), cfg).expect("open store");
+    (dir, s)
+}
+
+/// The store is intact: index.json parses, every blob's content matches its name, no temp dirs
+/// are left among the layers; returns the names in index.json.
+fn assert_intact(root: &Path) -> Vec<String> {
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap())
+            .expect("index.json parses");
+    for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let out = Command::new("sha256sum").arg(&p).output().unwrap();
+        let sum = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            Some(sum.as_str()),
+            p.file_name().and_then(|n| n.to_str()),
+            "blob {} is corrupt",
+            p.display()
+        );
+    }
+    for e in std::fs::read_dir(root.join("layers")).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !n.starts_with(".tmp"),
+            "temporary layer dir {n} left behind"
+        );
+    }
+    idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn has_blob(root: &Path, digest: &str) -> bool {
+    root.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+        .exists()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry, skopeo, umoci"]
+async fn image_pull_plain_index_platform_and_layout_readable_by_skopeo_umoci() {
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    l.busybox("amd64");
+    l.two_platform_index("multi", "amd64");
+    reg.push(&l.path(), "multi", "test/multi:v1", true);
+    let (dir, s) = store(&reg, None, false);
+    let name = format!("{}/test/multi:v1", reg.host());
+    let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+    let opts = PullOptions {
+        progress: Some(Arc::new(tx)),
+        ..Default::default()
+    };
+    let img = s.pull(&name, &opts).await.expect("pull");
+    let p = rx.borrow().clone();
+    assert_eq!((p.layers_done, p.layers_total), (1, 1));
+    assert_eq!(p.bytes_done, p.bytes_total);
+    assert_eq!(img.config.architecture().to_string(), "amd64");
+    let lower = s.layer_path(&img.chain_ids[0]);
+    assert_eq!(
+        std::fs::read(lower.join("bin/busybox")).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+
+    // the other platform on request
+    let arm = PullOptions {
+        platform: berth_agent::image::Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: None,
+        },
+        ..Default::default()
+    };
+    let a = s
+        .pull(&format!("{}/test/multi:v1", reg.host()), &arm)
+        .await
+        .expect("pull arm64");
+    assert_eq!(
+        std::fs::read_to_string(s.layer_path(&a.chain_ids[0]).join("etc/arch")).unwrap(),
+        "arm64\n"
+    );
+    let names = assert_intact(dir.path());
+    assert_eq!(
+        names,
+        vec![name.clone()],
+        "one name, now pointing at the arm64 image"
+    );
+
+    // a present image is not fetched again: blobs keep their inodes
+    let amd = s
+        .pull(
+            &format!("{}/test/multi:v1", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .unwrap();
+    let blob = dir
+        .path()
+        .join("blobs/sha256")
+        .join(amd.manifest.layers[0].digest.trim_start_matches("sha256:"));
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&blob).unwrap());
+    s.pull(&name, &PullOptions::default()).await.unwrap();
+    assert_eq!(
+        ino,
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&blob).unwrap())
+    );
+
+    // skopeo and umoci read the store
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{name}", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Digest"].as_str(), Some(amd.digest.as_str()));
+    let ls = Command::new("umoci")
+        .args(["ls", "--layout"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ls.stdout).contains(&name));
+    let bundle = tempfile::tempdir().unwrap();
+    let st = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:{name}", dir.path().display()))
+        .arg(bundle.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(bundle.path().join("b/rootfs/bin/busybox").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry with TLS and basic auth"]
+async fn image_pull_tls_basic_auth_wrong_credentials_and_unknown_ca() {
+    let reg = Registry::start(Kind::Basic);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "test/bb:v1", false);
+    let name = format!("{}/test/bb:v1", reg.host());
+
+    let (dir, s) = store(&reg, Some((USER, "wrong")), true);
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("wrong password");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    assert!(e.to_string().contains("401"), "{e}");
+    assert!(assert_intact(dir.path()).is_empty());
+
+    let (dir, s) = store(&reg, Some((USER, PASS)), false);
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("unknown CA");
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(
+        e.to_string().contains("UnknownIssuer") || e.to_string().contains("certificate"),
+        "{e}"
+    );
+    assert!(assert_intact(dir.path()).is_empty());
+
+    let (dir, s) = store(&reg, Some((USER, PASS)), true);
+    let img = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with credentials and CA");
+    assert!(s.layer_path(&img.chain_ids[0]).join("bin/busybox").exists());
+    assert_eq!(assert_intact(dir.path()), vec![name.clone()]);
+    let e = s
+        .pull(
+            &format!("{}/test/missing:v1", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect_err("404");
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry with TLS and a bearer token server"]
+async fn image_pull_bearer_token() {
+    let reg = Registry::start(Kind::Token);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "test/bb:v1", false);
+    let name = format!("{}/test/bb:v1", reg.host());
+    let (dir, s) = store(&reg, Some((USER, "nope")), true);
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("wrong password");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    assert!(assert_intact(dir.path()).is_empty());
+    let (dir, s) = store(&reg, Some((USER, PASS)), true);
+    s.pull(&name, &PullOptions::default())
+        .await
+        .expect("token pull");
+    assert_eq!(assert_intact(dir.path()), vec![name]);
+}
+
+fn big_image(reg: &Registry, tag: &str, mb: usize) -> (Layout, String) {
+    let l = Layout::new();
+    l.image(
+        tag,
+        "amd64",
+        &[
+            vec![("small", b"x".to_vec())],
+            vec![("big", random_bytes(mb << 20))],
+        ],
+    );
+    reg.push(&l.path(), tag, &format!("test/big:{tag}"), false);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.path().join("index.json")).unwrap()).unwrap();
+    let mdig = idx["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.path().join("blobs/sha256").join(mdig)).unwrap())
+            .unwrap();
+    let big = m["layers"][1]["digest"].as_str().unwrap().to_string();
+    (l, big)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry"]
+async fn image_corrupt_blob_and_missing_blob_are_refused() {
+    let reg = Registry::start(Kind::Plain);
+    let (_l, big) = big_image(&reg, "c", 2);
+    let data = reg.blob_data(&big);
+    let len = std::fs::metadata(&data).unwrap().len() as usize;
+    std::fs::write(&data, random_bytes(len)).unwrap();
+    let (dir, s) = store(&reg, None, false);
+    let e = s
+        .pull(
+            &format!("{}/test/big:c", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect_err("corrupt blob");
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert!(e.to_string().contains(&big), "{e}");
+    assert!(!has_blob(dir.path(), &big));
+    assert!(assert_intact(dir.path()).is_empty());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("ingest"))
+            .unwrap()
+            .count(),
+        0,
+        "bad partial download kept"
+    );
+
+    std::fs::remove_dir_all(data.parent().unwrap()).unwrap();
+    let e = s
+        .pull(
+            &format!("{}/test/big:c", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect_err("missing blob");
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+    assert!(assert_intact(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry"]
+async fn image_pull_cut_mid_blob_then_resumed() {
+    let reg = Registry::start(Kind::Plain);
+    let (_l, big) = big_image(&reg, "r", 8);
+    let proxy = CutProxy::start(reg.port, 3 << 20);
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RegistryConfig {
+        insecure: vec![host.clone()],
+        ..Default::default()
+    };
+    let s = Store::open(dir.path(), cfg).unwrap();
+    let name = format!("{host}/test/big:r");
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("cut mid-blob");
+    assert!(
+        matches!(e, Error::Interrupted { .. } | Error::Transport { .. }),
+        "{e}"
+    );
+    assert!(!has_blob(dir.path(), &big));
+    assert!(assert_intact(dir.path()).is_empty());
+    let partial = dir
+        .path()
+        .join("ingest")
+        .join(big.trim_start_matches("sha256:"));
+    let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0, "partial download kept for resuming");
+
+    proxy
+        .limit
+        .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    let before = proxy.forwarded.load(std::sync::atomic::Ordering::Relaxed);
+    let img = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect("resumed pull");
+    let moved = proxy.forwarded.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        moved < (8 << 20) + (1 << 20) - kept + (64 << 10),
+        "resume fetched {moved} bytes although {kept} were kept"
+    );
+    assert!(has_blob(dir.path(), &big));
+    assert!(s.layer_path(&img.chain_ids[1]).join("big").exists());
+    assert_eq!(assert_intact(dir.path()), vec![name]);
+
+    // the registry killed while a pull runs: clear error, store intact
+    let mut reg = reg;
+    let dir2 = tempfile::tempdir().unwrap();
+    let s2 = Store::open(
+        dir2.path(),
+        RegistryConfig {
+            insecure: vec![reg.host()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    reg.kill();
+    let e = s2
+        .pull(
+            &format!("{}/test/big:r", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect_err("registry down");
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(assert_intact(dir2.path()).is_empty());
+}
+
+struct Tmpfs(std::path::PathBuf);
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: mounts a tmpfs"]
+async fn image_store_on_full_tmpfs_fails_cleanly() {
+    let reg = Registry::start(Kind::Plain);
+    let (_l, big) = big_image(&reg, "f", 6);
+    let dir = tempfile::tempdir().unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir.path(),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=4m"),
+    )
+    .expect("mount tmpfs");
+    let _m = Tmpfs(dir.path().to_path_buf());
+    let s = Store::open(
+        dir.path(),
+        RegistryConfig {
+            insecure: vec![reg.host()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = s
+        .pull(
+            &format!("{}/test/big:f", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect_err("disk full");
+    assert!(e.to_string().contains("No space left on device"), "{e}");
+    assert!(!has_blob(dir.path(), &big));
+    assert!(assert_intact(dir.path()).is_empty());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry, overlay dirs"]
+async fn image_gc_keeps_what_containers_use_and_rootfs_lowers() {
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    l.busybox("a");
+    l.image(
+        "b",
+        "amd64",
+        &[
+            vec![("etc/b", b"b".to_vec())],
+            vec![("etc/c", b"c".to_vec())],
+        ],
+    );
+    reg.push(&l.path(), "a", "test/a:1", false);
+    reg.push(&l.path(), "b", "test/b:1", false);
+    let (dir, s) = store(&reg, None, false);
+    let (a, b) = (
+        format!("{}/test/a:1", reg.host()),
+        format!("{}/test/b:1", reg.host()),
+    );
+    s.pull(
+        &a,
+        &PullOptions {
+            unpack: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let bi = s.pull(&b, &PullOptions::default()).await.unwrap();
+    let p = s
+        .prepare_rootfs("gc-test-ctr", &a)
+        .await
+        .expect("prepare unpacks what pull did not");
+    assert_eq!(p.rootfs.lower.len(), 1);
+    assert!(p.rootfs.lower[0].join("bin/busybox").exists());
+    assert!(p.rootfs.upper.is_dir() && p.rootfs.work.is_dir());
+    let pb = s.prepare_rootfs("gc-test-b", &b).await.unwrap();
+    assert_eq!(
+        pb.rootfs.lower,
+        vec![
+            s.layer_path(&bi.chain_ids[1]),
+            s.layer_path(&bi.chain_ids[0])
+        ],
+        "topmost first"
+    );
+    s.release_rootfs("gc-test-b").unwrap();
+    assert!(matches!(s.remove(&a, false), Err(Error::InUse { .. })));
+    s.remove(&a, true).unwrap();
+    s.remove(&b, false).unwrap();
+    let r = s.gc(&[]).await.unwrap();
+    assert_eq!(r.layers_removed, 2, "{r:?}");
+    assert!(
+        p.rootfs.lower[0].join("bin/busybox").exists(),
+        "gc removed a layer a container uses"
+    );
+    assert!(!s.layer_path(&bi.chain_ids[0]).exists());
+    assert_intact(dir.path());
+    s.release_rootfs("gc-test-ctr").unwrap();
+    let r = s.gc(&[]).await.unwrap();
+    assert_eq!(r.layers_removed, 1);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: skopeo, umoci"]
+async fn image_import_docker_and_oci_archives_once() {
+    let l = Layout::new();
+    l.busybox("v1");
+    let t = tempfile::tempdir().unwrap();
+    let (oa, da) = (t.path().join("o.tar"), t.path().join("d.tar"));
+    for (dest, src) in [
+        (
+            format!("oci-archive:{}", oa.display()),
+            format!("oci:{}:v1", l.path().display()),
+        ),
+        (
+            format!("docker-archive:{}:example.com/imp/docker:v1", da.display()),
+            format!("oci:{}:v1", l.path().display()),
+        ),
+    ] {
+        let o = Command::new("skopeo")
+            .args(["copy", "--quiet", &src, &dest])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), RegistryConfig::default()).unwrap();
+    let d = s.import_archive(&da, None).await.expect("docker-archive");
+    assert_eq!(d.name, "example.com/imp/docker:v1");
+    s.unpack(&d).await.unwrap();
+    assert!(s.layer_path(&d.chain_ids[0]).join("bin/busybox").exists());
+    let o = s
+        .import_archive(&oa, Some("imp/oci:v1"))
+        .await
+        .expect("oci-archive");
+    assert_eq!(o.name, "docker.io/imp/oci:v1");
+    assert_eq!(o.diff_ids, d.diff_ids, "same content, same layers");
+    let rec = dir.path().join("imports");
+    let n = std::fs::read_dir(&rec).unwrap().count();
+    let again = s.import_archive(&da, None).await.unwrap();
+    assert_eq!(again.digest, d.digest);
+    assert_eq!(std::fs::read_dir(&rec).unwrap().count(), n, "imported once");
+    let mut names = assert_intact(dir.path());
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "docker.io/imp/oci:v1".to_string(),
+            "example.com/imp/docker:v1".to_string()
+        ]
+    );
+}
