@@ -125,3 +125,19 @@ pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
     // than the borrow is used (a dup right after).
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
+
+/// Makes `cmd`'s child start with no blocked signals (the shim blocks them all for its
+/// signalfd, and a blocked mask survives execve: a runtime binary would never see its SIGCHLD).
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls sigemptyset and
+    // pthread_sigmask, both async-signal-safe, on a local set.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}

@@ -21,7 +21,10 @@
 //!    crosses into the program.
 //!
 //! The integration test `runtime_cve_2019_5736_runtime_exe_not_openable` checks 2 from a
-//! createRuntime hook that has dropped CAP_SYS_PTRACE, while the init is mid set-up.
+//! startContainer hook: it runs inside the container with the container's user and
+//! capabilities while the init (still the runtime's image) waits for it, and finds the init's
+//! `/proc/1/exe` refused while a dumpable process of its own with the same capabilities is
+//! reachable (without `PR_SET_DUMPABLE 0` the init's is reachable too: checked when writing it).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
