@@ -192,7 +192,8 @@ impl<U: Units, I: Images> Ctx<U, I> {
         if let Ok(rd) = std::fs::read_dir(&self.settings.state_dir) {
             names.extend(
                 rd.filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok()),
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter_map(|f| f.strip_suffix(".json").map(str::to_owned)),
             );
         }
         names.sort();
@@ -295,7 +296,11 @@ pub async fn reconcile<U: Units, I: Images>(
     let spec = match desired {
         None => {
             if let Some(u) = &observed {
-                tracing::info!(container = name, "no spec: stopping {}", u.active_state);
+                tracing::info!(
+                    container = name,
+                    "{name}: no spec: stopping its unit ({})",
+                    u.active_state
+                );
                 ctx.units
                     .stop(name, Duration::from_secs(120))
                     .await
@@ -344,7 +349,7 @@ pub async fn reconcile<U: Units, I: Images>(
             let progress: Progress = Arc::new(move |p| {
                 board.update(&n, |s| s.phase = Phase::Pulling { percent: Some(p) })
             });
-            tracing::info!(container = name, image = %image_ref, "pulling");
+            tracing::info!(container = name, image = %image_ref, "{name}: pulling {image_ref}");
             ctx.images
                 .pull(&spec, progress)
                 .await
@@ -377,7 +382,7 @@ pub async fn reconcile<U: Units, I: Images>(
 
     let restart = ctx.take_restart(name);
     if restart {
-        tracing::info!(container = name, "restart requested");
+        tracing::info!(container = name, "{name}: restart requested");
         if observed.is_some() {
             ctx.units
                 .stop(name, eff.stop_timeout + Duration::from_secs(30))
@@ -398,10 +403,12 @@ pub async fn reconcile<U: Units, I: Images>(
             _ => Phase::Exited,
         };
         let retry = phase == Phase::Failed && spec.restart != Restart::No;
-        set_status(phase, None, Some(state));
+        let why = (phase == Phase::Failed)
+            .then(|| format!("unit failed ({}); see `berth logs {name}`", u.sub_state));
+        set_status(phase, why, Some(state));
         if retry {
             // systemd gave up (start limit) on a container that should run: try again later.
-            tracing::warn!(container = name, "unit failed; starting it again");
+            tracing::warn!(container = name, "{name}: unit failed; starting it again");
             return start(ctx, name, &eff, &image, file.as_deref()).await;
         }
         if ctx.record(name).is_none_or(|r| r.hash != eff.hash) {
@@ -433,7 +440,7 @@ pub async fn reconcile<U: Units, I: Images>(
 
     match &observed {
         Some(u) => {
-            tracing::info!(container = name, old = u.hash.as_deref().unwrap_or("-"), new = %eff.hash, "spec changed: replacing");
+            tracing::info!(container = name, old = u.hash.as_deref().unwrap_or("-"), new = %eff.hash, "{name}: spec changed: replacing");
             ctx.units
                 .stop(name, eff.stop_timeout + Duration::from_secs(30))
                 .await
@@ -519,7 +526,7 @@ fn invalid<U: Units, I: Images>(
     tracing::warn!(
         container = name,
         spec_file = file.as_deref().unwrap_or(""),
-        "invalid spec: {error}"
+        "{name}: invalid spec: {error}"
     );
     let mut st = ContainerStatus::new(name, Phase::Invalid);
     st.spec_file = file;
@@ -572,7 +579,7 @@ async fn start<U: Units, I: Images>(
             image_digest: eff.image_digest.clone(),
         },
     )?;
-    tracing::info!(container = name, hash = %eff.hash, "starting");
+    tracing::info!(container = name, hash = %eff.hash, "{name}: starting");
     ctx.units
         .start(&unit)
         .await

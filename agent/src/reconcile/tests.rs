@@ -145,6 +145,17 @@ async fn delete_stops_and_cleans() {
 }
 
 #[tokio::test]
+async fn all_names_covers_specs_units_and_records() {
+    let e = env();
+    e.write("a", "image: busybox\n");
+    e.pass("a").await;
+    e.write("b", "image: busybox\n");
+    e.ctx.units.insert("c", "sha256:x", "active");
+    std::fs::write(e.ctx.settings.state_dir.join("d.json"), "{}").unwrap();
+    assert_eq!(e.ctx.all_names().await.unwrap(), vec!["a", "b", "c", "d"]);
+}
+
+#[tokio::test]
 async fn unit_without_spec_is_stopped() {
     let e = env();
     e.ctx.units.insert("orphan", "sha256:x", "active");
