@@ -48,10 +48,15 @@ impl Units for SystemdUnits {
             .map_err(|e| e.to_string())
     }
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), String> {
+        let unit = unit_name(name);
         self.systemd
-            .stop_unit(&unit_name(name), timeout)
+            .stop_unit(&unit, timeout)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // A container stopped by its signal leaves the unit `failed`, and a failed unit stays
+        // loaded: forget it, so that "no unit" means no unit.
+        let _ = self.systemd.reset_failed(&unit).await;
+        Ok(())
     }
 }
 
