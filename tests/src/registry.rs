@@ -401,3 +401,45 @@ impl Drop for CutProxy {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// A loopback HTTP server answering every request with one status (429, 403, 503, …), to check
+/// that registry failures become clear errors.
+pub struct StatusServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl StatusServer {
+    pub fn start(status: u16, reason: &'static str) -> StatusServer {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        l.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 8192];
+                let _ = c.read(&mut buf);
+                let body = format!("{reason}\n");
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        StatusServer { port, stop }
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

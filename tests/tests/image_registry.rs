@@ -550,3 +550,124 @@ async fn image_import_docker_and_oci_archives_once() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: loopback servers"]
+async fn image_registry_status_errors_are_clear() {
+    use berth_tests::registry::StatusServer;
+    for (code, reason) in [
+        (429u16, "Too Many Requests"),
+        (403, "Forbidden"),
+        (503, "Service Unavailable"),
+        (500, "Internal Server Error"),
+    ] {
+        let srv = StatusServer::start(code, reason);
+        let host = format!("127.0.0.1:{}", srv.port);
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(
+            dir.path(),
+            RegistryConfig {
+                insecure: vec![host.clone()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let e = s
+            .pull(&format!("{host}/x/y:z"), &PullOptions::default())
+            .await
+            .expect_err("error status");
+        let ok = match code {
+            429 => matches!(e, Error::TooManyRequests { .. }),
+            403 => matches!(e, Error::Denied { .. }),
+            c => matches!(e, Error::Server { code, .. } if code == c),
+        };
+        assert!(ok, "{code}: {e:?}");
+        assert!(e.to_string().contains(&code.to_string()), "{e}");
+        assert!(e.to_string().contains(&host), "{e}");
+        assert!(assert_intact(dir.path()).is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry"]
+async fn image_docker_hub_names_go_to_the_mirror() {
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "library/busybox:berth-mirror-test", false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RegistryConfig {
+        insecure: vec![reg.host()],
+        mirrors: vec![reg.host()],
+        ..Default::default()
+    };
+    let s = Store::open(dir.path(), cfg).unwrap();
+    let img = s
+        .pull("busybox:berth-mirror-test", &PullOptions::default())
+        .await
+        .expect("pull through the mirror");
+    assert_eq!(img.name, "docker.io/library/busybox:berth-mirror-test");
+    assert!(
+        s.image("busybox:berth-mirror-test").unwrap().is_some(),
+        "found by its short name"
+    );
+    assert_eq!(assert_intact(dir.path()), vec![img.name]);
+}
+
+#[test]
+#[ignore = "needs root: real registry, the berth binary"]
+fn image_cli_pull_images_prepare_rmi_gc() {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/berth");
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "cli/bb:v1", false);
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/cli/bb:v1", reg.host());
+    let berth = |args: &[&str]| {
+        let o = Command::new(&bin)
+            .args(args)
+            .arg("--root")
+            .arg(dir.path())
+            .arg("--insecure-registry")
+            .arg(reg.host())
+            .output()
+            .expect("run berth");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = berth(&["pull", &name]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&name), "{out}");
+    assert!(err.contains("1/1 layers"), "progress printed: {err}");
+    let (ok, out, _) = berth(&["images"]);
+    assert!(ok && out.contains(&name), "{out}");
+    let (ok, out, err) = berth(&["prepare", "cli-ctr", &name]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lower = v["rootfs"]["lower"][0].as_str().unwrap();
+    assert!(std::path::Path::new(lower).join("bin/busybox").exists());
+    assert_eq!(v["config"]["config"]["Cmd"][0].as_str(), Some("/bin/sh"));
+    let (ok, _, err) = berth(&["rmi", &name]);
+    assert!(
+        !ok && err.contains("cli-ctr"),
+        "rmi refuses while a container uses it: {err}"
+    );
+    let (ok, _, err) = berth(&["release", "cli-ctr"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = berth(&["rmi", &name]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = berth(&["gc"]);
+    assert!(
+        ok && out.contains("removed 3 blobs and 1 layers"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = berth(&["pull", &format!("{}/cli/none:v1", reg.host())]);
+    assert!(
+        !ok && err.contains("not found") && err.contains("404"),
+        "{err}"
+    );
+}

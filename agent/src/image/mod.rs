@@ -694,3 +694,22 @@ impl Store {
         Ok(rep)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// berthd spawns these futures on its multi-threaded runtime.
+    #[test]
+    fn store_futures_are_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), RegistryConfig::default()).unwrap();
+        let opts = PullOptions::default();
+        assert_send(&s.pull("busybox", &opts));
+        assert_send(&s.prepare_rootfs("c", "busybox"));
+        assert_send(&s.import_archive(Path::new("/nonexistent"), None));
+        assert_send(&s.gc(&[]));
+    }
+}
