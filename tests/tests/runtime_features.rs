@@ -124,7 +124,8 @@ fn runtime_rootfs_mounts_devices_masked_readonly_hostname_sysctl() {
         echo tmp=$(grep ' /scratch ' /proc/self/mounts); echo y > /scratch/f && echo scratch=ok; \
         ls -l /dev | awk '{print $1, $5, $6, $NF}'; ls -l /dev | grep -- '->'; \
         echo mynull=$(ls -l /dev/mynull | tr -s ' ' | cut -d' ' -f1,3,5,6); \
-        echo mq=$(grep -c ' /dev/mqueue mqueue ' /proc/self/mounts); echo cg=$(ls /sys/fs/cgroup | tr '\\n' ' ')";
+        echo mq=$(grep -c ' /dev/mqueue mqueue ' /proc/self/mounts); echo cg=$(ls /sys/fs/cgroup | tr '\\n' ' '); \
+        echo arch=$(uname -m)";
     let (rt, mut b, id, cg) = setup("rootfs", script);
     let data = b.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -138,6 +139,7 @@ fn runtime_rootfs_mounts_devices_masked_readonly_hostname_sysctl() {
         json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "size=1m", "mode=1777"]}),
     ]);
     c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    c["linux"]["personality"] = json!({"domain": "LINUX32"});
     c["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1000, "gid": 0}]);
     b.save();
     let out = run(&rt, &b, &id);
@@ -177,6 +179,9 @@ fn runtime_rootfs_mounts_devices_masked_readonly_hostname_sysctl() {
         "mode and owner from the spec"
     );
     assert_eq!(line(&out, "mq="), "1");
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(line(&out, "arch="), "i686", "personality LINUX32");
+    }
     let hierarchies = line(&out, "cg=");
     assert!(
         hierarchies.contains("memory") && hierarchies.contains("pids"),
