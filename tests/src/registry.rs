@@ -324,10 +324,12 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 /// A loopback TCP proxy to `upstream` that cuts every connection after `limit` bytes sent
-/// downstream (u64::MAX: no limit); counts the bytes it forwarded.
+/// downstream (u64::MAX: no limit), or, while `hold` is set, stalls there until `hold` is cleared;
+/// counts the bytes it forwarded.
 pub struct CutProxy {
     pub port: u16,
     pub limit: Arc<AtomicU64>,
+    pub hold: Arc<AtomicBool>,
     pub forwarded: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -340,7 +342,8 @@ impl CutProxy {
         let limit = Arc::new(AtomicU64::new(limit));
         let forwarded = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (lim, fwd, st) = (limit.clone(), forwarded.clone(), stop.clone());
+        let hold = Arc::new(AtomicBool::new(false));
+        let (lim, fwd, st, hd) = (limit.clone(), forwarded.clone(), stop.clone(), hold.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let Ok((down, _)) = l.accept() else {
@@ -359,7 +362,7 @@ impl CutProxy {
                     let _ = std::io::copy(&mut d2, &mut u2);
                     let _ = u2.shutdown(std::net::Shutdown::Write);
                 });
-                let (lim, fwd) = (lim.clone(), fwd.clone());
+                let (lim, fwd, hd) = (lim.clone(), fwd.clone(), hd.clone());
                 std::thread::spawn(move || {
                     let (mut up, mut down) = (up, down);
                     let mut buf = vec![0u8; 64 * 1024];
@@ -378,7 +381,16 @@ impl CutProxy {
                         }
                         sent += allowed as u64;
                         fwd.fetch_add(allowed as u64, Ordering::Relaxed);
-                        if allowed < n {
+                        if allowed < n && hd.load(Ordering::Relaxed) {
+                            while hd.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            if down.write_all(&buf[allowed..n]).is_err() {
+                                break;
+                            }
+                            sent += (n - allowed) as u64;
+                            fwd.fetch_add((n - allowed) as u64, Ordering::Relaxed);
+                        } else if allowed < n {
                             break; // cut: close both sides mid-transfer
                         }
                     }
@@ -390,6 +402,7 @@ impl CutProxy {
         CutProxy {
             port,
             limit,
+            hold,
             forwarded,
             stop,
         }
