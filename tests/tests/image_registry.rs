@@ -673,10 +673,14 @@ async fn image_docker_hub_names_go_to_the_mirror() {
         ..Default::default()
     };
     let s = Store::open(dir.path(), cfg).unwrap();
-    let img = s
-        .pull("busybox:berth-mirror-test", &PullOptions::default())
-        .await
-        .expect("pull through the mirror");
+    // two pulls of one image at once (two containers starting together) both succeed
+    let o = PullOptions::default();
+    let (img, img2) = tokio::join!(
+        s.pull("busybox:berth-mirror-test", &o),
+        s.pull("docker.io/library/busybox:berth-mirror-test", &o)
+    );
+    let img = img.expect("pull through the mirror");
+    assert_eq!(img2.expect("concurrent pull").digest, img.digest);
     assert_eq!(img.name, "docker.io/library/busybox:berth-mirror-test");
     assert!(
         s.image("busybox:berth-mirror-test").unwrap().is_some(),
