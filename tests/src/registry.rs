@@ -168,8 +168,23 @@ htpasswd -Bbn {USER} {PASS} > htpasswd"
 
     /// Pushes `oci:<layout>:<tag>` to `<host>/<repo_tag>` (`all`: every image of an index).
     pub fn push(&self, layout: &Path, tag: &str, repo_tag: &str, all: bool) {
+        self.push_as(layout, tag, repo_tag, all, None)
+    }
+
+    /// Like `push`, converting to a manifest format (`v2s2`: Docker image manifest v2 schema 2).
+    pub fn push_as(
+        &self,
+        layout: &Path,
+        tag: &str,
+        repo_tag: &str,
+        all: bool,
+        format: Option<&str>,
+    ) {
         let mut c = Command::new("skopeo");
         c.arg("copy").arg("--quiet");
+        if let Some(f) = format {
+            c.arg("--format").arg(f);
+        }
         if all {
             c.arg("--all");
         }

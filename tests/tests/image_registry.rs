@@ -143,6 +143,25 @@ async fn image_pull_plain_index_platform_and_layout_readable_by_skopeo_umoci() {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&blob).unwrap())
     );
 
+    // Docker v2 schema 2 manifests (what Docker Hub mostly serves)
+    reg.push_as(&l.path(), "amd64", "test/v2s2:v1", false, Some("v2s2"));
+    let d = s
+        .pull(
+            &format!("{}/test/v2s2:v1", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect("docker v2 pull");
+    assert_eq!(
+        d.manifest.media_type.as_deref(),
+        Some("application/vnd.docker.distribution.manifest.v2+json")
+    );
+    assert_eq!(
+        d.diff_ids, amd.diff_ids,
+        "same layers whatever the manifest format"
+    );
+    assert!(s.layer_path(&d.chain_ids[0]).join("bin/busybox").exists());
+
     // skopeo and umoci read the store
     let out = Command::new("skopeo")
         .arg("inspect")
