@@ -10,7 +10,7 @@ pub enum Error {
     #[error("container does not exist")]
     NotExist(String),
     /// `create` with an id already in use.
-    #[error("container with id exists: {0}")]
+    #[error("container with given ID already exists")]
     Exists(String),
     /// An id that is empty, too long or has characters outside `[A-Za-z0-9_+.-]`.
     #[error("invalid container id format: {0}")]

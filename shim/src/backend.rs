@@ -47,6 +47,10 @@ impl Backend {
             unreachable!("only for binaries")
         };
         let mut c = Command::new(path);
+        crate::sys::unblock_signals_in_child(&mut c);
+        // runc and crun proxy NOTIFY_SOCKET into the container and then make `start` wait for
+        // the container's own READY=1: readiness is the shim's business.
+        c.env_remove("NOTIFY_SOCKET");
         c.arg("--root").arg(root).arg(verb);
         (c, path.display().to_string())
     }
@@ -83,6 +87,16 @@ impl Backend {
             verb,
             message: format!("no pid in {}", pid_file.display()),
         })
+    }
+
+    /// Whether the state directory has an entry for `id` (runc and berth-runtime keep one
+    /// directory per container under the root).
+    pub fn state_exists(&self, id: &str) -> bool {
+        let root = match self {
+            Backend::Lib(rt) => rt.root(),
+            Backend::Binary { root, .. } => root.as_path(),
+        };
+        root.join(id).exists()
     }
 
     /// Creates the container; returns its init's host PID, a child of the shim.

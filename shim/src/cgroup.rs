@@ -77,6 +77,10 @@ pub struct Leaves {
     pub unit: String,
     /// `(controllers, <mount>/<unit>)` for each delegated hierarchy.
     pub dirs: Vec<(String, PathBuf)>,
+    /// `<mount>/<unit>` in the v1 hierarchies systemd did not realise for the unit (hybrid mode:
+    /// cpuacct, cpuset, blkio, freezer…): a runtime given the absolute container path creates
+    /// it there too, and nobody else would remove it.
+    pub others: Vec<PathBuf>,
 }
 
 impl Leaves {
@@ -91,8 +95,16 @@ impl Leaves {
         };
         let unified = base.join("cgroup.controllers").exists();
         let mut dirs = Vec::new();
+        let mut others = Vec::new();
         for m in &members {
             if m.path.trim_end_matches('/') != unit {
+                if !m.controllers.is_empty()
+                    && let Some(mp) = mount_dirs(base, &m.controllers, unified)
+                        .into_iter()
+                        .find(|d| d.is_dir())
+                {
+                    others.push(mp.join(unit.trim_start_matches('/')));
+                }
                 continue;
             }
             if let Some(d) = mount_dirs(base, &m.controllers, unified)
@@ -104,7 +116,7 @@ impl Leaves {
                 dirs.push((m.controllers.clone(), d));
             }
         }
-        Ok(Some(Leaves { unit, dirs }))
+        Ok(Some(Leaves { unit, dirs, others }))
     }
 
     /// Creates both leaves everywhere, moves the shim into `supervisor`, and on v2 enables the
@@ -178,6 +190,10 @@ impl Leaves {
             for leaf in [CONTAINER, SUPERVISOR] {
                 let _ = fs::remove_dir(d.join(leaf));
             }
+        }
+        for d in &self.others {
+            let _ = fs::remove_dir(d.join(CONTAINER));
+            let _ = fs::remove_dir(d);
         }
     }
 }

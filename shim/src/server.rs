@@ -97,6 +97,8 @@ pub fn run(opts: Options) -> i32 {
     let notifier = Notifier::from_env();
     match Shim::start(opts, notifier.clone()) {
         Ok(mut shim) => {
+            sys::trim_heap();
+            sys::release_startup_memory();
             shim.serve();
             shim.finish()
         }
@@ -352,6 +354,13 @@ impl Shim {
             preserve_fds: 0,
             keep_notify_socket: false,
         };
+        // A container of this id can only be a leftover of an earlier shim of this unit that was
+        // killed before it could clean up (SIGKILL after TimeoutStopSec): remove it first.
+        if rt.state_exists(&id)
+            && let Err(e) = rt.delete(&id, true)
+        {
+            eprintln!("berth-shim: removing a stale container {id}: {e}");
+        }
         let init_pid =
             rt.create(&id, &opts.bundle, &copts)
                 .map_err(|source| ShimError::Runtime {

@@ -37,7 +37,7 @@ while IFS=: read -r id ctrl path; do
   CG+=("$d")
 done <<< "$(cat /proc/self/cgroup)"
 NETFLAG=--net; [ "${TB_NET:-}" = host ] && NETFLAG=
-export NAME B MODE
+export NAME B MODE TB_BIND
 unshare --cgroup --pid --mount --uts --ipc $NETFLAG --fork --kill-child bash -euc '
   mount --make-rprivate /
   mount -t tmpfs -o mode=755 tbsd "$B/mnt"
@@ -69,6 +69,9 @@ unshare --cgroup --pid --mount --uts --ipc $NETFLAG --fork --kill-child bash -eu
   mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$R/run"
   mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
   mkdir -p "$R/srv/tb"; mount --bind "$B/share" "$R/srv/tb"     # host dir shared with the tests
+  # Host dirs seen live at the same path inside (overlayfs caches its lower layer: a binary
+  # rebuilt after boot would otherwise show its old version). TB_BIND: space-separated paths.
+  for d in ${TB_BIND:-}; do [ -d "$d" ] && mount --bind "$d" "$R$d"; done
   # private identity + minimal target, only in the overlay upper
   tr -d - < /proc/sys/kernel/random/uuid > "$R/etc/machine-id"
   rm -f "$R"/etc/systemd/system/*.wants/* "$R/etc/systemd/system/default.target"

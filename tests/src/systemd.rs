@@ -31,10 +31,14 @@ pub fn workspace_dir() -> PathBuf {
 /// A debug binary of the workspace (`target/debug/<name>`), visible inside the namespace too
 /// (the namespace's root is an overlay over the host's).
 pub fn bin_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
+    target_dir().join("debug").join(name)
+}
+
+/// The cargo target directory (bind-mounted live into test systemds).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    dir.join("debug").join(name)
+        .unwrap_or_else(|| workspace_dir().join("target"))
 }
 
 /// A booted systemd in its own namespaces. Names must be unique among concurrent tests.
@@ -63,6 +67,7 @@ impl TestSystemd {
             .arg(&name)
             .arg(mode)
             .env("TB_BASE", TB_BASE)
+            .env("TB_BIND", target_dir())
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", script.display()))?;
@@ -264,6 +269,8 @@ impl TestSystemd {
         let Some(mut l) = self.launcher.take() else {
             return Ok(());
         };
+        // Containers that ignore SIGTERM would hold the poweroff for their stop timeout.
+        let _ = self.exec_inside(&["systemctl", "kill", "--signal=SIGKILL", "berth-*.service"]);
         let _ = Command::new("busctl")
             .arg(format!("--address={}", self.address()))
             .args([
@@ -322,4 +329,115 @@ fn sanitize(name: &str) -> String {
         .collect();
     s.push_str(&format!("-{}", std::process::id()));
     s
+}
+
+/// A busybox container bundle for berth-shim, in a test systemd's share directory (so the shim
+/// inside sees it at `/srv/tb/<name>`): `rootfs/` (static busybox), `config.json` (from
+/// `runc spec`, adjusted), `shim.json`.
+pub struct ShimBundle {
+    pub name: String,
+    /// Host path.
+    pub dir: PathBuf,
+    /// Path inside the namespace.
+    pub inside: PathBuf,
+}
+
+impl ShimBundle {
+    /// `args`: the container's argv; `shim`: extra shim.json keys merged over the defaults.
+    pub fn create(
+        sd: &TestSystemd,
+        name: &str,
+        args: &[&str],
+        shim: serde_json::Value,
+    ) -> Result<Self> {
+        Self::create_in(&sd.share_dir(), Path::new(SHARE_INSIDE), name, args, shim)
+    }
+
+    /// Like [`Self::create`], in `share` (host path) that a namespace sees at `inside`.
+    pub fn create_in(
+        share: &Path,
+        inside: &Path,
+        name: &str,
+        args: &[&str],
+        shim: serde_json::Value,
+    ) -> Result<Self> {
+        let dir = share.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let bin = dir.join("rootfs/bin");
+        std::fs::create_dir_all(&bin)?;
+        for d in ["proc", "sys", "dev", "tmp", "etc", "root"] {
+            std::fs::create_dir_all(dir.join("rootfs").join(d))?;
+        }
+        std::fs::copy("/bin/busybox", bin.join("busybox")).context("copying /bin/busybox")?;
+        for applet in [
+            "sh", "sleep", "cat", "echo", "ls", "true", "false", "kill", "ps", "head", "dd", "id",
+            "env", "printf", "rm", "touch", "test", "mkdir", "hostname", "tail", "yes",
+        ] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+        let st = Command::new("runc")
+            .arg("spec")
+            .arg("--bundle")
+            .arg(&dir)
+            .status()?;
+        if !st.success() {
+            bail!("runc spec failed for {}", dir.display());
+        }
+        let cfg_path = dir.join("config.json");
+        let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)?;
+        let tty = shim.get("tty").and_then(|v| v.as_bool()).unwrap_or(false);
+        cfg["process"]["terminal"] = serde_json::json!(tty);
+        cfg["process"]["args"] = serde_json::json!(args);
+        cfg["process"]["env"] = serde_json::json!(["PATH=/bin", "HOME=/root"]);
+        cfg["root"]["readonly"] = serde_json::json!(false);
+        // Docker sets no ambient capabilities (and `runc spec`'s ambient set without an
+        // inheritable one cannot be raised; runc ignores that, berth-runtime refuses).
+        if let Some(c) = cfg["process"]["capabilities"].as_object_mut() {
+            c.remove("ambient");
+        }
+        cfg["hostname"] = serde_json::json!(name);
+        // The cgroup the shim asks for anyway; a runc-compatible binary only knows config.json.
+        cfg["linux"]["cgroupsPath"] =
+            serde_json::json!(format!("/system.slice/berth-{name}.service/container"));
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
+        let mut s = serde_json::json!({"name": name, "image": format!("test/busybox:{name}")});
+        if let (Some(o), Some(extra)) = (s.as_object_mut(), shim.as_object()) {
+            for (k, v) in extra {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        std::fs::write(dir.join("shim.json"), serde_json::to_vec_pretty(&s)?)?;
+        Ok(ShimBundle {
+            name: name.to_owned(),
+            inside: inside.join(name),
+            dir,
+        })
+    }
+
+    /// berth-shim's argv for this bundle (absolute paths, as ExecStart needs). With
+    /// `BERTH_TEST_RUNTIME_BINARY` set (e.g. `/usr/sbin/runc`), the shim drives that binary
+    /// instead of the linked runtime library.
+    pub fn shim_argv(&self) -> Vec<String> {
+        let mut v = vec![
+            bin_path("berth-shim").display().to_string(),
+            "--bundle".into(),
+            self.inside.display().to_string(),
+            "--root".into(),
+            "/run/berth/runtime".into(),
+        ];
+        if let Ok(b) = std::env::var("BERTH_TEST_RUNTIME_BINARY") {
+            v.push("--runtime-binary".into());
+            v.push(b);
+        }
+        v
+    }
+
+    pub fn unit(&self) -> String {
+        format!("berth-{}.service", self.name)
+    }
+
+    /// The shim's control socket (host path).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("shim.sock")
+    }
 }

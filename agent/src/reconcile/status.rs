@@ -70,6 +70,8 @@ impl ContainerStatus {
 #[derive(Debug, Default)]
 pub struct Board {
     inner: RwLock<BTreeMap<String, ContainerStatus>>,
+    /// Woken on every change (berthd's STATUS= line follows it).
+    pub changed: tokio::sync::Notify,
 }
 
 impl Board {

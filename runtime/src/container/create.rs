@@ -135,7 +135,8 @@ fn create_inner(
     created.map_err(|e| Error::Init(e.to_string()))?;
     undo.cgroup = Some(cg.clone());
     if let Some(res) = linux.resources() {
-        cg.apply(res).map_err(|e| Error::Init(e.to_string()))?;
+        cg.apply(&with_spec_devices(res, linux))
+            .map_err(|e| Error::Init(e.to_string()))?;
     }
 
     let fifo_path = dir.join("exec.fifo");
@@ -210,6 +211,7 @@ fn create_inner(
 
     if ns.new_user() {
         write_id_maps(pid, linux)?;
+        send(&parent_end, &Message::Mapped)?;
     }
     cg.add(pid.as_raw())
         .map_err(|e| Error::Init(e.to_string()))?;
@@ -230,9 +232,7 @@ fn create_inner(
         },
     };
     let state_json = container.state_json(Status::Creating);
-    parent_end
-        .send(&Message::Go(state_json.clone()))
-        .map_err(init_err)?;
+    send(&parent_end, &Message::Go(state_json.clone()))?;
     loop {
         match parent_end.recv().map_err(init_err)? {
             Message::RunHooks => {
@@ -247,7 +247,7 @@ fn create_inner(
                         }
                     }
                 }
-                parent_end.send(&Message::HooksDone).map_err(init_err)?;
+                send(&parent_end, &Message::HooksDone)?;
             }
             Message::Ready => break,
             Message::Error(e) => return Err(Error::Init(e)),
@@ -268,6 +268,53 @@ fn create_inner(
     undo.cgroup = None;
     undo.dir = None;
     Ok(Created { pid: pid.as_raw() })
+}
+
+/// The spec's device nodes must be usable (and creatable) in the container: like runc, allow
+/// them in the devices cgroup after the spec's own rules.
+fn with_spec_devices(
+    res: &oci_spec::runtime::LinuxResources,
+    linux: &oci_spec::runtime::Linux,
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+    let mut res = res.clone();
+    let Some(devs) = linux.devices().as_deref().filter(|d| !d.is_empty()) else {
+        return res;
+    };
+    let mut rules = res.devices().clone().unwrap_or_default();
+    if rules.is_empty() {
+        return res;
+    }
+    for d in devs {
+        let typ = match d.typ() {
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            _ => LinuxDeviceType::C,
+        };
+        if let Ok(rule) = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .major(d.major())
+            .minor(d.minor())
+            .access("rwm")
+            .build()
+        {
+            rules.push(rule);
+        }
+    }
+    res.set_devices(Some(rules));
+    res
+}
+
+/// Sends to the init; if it is gone, its last words (an error it sent before exiting) are the
+/// better message.
+pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
+    match chan.send(m) {
+        Ok(()) => Ok(()),
+        Err(e) => match chan.recv() {
+            Ok(Message::Error(msg)) => Err(Error::Init(msg)),
+            _ => Err(init_err(e)),
+        },
+    }
 }
 
 fn init_err(e: channel::ChannelError) -> Error {

@@ -137,9 +137,7 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
     c.p.cgroup
         .add(child.as_raw())
         .map_err(|e| fail(Error::Init(e.to_string())))?;
-    parent_end
-        .send(&Message::Go(String::new()))
-        .map_err(|e| fail(Error::Init(e.to_string())))?;
+    super::create::send(&parent_end, &Message::Go(String::new())).map_err(fail)?;
     match parent_end.recv() {
         Err(ChannelError::Closed) => {}
         Ok(Message::Error(e)) => return Err(fail(Error::Init(e))),

@@ -21,7 +21,10 @@
 //!    crosses into the program.
 //!
 //! The integration test `runtime_cve_2019_5736_runtime_exe_not_openable` checks 2 from a
-//! createRuntime hook that has dropped CAP_SYS_PTRACE, while the init is mid set-up.
+//! startContainer hook: it runs inside the container with the container's user and
+//! capabilities while the init (still the runtime's image) waits for it, and finds the init's
+//! `/proc/1/exe` refused while a dumpable process of its own with the same capabilities is
+//! reachable (without `PR_SET_DUMPABLE 0` the init's is reachable too: checked when writing it).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -95,7 +98,9 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     // Device nodes and mount points get exactly the modes the spec says.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     early(super::dup_stdio(a.stdio))?;
-    let state_json = early(a.chan.wait_for_go())?;
+    if a.ns.new_user() {
+        early(a.chan.wait_for_mapped())?;
+    }
 
     for (flag, fd) in &a.join_fds {
         early(sysc.setns(fd.as_fd(), *flag).map_err(sys(format!(
@@ -168,6 +173,14 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         cgroups: &a.cgroups,
     };
     early(rootfs.prepare())?;
+    // From here on the init must be in its cgroup: hooks and the cgroup namespace see it.
+    let state_json = early(a.chan.wait_for_go())?;
+    if a.ns.new_cgroup {
+        early(
+            sysc.unshare(CloneFlags::CLONE_NEWCGROUP)
+                .map_err(sys("unshare cgroup namespace")),
+        )?;
+    }
     early(a.chan.request_hooks())?;
     if let Some(h) = spec
         .hooks()

@@ -1,0 +1,142 @@
+//! berth-runtime's security properties: the runtime binary cannot be reached through /proc
+//! from the container (CVE-2019-5736), and the console socket protocol (SCM_RIGHTS).
+#![allow(unsafe_code)]
+
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixListener;
+
+use berth_tests::bundle::{Bundle, Runtime, assert_nothing_left, unique};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use serde_json::json;
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_cve_2019_5736_runtime_exe_not_openable() {
+    let rt = Runtime::berth();
+    let id = unique("cve");
+    let cg = format!("/{id}");
+    let mut b = Bundle::busybox(
+        &rt.bin,
+        &[
+            "sh",
+            "-c",
+            "echo init=$(readlink /proc/1/exe); for p in /proc/[0-9]*; do readlink $p/exe; done | grep -c berth-runtime; true",
+        ],
+        &cg,
+    );
+    rt.track(&id, &cg);
+    let out = tempfile::tempdir().unwrap();
+    let result = out.path().join("result");
+    // The startContainer hook runs inside the container, as the container's user with the
+    // container's capabilities, while the init (the runtime binary's image, between set-up
+    // and exec) waits for it: exactly the position of a malicious container process. It tries
+    // to reach the init's executable, and as a control a dumpable process of its own with the
+    // same capabilities.
+    let probe = "readlink /proc/1/exe >/dev/null 2>&1 && echo init=readable || echo init=denied; \
+        cat /proc/1/exe >/dev/null 2>&1 && echo initopen=readable || echo initopen=denied; \
+        sleep 5 & c=$!; readlink /proc/$c/exe >/dev/null 2>&1 && echo control=readable || echo control=denied; kill $c; \
+        grep CapEff /proc/self/status";
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/out", "type": "bind", "source": out.path(), "options": ["rbind", "rw"]}));
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("({probe}) > /out/result")]}]});
+    b.save();
+    let run = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let r = std::fs::read_to_string(&result).unwrap();
+    assert!(
+        r.contains("control=readable"),
+        "control: a dumpable process with the same capabilities is reachable:\n{r}"
+    );
+    assert!(
+        r.contains("init=denied"),
+        "the init's /proc/PID/exe must be refused:\n{r}"
+    );
+    assert!(r.contains("initopen=denied"), "{r}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("init=/bin/busybox"),
+        "after exec the init is the user's program: {stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("0"),
+        "no process in the container runs the runtime binary"
+    );
+    assert_nothing_left(&rt, &b, &cg, None);
+}
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_console_socket_receives_pty_master() {
+    let rt = Runtime::berth();
+    let id = unique("console");
+    let cg = format!("/{id}");
+    let mut b = Bundle::busybox(
+        &rt.bin,
+        &[
+            "sh",
+            "-c",
+            "tty; ls -l /dev/console | cut -c1; echo hi-from-tty",
+        ],
+        &cg,
+    );
+    rt.track(&id, &cg);
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut create = rt
+        .cmd(&[
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &id,
+        ])
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS gave this process a new fd that nothing else owns.
+            master = Some(unsafe { std::fs::File::from_raw_fd(fds[0]) });
+        }
+    }
+    let mut master = master.expect("a pty master fd over SCM_RIGHTS");
+    assert!(create.wait().unwrap().success());
+    rt.ok(&["start", &id]);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match master.read(&mut chunk) {
+            Ok(0) | Err(_) => break, // EIO once the slave side is closed
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("hi-from-tty"), "{out}");
+    assert!(
+        out.contains("\nc") || out.starts_with('c') || out.contains("\r\nc"),
+        "/dev/console is the pty: {out}"
+    );
+    rt.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&rt, &b, &cg, None);
+}

@@ -1,0 +1,487 @@
+//! berth-shim as the main process of a transient unit of a real systemd (booted in private
+//! namespaces), asserted through systemd itself: unit state, cgroups, journal, stop, exit status,
+//! exec, adoption after the client died.
+
+use berth_agent::systemd::{BusTarget, Systemd, UnitSpec, UnitStatus};
+use berth_shim::protocol::{ExecRequest, ShimClient};
+use berth_tests::systemd::{ShimBundle, TestSystemd};
+use serde_json::json;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+async fn client(sd: &TestSystemd) -> Systemd {
+    Systemd::connect(BusTarget::Address(sd.address()))
+        .await
+        .expect("connect to the test systemd")
+        .with_journal_dir(sd.journal_dir().unwrap())
+}
+
+fn unit_spec(b: &ShimBundle) -> UnitSpec {
+    let mut s = UnitSpec::new(&b.name, &format!("test/busybox:{}", b.name), b.shim_argv());
+    s.spec_hash = format!("hash-{}", b.name);
+    s.log_fields
+        .insert("CONTAINER_ID".into(), format!("id-{}", b.name));
+    s
+}
+
+/// `cat` of a file inside the namespace, as lines.
+fn cat_inside(sd: &TestSystemd, path: &str) -> Vec<String> {
+    let out = sd.exec_inside(&["cat", path]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn wait_state(sys: &Systemd, unit: &str, pred: impl Fn(&UnitStatus) -> bool) -> UnitStatus {
+    let t0 = Instant::now();
+    loop {
+        let st = sys.status(unit).await.unwrap().unwrap_or_default();
+        if pred(&st) {
+            return st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "unit {unit} never reached the expected state: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+async fn shim_unit_holds_container_with_limits_logs_and_exec() {
+    let sd = TestSystemd::boot("shim-basic").unwrap();
+    let sys = client(&sd).await;
+    let b = ShimBundle::create(
+        &sd,
+        "web",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo hello-from-container; echo to-stderr >&2; \
+             while true; do sleep 0.1; done",
+        ],
+        json!({}),
+    )
+    .unwrap();
+    let mut spec = unit_spec(&b);
+    spec.memory_max = Some(64 << 20);
+    spec.tasks_max = Some(50);
+    sys.start_unit(&spec).await.unwrap();
+
+    let st = sys.status(&b.unit()).await.unwrap().unwrap();
+    assert_eq!(st.active_state, "active");
+    assert_eq!(st.sub_state, "running");
+    assert_eq!(st.spec_hash(), Some("hash-web"));
+    let cg = st.control_group.clone();
+    assert!(cg.ends_with("/berth-web.service"), "{cg}");
+
+    // The shim (MainPID) is alone in the supervisor leaf; the container in the container leaf.
+    let mut shim = ShimClient::connect(&b.socket()).unwrap();
+    let state = shim.state().unwrap();
+    assert_eq!(state.shim_pid, st.main_pid);
+    let sup = cat_inside(
+        &sd,
+        &format!("/sys/fs/cgroup/unified{cg}/supervisor/cgroup.procs"),
+    );
+    assert_eq!(sup, vec![st.main_pid.to_string()]);
+    let ctr = cat_inside(
+        &sd,
+        &format!("/sys/fs/cgroup/unified{cg}/container/cgroup.procs"),
+    );
+    assert!(
+        ctr.contains(&state.pid.to_string()),
+        "{ctr:?} vs {}",
+        state.pid
+    );
+    let unit_root = cat_inside(&sd, &format!("/sys/fs/cgroup/unified{cg}/cgroup.procs"));
+    assert!(
+        unit_root.is_empty(),
+        "processes left in the unit's own cgroup: {unit_root:?}"
+    );
+    // MemoryMax lands on the unit's memory cgroup, which holds the container's.
+    let lim = cat_inside(
+        &sd,
+        &format!("/sys/fs/cgroup/memory{cg}/memory.limit_in_bytes"),
+    );
+    assert_eq!(lim, vec![(64u64 << 20).to_string()]);
+    let mem_procs = cat_inside(
+        &sd,
+        &format!("/sys/fs/cgroup/memory{cg}/container/cgroup.procs"),
+    );
+    assert!(mem_procs.contains(&state.pid.to_string()), "{mem_procs:?}");
+    let pids_max = cat_inside(&sd, &format!("/sys/fs/cgroup/pids{cg}/pids.max"));
+    assert_eq!(pids_max, vec!["50".to_string()]);
+
+    // The container's own output is in the unit's journal, with the Docker-like fields.
+    let e = sd
+        .wait_journal(&b.unit(), Duration::from_secs(10), |e| {
+            e["MESSAGE"] == "hello-from-container"
+        })
+        .unwrap();
+    assert_eq!(e["CONTAINER_NAME"], "web");
+    assert_eq!(e["CONTAINER_ID"], "id-web");
+    assert_eq!(e["IMAGE_NAME"], "test/busybox:web");
+    assert_eq!(e["SYSLOG_IDENTIFIER"], "web");
+    assert_eq!(e["_SYSTEMD_UNIT"], "berth-web.service");
+    sd.wait_journal(&b.unit(), Duration::from_secs(10), |e| {
+        e["MESSAGE"] == "to-stderr" && e["PRIORITY"] == "6"
+    })
+    .unwrap();
+
+    // exec: a process in the container's namespaces, with our pipes, exit code returned.
+    let (mut r, w) = std::io::pipe().unwrap();
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let mut ex = ShimClient::connect(&b.socket()).unwrap();
+    let req = ExecRequest {
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo host=$(cat /proc/sys/kernel/hostname) pid1=$(cat /proc/1/comm); exit 5".into(),
+        ],
+        ..Default::default()
+    };
+    let pid = ex
+        .exec(&req, [devnull.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()])
+        .unwrap();
+    assert!(pid > 0);
+    drop(w);
+    let status = ex.wait_exit().unwrap();
+    let mut out = String::new();
+    r.read_to_string(&mut out).unwrap();
+    assert_eq!(status, 5);
+    assert_eq!(out.trim(), "host=web pid1=sh");
+
+    // Stop: the shim forwards SIGTERM, the container's handler exits 3, the shim exits 3 and
+    // systemd records it as the unit's ExecMainStatus.
+    sys.stop_unit(&b.unit(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let st = sys
+        .status(&b.unit())
+        .await
+        .unwrap()
+        .expect("failed unit stays loaded");
+    assert_eq!(st.active_state, "failed");
+    assert_eq!(st.result, "exit-code");
+    assert_eq!(st.exec_main_code, 1, "CLD_EXITED");
+    assert_eq!(st.exec_main_status, 3);
+    sd.wait_journal(&b.unit(), Duration::from_secs(10), |e| {
+        e["MESSAGE"] == "got-term"
+    })
+    .unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.dir.join("exit.json")).unwrap()).unwrap();
+    assert_eq!(rec["status"], 3);
+    assert_eq!(rec["oom_killed"], false);
+    // Nothing left behind: cgroups, sockets, runtime state.
+    let left = sd
+        .exec_inside(&[
+            "sh",
+            "-c",
+            &format!("ls -d /sys/fs/cgroup/*{cg} 2>/dev/null; ls /run/berth/runtime 2>/dev/null"),
+        ])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
+    assert!(!b.socket().exists());
+}
+
+#[tokio::test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+async fn shim_stop_signal_timeout_and_exit_status() {
+    let sd = TestSystemd::boot("shim-stop").unwrap();
+    let sys = client(&sd).await;
+    // Ignores SIGTERM: systemd kills the whole unit after TimeoutStopSec.
+    let stubborn = ShimBundle::create(
+        &sd,
+        "stubborn",
+        &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+        json!({}),
+    )
+    .unwrap();
+    // Ignores SIGTERM too, but the shim's own stop timeout kills it first and cleans up.
+    let managed = ShimBundle::create(
+        &sd,
+        "managed",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo term-ignored' TERM; while true; do sleep 0.1; done",
+        ],
+        json!({"stop_timeout_ms": 1000}),
+    )
+    .unwrap();
+    // Exits by itself with a status.
+    let quitter = ShimBundle::create(
+        &sd,
+        "quitter",
+        &["sh", "-c", "sleep 0.5; exit 42"],
+        json!({}),
+    )
+    .unwrap();
+    // Cannot start: the shim reports the runtime's error and systemd the failed job.
+    let broken = ShimBundle::create(&sd, "broken", &["/no/such/binary"], json!({})).unwrap();
+
+    let mut s = unit_spec(&stubborn);
+    s.timeout_stop = Some(Duration::from_secs(2));
+    sys.start_unit(&s).await.unwrap();
+    let mut s = unit_spec(&managed);
+    s.timeout_stop = Some(Duration::from_secs(20));
+    sys.start_unit(&s).await.unwrap();
+    sys.start_unit(&unit_spec(&quitter)).await.unwrap();
+    // runc refuses a missing binary at create (the start job fails with the shim's 125);
+    // berth-runtime fails it at exec time (the unit fails right after starting). Either way the
+    // unit ends failed with a non-zero status and the reason in its journal.
+    match sys.start_unit(&unit_spec(&broken)).await {
+        Err(berth_agent::systemd::SystemdError::JobFailed {
+            result,
+            exit_status,
+            logs,
+            ..
+        }) => {
+            assert_eq!(result, "failed");
+            assert_eq!(exit_status, 125);
+            assert!(
+                logs.iter().any(|l| l.contains("berth-shim:")),
+                "shim's error in the logs: {logs:?}"
+            );
+        }
+        Err(e) => panic!("unexpected {e}"),
+        Ok(()) => {
+            let st = wait_state(&sys, &broken.unit(), |s| s.active_state == "failed").await;
+            assert_ne!(st.exec_main_status, 0);
+        }
+    }
+
+    let st = wait_state(&sys, &quitter.unit(), |s| s.active_state == "failed").await;
+    assert_eq!(st.exec_main_status, 42);
+    assert_eq!(st.result, "exit-code");
+
+    let t0 = Instant::now();
+    let (u1, u2) = (stubborn.unit(), managed.unit());
+    let (a, b) = tokio::join!(
+        sys.stop_unit(&u1, Duration::from_secs(30)),
+        sys.stop_unit(&u2, Duration::from_secs(30)),
+    );
+    a.unwrap();
+    b.unwrap();
+    let st = sys.status(&stubborn.unit()).await.unwrap().unwrap();
+    assert_eq!(st.result, "timeout", "{st:?}");
+    assert_eq!(
+        st.exec_main_code, 2,
+        "the shim was SIGKILLed too (CLD_KILLED)"
+    );
+    assert_eq!(st.exec_main_status, libc::SIGKILL);
+    let st = sys.status(&managed.unit()).await.unwrap().unwrap();
+    assert_eq!(st.exec_main_status, 137, "{st:?}");
+    assert_eq!(st.result, "exit-code");
+    let elapsed = t0.elapsed();
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
+    sd.wait_journal(&managed.unit(), Duration::from_secs(10), |e| {
+        e["MESSAGE"] == "term-ignored"
+    })
+    .unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(managed.dir.join("exit.json")).unwrap()).unwrap();
+    assert_eq!(rec["exit"], json!({"signaled": 9}));
+    // The shim that got to clean up left nothing in any hierarchy.
+    let left = sd
+        .exec_inside(&[
+            "sh",
+            "-c",
+            "ls -d /sys/fs/cgroup/*/system.slice/berth-managed.service /run/berth/runtime/managed 2>/dev/null",
+        ])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
+}
+
+#[tokio::test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+async fn shim_readiness_from_health_check_and_unhealthy_exit() {
+    let sd = TestSystemd::boot("shim-health").unwrap();
+    let sys = client(&sd).await;
+    let b = ShimBundle::create(
+        &sd,
+        "checked",
+        &[
+            "sh",
+            "-c",
+            "sleep 1; touch /tmp/ready; while true; do sleep 0.1; done",
+        ],
+        json!({
+            "readiness": "healthy",
+            "healthcheck": {"command": ["sh", "-c", "echo probing; test -f /tmp/ready"],
+                            "interval_ms": 200, "timeout_ms": 2000, "retries": 2,
+                            "start_period_ms": 5000}
+        }),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    sys.start_unit(&unit_spec(&b)).await.unwrap();
+    // Active only once the check passed, which cannot be before the file exists.
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    let mut c = ShimClient::connect(&b.socket()).unwrap();
+    let h = c.health().unwrap();
+    assert_eq!(h.status, "healthy");
+    let last = h.log.last().unwrap();
+    assert_eq!(last.exit_code, 0);
+    assert_eq!(last.output.trim(), "probing");
+    // Make it fail: two failed checks in a row → the shim kills the container and exits non-zero.
+    let (_r, w) = std::io::pipe().unwrap();
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let req = ExecRequest {
+        args: vec!["rm".into(), "/tmp/ready".into()],
+        ..Default::default()
+    };
+    let mut ex = ShimClient::connect(&b.socket()).unwrap();
+    ex.exec(&req, [devnull.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()])
+        .unwrap();
+    assert_eq!(ex.wait_exit().unwrap(), 0);
+    let st = wait_state(&sys, &b.unit(), |s| s.active_state == "failed").await;
+    assert_eq!(st.exec_main_status, 137, "{st:?}");
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.dir.join("exit.json")).unwrap()).unwrap();
+    assert_eq!(rec["unhealthy"], true);
+}
+
+/// Not a test by itself: the "berthd" process of `shim_units_survive_client_sigkill`, which runs
+/// this test binary again with `BERTH_ADOPT_ADDRESS` set, starts units, and is SIGKILLed.
+#[tokio::test]
+#[ignore = "needs root: helper process of shim_units_survive_client_sigkill"]
+async fn shim_adopt_helper_process() {
+    let Ok(addr) = std::env::var("BERTH_ADOPT_ADDRESS") else {
+        return;
+    };
+    let specs: Vec<Vec<String>> =
+        serde_json::from_str(&std::env::var("BERTH_ADOPT_UNITS").unwrap()).unwrap();
+    let sys = Systemd::connect(BusTarget::Address(addr)).await.unwrap();
+    let _events = sys.events();
+    for argv in specs {
+        let name = argv[0].clone();
+        let mut s = UnitSpec::new(&name, "test/busybox", argv[1..].to_vec());
+        s.spec_hash = format!("hash-{name}");
+        sys.start_unit(&s).await.unwrap();
+    }
+    println!("ADOPT-STARTED");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+async fn shim_units_survive_client_sigkill() {
+    use std::io::BufRead;
+    let sd = TestSystemd::boot("shim-adopt").unwrap();
+    let bundles: Vec<ShimBundle> = ["alpha", "beta"]
+        .iter()
+        .map(|n| {
+            ShimBundle::create(
+                &sd,
+                n,
+                &["sh", "-c", "while true; do sleep 0.1; done"],
+                json!({}),
+            )
+            .unwrap()
+        })
+        .collect();
+    let units: Vec<Vec<String>> = bundles
+        .iter()
+        .map(|b| {
+            let mut v = vec![b.name.clone()];
+            v.extend(b.shim_argv());
+            v
+        })
+        .collect();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "shim_adopt_helper_process",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("BERTH_ADOPT_ADDRESS", sd.address())
+        .env("BERTH_ADOPT_UNITS", serde_json::to_string(&units).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.map(|l| l.contains("ADOPT-STARTED")).unwrap_or(false)),
+        "helper did not start the units"
+    );
+    let sys = client(&sd).await;
+    let mut before = Vec::new();
+    for b in &bundles {
+        let st = sys.status(&b.unit()).await.unwrap().unwrap();
+        assert_eq!(st.active_state, "active");
+        let pid = ShimClient::connect(&b.socket())
+            .unwrap()
+            .state()
+            .unwrap()
+            .pid;
+        before.push((st.main_pid, pid, st.invocation_id.clone()));
+    }
+    // berthd dies hard.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A new client finds the units by listing and adopts them: same shim, same container,
+    // same invocation, no restart, the spec hash to compare with.
+    let sys = client(&sd).await;
+    let mut listed: Vec<String> = sys
+        .list_units()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.active_state == "active")
+        .filter_map(|u| u.container().map(str::to_owned))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["alpha", "beta"]);
+    for (b, (main_pid, pid, inv)) in bundles.iter().zip(before) {
+        let st = sys.status(&b.unit()).await.unwrap().unwrap();
+        assert_eq!(st.main_pid, main_pid);
+        assert_eq!(st.invocation_id, inv);
+        assert_eq!(st.n_restarts, 0);
+        assert_eq!(st.spec_hash(), Some(format!("hash-{}", b.name).as_str()));
+        let now = ShimClient::connect(&b.socket()).unwrap().state().unwrap();
+        assert_eq!(now.pid, pid, "container restarted");
+    }
+    let mut events = sys.events();
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(berth_agent::systemd::UnitEvent::Resync));
+    sys.kill_unit(
+        &bundles[0].unit(),
+        berth_agent::systemd::KillWho::All,
+        libc::SIGKILL,
+    )
+    .await
+    .unwrap();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("a state change of alpha")
+            .unwrap();
+        if let berth_agent::systemd::UnitEvent::Changed {
+            unit,
+            active_state: Some(s),
+            ..
+        } = &e
+            && unit == "berth-alpha.service"
+            && (s == "failed" || s == "inactive")
+        {
+            break;
+        }
+    }
+}
