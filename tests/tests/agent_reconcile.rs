@@ -176,7 +176,10 @@ fn agent_failing_healthcheck_restarts_container() {
     })
     .unwrap();
     // berthd itself did not replace it: the hash is unchanged, only systemd restarted it.
-    a.wait(T, "sick running again", || a.phase("sick") == "running" || a.phase("sick") == "starting").unwrap();
+    a.wait(T, "sick running again", || {
+        a.phase("sick") == "running" || a.phase("sick") == "starting"
+    })
+    .unwrap();
 }
 
 #[test]
