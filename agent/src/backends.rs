@@ -65,6 +65,9 @@ impl Units for SystemdUnits {
 pub struct StoreImages {
     pub store: Store,
     imported: Mutex<HashMap<PathBuf, (u64, SystemTime, String)>>,
+    /// One import at a time: 50 containers of one new archive import it once, the others then
+    /// find it in `imported`.
+    importing: tokio::sync::Mutex<()>,
 }
 
 impl StoreImages {
@@ -72,6 +75,7 @@ impl StoreImages {
         StoreImages {
             store,
             imported: Mutex::new(HashMap::new()),
+            importing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -94,6 +98,7 @@ impl StoreImages {
         let md =
             std::fs::metadata(path).map_err(|e| format!("image_file {}: {e}", path.display()))?;
         let key = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        let _one = self.importing.lock().await;
         let known = self
             .imported
             .lock()

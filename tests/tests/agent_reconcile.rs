@@ -23,10 +23,10 @@ fn agent_write_edit_touch_delete() {
         .unwrap();
     let (web0, db0) = (a.show("web", "InvocationID"), a.show("db", "InvocationID"));
     assert!(!web0.is_empty());
-    assert_eq!(
-        a.show("web", "Environment")
-            .contains("BERTH_SPEC_HASH=sha256:"),
-        true
+    let env = a.show("web", "Environment");
+    assert!(
+        env.contains("BERTH_SPEC_HASH=sha256:"),
+        "the unit carries no spec hash: {env}"
     );
 
     // Touch / rewrite with the same meaning: nothing restarts.
@@ -176,7 +176,10 @@ fn agent_failing_healthcheck_restarts_container() {
     })
     .unwrap();
     // berthd itself did not replace it: the hash is unchanged, only systemd restarted it.
-    a.wait(T, "sick running again", || a.phase("sick") == "running" || a.phase("sick") == "starting").unwrap();
+    a.wait(T, "sick running again", || {
+        a.phase("sick") == "running" || a.phase("sick") == "starting"
+    })
+    .unwrap();
 }
 
 #[test]

@@ -227,10 +227,13 @@ impl std::fmt::Debug for Store {
 /// Writes `data` to `path` atomically: temp file in the same dir, fsync, rename, fsync the dir.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().expect("store paths have parents");
+    // unique per write: concurrent pulls of one image may store the same small blob at once
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".tmp-{}-{}",
+        ".tmp-{}-{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let res = (|| {
         let mut f = File::create(&tmp)?;
