@@ -429,3 +429,44 @@ fn runtime_exec_process_file_user_cgroup_and_exit_code() {
     rt.ok(&["delete", "-f", &id]);
     assert_nothing_left(&rt, &b, &cg, None);
 }
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_preserve_fds_passes_fd_3_and_nothing_else() {
+    let (rt, b, id, cg) = setup(
+        "preserve",
+        "echo preserved >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+    );
+    let out_file = b.path().join("fd3.out");
+    // bash opens fd 3 (not close-on-exec) for the runtime, as containerd/podman pass extra fds.
+    let script = format!(
+        "exec 3>{}; exec {} --root {} run --preserve-fds 1 --bundle {} {}",
+        out_file.display(),
+        rt.bin.display(),
+        rt.root().display(),
+        b.path().display(),
+        id
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "preserved\n");
+    // 0-2, the preserved 3, and the directory fd ls itself opens: nothing of the runtime's.
+    let fds: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&fds[..4], ["0", "1", "2", "3"], "{fds:?}");
+    assert!(
+        fds.len() <= 5,
+        "no runtime fd leaked into the container: {fds:?}"
+    );
+    assert_nothing_left(&rt, &b, &cg, None);
+}
