@@ -470,3 +470,57 @@ fn runtime_preserve_fds_passes_fd_3_and_nothing_else() {
     );
     assert_nothing_left(&rt, &b, &cg, None);
 }
+
+/// The pure cgroup v2 path end to end: in a private mount namespace whose /sys/fs/cgroup is the
+/// cgroup2 hierarchy (as on NixOS), the container gets a v2 cgroup, its `cgroup` mount shows
+/// it, its device rules are enforced by the eBPF program, and delete removes the directory.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_pure_cgroup_v2_host() {
+    let script = "echo self=$(grep '^0::' /proc/self/cgroup); echo files=$(ls /sys/fs/cgroup | grep -c '^cgroup.controllers$'); \
+        mknod /tmp/loop b 7 0 2>/dev/null && echo loop=allowed || echo loop=denied; \
+        mknod /tmp/null c 1 3 && echo null=allowed";
+    let (rt, mut b, id, cg) = setup("v2", script);
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    b.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    b.save();
+    let harness = format!(
+        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec {} --root {} run --bundle {} {}",
+        rt.bin.display(),
+        rt.root().display(),
+        b.path().display(),
+        id
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &harness])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        line(&stdout, "self="),
+        format!("0::{cg}"),
+        "only the v2 hierarchy"
+    );
+    assert_eq!(
+        line(&stdout, "files="),
+        "1",
+        "the cgroup mount is the v2 cgroup"
+    );
+    assert_eq!(line(&stdout, "loop="), "denied", "eBPF device program");
+    assert_eq!(line(&stdout, "null="), "allowed");
+    assert_nothing_left(&rt, &b, &cg, None);
+}
