@@ -379,7 +379,8 @@ impl Cgroup {
         }
         // A process forking while we walk the list could escape a plain loop: with SIGKILL,
         // freeze first (when there is a freezer), signal everyone, then thaw so they die.
-        let freeze = sig == libc::SIGKILL && self.dir_with("freezer").is_some() && !self.frozen()?;
+        let freeze =
+            sig == libc::SIGKILL && self.dir_with("freezer").is_some() && !self.frozen()?;
         if freeze {
             let _ = self.freeze(true);
         }
