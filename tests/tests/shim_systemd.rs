@@ -96,6 +96,9 @@ async fn shim_unit_holds_container_with_limits_logs_and_exec() {
         "{ctr:?} vs {}",
         state.pid
     );
+    // No threads, ever (it reaps, forks execs and handles signals single-threaded).
+    let status = cat_inside(&sd, &format!("/proc/{}/status", st.main_pid));
+    assert!(status.iter().any(|l| l == "Threads:\t1"), "{status:?}");
     let unit_root = cat_inside(&sd, &format!("/sys/fs/cgroup/unified{cg}/cgroup.procs"));
     assert!(
         unit_root.is_empty(),
