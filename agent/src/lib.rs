@@ -1,8 +1,12 @@
 //! berth's agent library, used by `berthd` and the `berth` CLI: specs, reconcile, the image store and
 //! the systemd client.
 
+pub mod api;
+pub mod backends;
 pub mod bundle;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod image;
 pub mod reconcile;
 pub mod spec;

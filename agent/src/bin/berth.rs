@@ -1,9 +1,12 @@
-//! `berth`: the command-line client.
+//! `berth`: the command-line client (thin: the commands live in `berth_agent::cli`).
 use clap::Parser;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "berth container host agent CLI")]
 struct Cli {
+    #[command(flatten)]
+    global: berth_agent::cli::containers::Global,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -11,17 +14,26 @@ struct Cli {
 #[derive(clap::Subcommand)]
 enum Cmd {
     #[command(flatten)]
+    Containers(berth_agent::cli::containers::ContainerCommand),
+    #[command(flatten)]
     Image(berth_agent::cli::image::ImageCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().cmd {
-        Cmd::Image(c) => berth_agent::cli::image::run(c).await?,
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Containers(c) => berth_agent::cli::containers::run(c, cli.global).await,
+        Cmd::Image(c) => match berth_agent::cli::image::run(c).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
-    Ok(())
 }

@@ -212,7 +212,9 @@ pub fn oci_config(
     let name = &eff.name;
     let (uid, gid, extra_gids) = resolve_user(name, &eff.user, &rootfs.lower)?;
     let caps = capabilities(eff);
-    let mut rlimits = vec![json!({"type": "RLIMIT_NOFILE", "soft": 1024u64, "hard": 524_288u64})];
+    // Without `ulimits`, the container inherits the unit's limits (systemd's defaults), as Docker's
+    // containers inherit dockerd's.
+    let mut rlimits: Vec<Value> = Vec::new();
     for (k, u) in &s.ulimits {
         let t = ULIMITS
             .iter()

@@ -1,3 +1,4 @@
 //! Subcommands of the `berth` CLI implemented in the library (thin `berth` binary).
 
+pub mod containers;
 pub mod image;

@@ -88,7 +88,7 @@ pub struct Settings {
     pub spec_dir: PathBuf,
     /// Specs made through the API: `/var/lib/berth/specs`.
     pub api_spec_dir: PathBuf,
-    /// berthd's per-container records: `/var/lib/berth/containers`.
+    /// berthd's per-container records (`<name>.json`): `/var/lib/berth/agent`.
     pub state_dir: PathBuf,
     /// Bundles: `/run/berth/containers`.
     pub bundle_dir: PathBuf,
@@ -135,9 +135,36 @@ pub struct Ctx<U, I> {
     pub images: I,
     pub settings: Settings,
     pub board: Arc<Board>,
+    /// Names whose next pass restarts them (`berth restart`), even with an unchanged hash.
+    pub restarts: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<U: Units, I: Images> Ctx<U, I> {
+    pub fn new(units: U, images: I, settings: Settings) -> Self {
+        Ctx {
+            units,
+            images,
+            settings,
+            board: Arc::new(Board::default()),
+            restarts: Default::default(),
+        }
+    }
+
+    /// Asks the next pass of `name` to restart it.
+    pub fn request_restart(&self, name: &str) {
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+    }
+
+    fn take_restart(&self, name: &str) -> bool {
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+
     /// The spec of `name`: its file in the spec dir, else an API-made one.
     pub fn desired(&self, name: &str) -> Option<SpecFile> {
         for dir in [&self.settings.spec_dir, &self.settings.api_spec_dir] {
@@ -165,7 +192,8 @@ impl<U: Units, I: Images> Ctx<U, I> {
         if let Ok(rd) = std::fs::read_dir(&self.settings.state_dir) {
             names.extend(
                 rd.filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok()),
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter_map(|f| f.strip_suffix(".json").map(str::to_owned)),
             );
         }
         names.sort();
@@ -175,7 +203,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.settings.state_dir.join(name).join("record.json")
+        self.settings.state_dir.join(format!("{name}.json"))
     }
 
     pub fn record(&self, name: &str) -> Option<Record> {
@@ -209,7 +237,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
                 message,
             })?;
         let _ = std::fs::remove_dir_all(self.bundle_path(name));
-        let _ = std::fs::remove_dir_all(self.settings.state_dir.join(name));
+        let _ = std::fs::remove_file(self.record_path(name));
         Ok(())
     }
 
@@ -268,7 +296,11 @@ pub async fn reconcile<U: Units, I: Images>(
     let spec = match desired {
         None => {
             if let Some(u) = &observed {
-                tracing::info!(container = name, "no spec: stopping {}", u.active_state);
+                tracing::info!(
+                    container = name,
+                    "{name}: no spec: stopping its unit ({})",
+                    u.active_state
+                );
                 ctx.units
                     .stop(name, Duration::from_secs(120))
                     .await
@@ -317,7 +349,7 @@ pub async fn reconcile<U: Units, I: Images>(
             let progress: Progress = Arc::new(move |p| {
                 board.update(&n, |s| s.phase = Phase::Pulling { percent: Some(p) })
             });
-            tracing::info!(container = name, image = %image_ref, "pulling");
+            tracing::info!(container = name, image = %image_ref, "{name}: pulling {image_ref}");
             ctx.images
                 .pull(&spec, progress)
                 .await
@@ -348,6 +380,17 @@ pub async fn reconcile<U: Units, I: Images>(
         ctx.board.set(st);
     };
 
+    let restart = ctx.take_restart(name);
+    if restart {
+        tracing::info!(container = name, "{name}: restart requested");
+        if observed.is_some() {
+            ctx.units
+                .stop(name, eff.stop_timeout + Duration::from_secs(30))
+                .await
+                .map_err(Ctx::<U, I>::units_err(name))?;
+        }
+        return start(ctx, name, &eff, &image, file.as_deref()).await;
+    }
     if let Some(u) = &observed
         && u.hash.as_deref() == Some(eff.hash.as_str())
     {
@@ -360,10 +403,12 @@ pub async fn reconcile<U: Units, I: Images>(
             _ => Phase::Exited,
         };
         let retry = phase == Phase::Failed && spec.restart != Restart::No;
-        set_status(phase, None, Some(state));
+        let why = (phase == Phase::Failed)
+            .then(|| format!("unit failed ({}); see `berth logs {name}`", u.sub_state));
+        set_status(phase, why, Some(state));
         if retry {
             // systemd gave up (start limit) on a container that should run: try again later.
-            tracing::warn!(container = name, "unit failed; starting it again");
+            tracing::warn!(container = name, "{name}: unit failed; starting it again");
             return start(ctx, name, &eff, &image, file.as_deref()).await;
         }
         if ctx.record(name).is_none_or(|r| r.hash != eff.hash) {
@@ -395,7 +440,7 @@ pub async fn reconcile<U: Units, I: Images>(
 
     match &observed {
         Some(u) => {
-            tracing::info!(container = name, old = u.hash.as_deref().unwrap_or("-"), new = %eff.hash, "spec changed: replacing");
+            tracing::info!(container = name, old = u.hash.as_deref().unwrap_or("-"), new = %eff.hash, "{name}: spec changed: replacing");
             ctx.units
                 .stop(name, eff.stop_timeout + Duration::from_secs(30))
                 .await
@@ -481,7 +526,7 @@ fn invalid<U: Units, I: Images>(
     tracing::warn!(
         container = name,
         spec_file = file.as_deref().unwrap_or(""),
-        "invalid spec: {error}"
+        "{name}: invalid spec: {error}"
     );
     let mut st = ContainerStatus::new(name, Phase::Invalid);
     st.spec_file = file;
@@ -534,7 +579,7 @@ async fn start<U: Units, I: Images>(
             image_digest: eff.image_digest.clone(),
         },
     )?;
-    tracing::info!(container = name, hash = %eff.hash, "starting");
+    tracing::info!(container = name, hash = %eff.hash, "{name}: starting");
     ctx.units
         .start(&unit)
         .await

@@ -70,6 +70,8 @@ impl ContainerStatus {
 #[derive(Debug, Default)]
 pub struct Board {
     inner: RwLock<BTreeMap<String, ContainerStatus>>,
+    /// Woken on every change (berthd's STATUS= line follows it).
+    pub changed: tokio::sync::Notify,
 }
 
 impl Board {
@@ -78,18 +80,22 @@ impl Board {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(s.name.clone(), s);
+        self.changed.notify_one();
     }
     /// Changes an existing entry (or a fresh `Pending` one) in place.
     pub fn update(&self, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
         let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
         f(m.entry(name.to_owned())
             .or_insert_with(|| ContainerStatus::new(name, Phase::Pending)));
+        drop(m);
+        self.changed.notify_one();
     }
     pub fn remove(&self, name: &str) {
         self.inner
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+        self.changed.notify_one();
     }
     pub fn get(&self, name: &str) -> Option<ContainerStatus> {
         self.inner
@@ -153,6 +159,19 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn changes_wake_the_status_line() {
+        let b = Board::default();
+        b.set(ContainerStatus::new("a", Phase::Running));
+        tokio::time::timeout(std::time::Duration::from_secs(1), b.changed.notified())
+            .await
+            .expect("set did not notify");
+        b.update("a", |s| s.phase = Phase::Failed);
+        tokio::time::timeout(std::time::Duration::from_secs(1), b.changed.notified())
+            .await
+            .expect("update did not notify");
+    }
 
     #[test]
     fn summary_line() {

@@ -2,7 +2,7 @@
 
 use super::controller::{self, Options, Trigger};
 use super::fakes::{FakeImages, FakeUnits};
-use super::status::{Board, Phase};
+use super::status::Phase;
 use super::*;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -42,12 +42,7 @@ fn env_with(units: FakeUnits) -> Env {
     let spec_dir = settings.spec_dir.clone();
     Env {
         _dir: dir,
-        ctx: Arc::new(Ctx {
-            units,
-            images,
-            settings,
-            board: Arc::new(Board::default()),
-        }),
+        ctx: Arc::new(Ctx::new(units, images, settings)),
         spec_dir,
     }
 }
@@ -145,8 +140,19 @@ async fn delete_stops_and_cleans() {
     e.pass("web").await;
     assert_eq!(e.calls(), vec!["start web", "stop web"]);
     assert!(!e.ctx.settings.bundle_dir.join("web").exists());
-    assert!(!e.ctx.settings.state_dir.join("web").exists());
+    assert!(!e.ctx.settings.state_dir.join("web.json").exists());
     assert!(e.ctx.board.get("web").is_none());
+}
+
+#[tokio::test]
+async fn all_names_covers_specs_units_and_records() {
+    let e = env();
+    e.write("a", "image: busybox\n");
+    e.pass("a").await;
+    e.write("b", "image: busybox\n");
+    e.ctx.units.insert("c", "sha256:x", "active");
+    std::fs::write(e.ctx.settings.state_dir.join("d.json"), "{}").unwrap();
+    assert_eq!(e.ctx.all_names().await.unwrap(), vec!["a", "b", "c", "d"]);
 }
 
 #[tokio::test]
@@ -178,12 +184,11 @@ async fn agent_restart_adopts_units() {
     e.write("web", "image: busybox\n");
     e.pass("web").await;
     // A new berthd (fresh board) over the same systemd: nothing restarts.
-    let e2 = Ctx {
-        units: FakeUnits::default(),
-        images: FakeImages::default(),
-        settings: e.ctx.settings.clone(),
-        board: Arc::new(Board::default()),
-    };
+    let e2 = Ctx::new(
+        FakeUnits::default(),
+        FakeImages::default(),
+        e.ctx.settings.clone(),
+    );
     e2.images
         .present
         .lock()
@@ -193,6 +198,17 @@ async fn agent_restart_adopts_units() {
     reconcile(&e2, "web").await.unwrap();
     assert!(e2.units.calls().is_empty());
     assert_eq!(e2.board.get("web").unwrap().phase, Phase::Running);
+}
+
+#[tokio::test]
+async fn restart_request_restarts_once() {
+    let e = env();
+    e.write("web", "image: busybox\n");
+    e.pass("web").await;
+    e.ctx.request_restart("web");
+    e.pass("web").await;
+    e.pass("web").await;
+    assert_eq!(e.calls(), vec!["start web", "stop web", "start web"]);
 }
 
 #[tokio::test]

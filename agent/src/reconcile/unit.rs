@@ -22,7 +22,11 @@ pub fn unit_spec(
     let mut u = UnitSpec::new(
         &eff.name,
         &eff.image_ref,
-        vec![shim.display().to_string(), bundle.display().to_string()],
+        vec![
+            shim.display().to_string(),
+            "--bundle".into(),
+            bundle.display().to_string(),
+        ],
     );
     u.memory_max = s.mem_limit.map(|m| m.0);
     u.cpu_quota_per_sec = s.cpus.map(Duration::from_secs_f64);
@@ -87,7 +91,11 @@ mod tests {
         );
         assert_eq!(
             u.exec_start,
-            vec!["/usr/bin/berth-shim", "/run/berth/containers/web"]
+            vec![
+                "/usr/bin/berth-shim",
+                "--bundle",
+                "/run/berth/containers/web"
+            ]
         );
         assert_eq!(u.memory_max, Some(64 << 20));
         assert_eq!(u.cpu_quota_per_sec, Some(Duration::from_millis(500)));

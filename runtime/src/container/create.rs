@@ -211,9 +211,18 @@ fn create_inner(
 
     if ns.new_user() {
         write_id_maps(pid, linux)?;
+        send(&parent_end, &Message::Mapped)?;
     }
-    cg.add(pid.as_raw())
-        .map_err(|e| Error::Init(e.to_string()))?;
+    if let Err(e) = cg.add(pid.as_raw()) {
+        // The init may have failed (and exited) meanwhile: its own message says more.
+        if let Some((_, Some(fd))) = &undo.child {
+            let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
+        }
+        return Err(match parent_end.recv() {
+            Ok(Message::Error(msg)) => Error::Init(msg),
+            _ => Error::Init(e.to_string()),
+        });
+    }
 
     let pid_start = super::proc_stat(pid.as_raw()).map(|s| s.1).unwrap_or(0);
     let container = Container {
@@ -231,9 +240,7 @@ fn create_inner(
         },
     };
     let state_json = container.state_json(Status::Creating);
-    parent_end
-        .send(&Message::Go(state_json.clone()))
-        .map_err(init_err)?;
+    send(&parent_end, &Message::Go(state_json.clone()))?;
     loop {
         match parent_end.recv().map_err(init_err)? {
             Message::RunHooks => {
@@ -248,7 +255,7 @@ fn create_inner(
                         }
                     }
                 }
-                parent_end.send(&Message::HooksDone).map_err(init_err)?;
+                send(&parent_end, &Message::HooksDone)?;
             }
             Message::Ready => break,
             Message::Error(e) => return Err(Error::Init(e)),
@@ -304,6 +311,18 @@ fn with_spec_devices(
     }
     res.set_devices(Some(rules));
     res
+}
+
+/// Sends to the init; if it is gone, its last words (an error it sent before exiting) are the
+/// better message.
+pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
+    match chan.send(m) {
+        Ok(()) => Ok(()),
+        Err(e) => match chan.recv() {
+            Ok(Message::Error(msg)) => Err(Error::Init(msg)),
+            _ => Err(init_err(e)),
+        },
+    }
 }
 
 fn init_err(e: channel::ChannelError) -> Error {

@@ -2,6 +2,9 @@
 //! exec fifo, then runs the poststart hooks.
 
 use std::io::Write;
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -37,10 +40,14 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
         Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("opening {}", fifo.display()), e))?;
-    std::fs::File::from(fd)
-        .write_all(b"0")
+    let mut f = std::fs::File::from(fd);
+    f.write_all(b"0")
         .map_err(|e| Error::io(format!("writing {}", fifo.display()), e))?;
     let _ = std::fs::remove_file(&fifo);
+    // The init's fifo fd is close-on-exec: once no reader is left (POLLERR on our write end)
+    // the user's program runs, so `start` returns with the container really running.
+    let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
+    let _ = poll(&mut fds, PollTimeout::from(10_000u16));
     if let Some(h) =
         c.p.spec
             .hooks()

@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 /// What the two sides tell each other during set-up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
-    /// Runtime → child: id maps written and cgroup joined; carries the state JSON for the hooks
-    /// the child runs itself.
+    /// Runtime → child: the new user namespace's id maps are written (sent first, only then).
+    Mapped,
+    /// Runtime → child: the child is in its cgroup; carries the state JSON for the hooks the
+    /// child runs itself. The child does everything that does not depend on its cgroup before
+    /// waiting for this, so the cgroup migration (an RCU grace period on cgroup v1) overlaps
+    /// with its mount work.
     Go(String),
     /// Child → runtime: mounts are done, run prestart and createRuntime hooks now.
     RunHooks,
@@ -89,6 +93,17 @@ impl Channel {
             Message::Go(s) => Ok(s),
             got => Err(ChannelError::Unexpected {
                 expected: "Go",
+                got,
+            }),
+        }
+    }
+
+    /// Child side: waits for [`Message::Mapped`].
+    pub fn wait_for_mapped(&self) -> Result<(), ChannelError> {
+        match self.recv()? {
+            Message::Mapped => Ok(()),
+            got => Err(ChannelError::Unexpected {
+                expected: "Mapped",
                 got,
             }),
         }

@@ -51,7 +51,6 @@ fn setup(a: &TenantArgs<'_>) -> ProcessError {
 fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessError> {
     nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE"))?;
     super::dup_stdio(a.stdio)?;
-    a.chan.wait_for_go()?;
     let mut in_user_ns = false;
     for (flag, fd) in &a.join_fds {
         nix::sched::setns(fd.as_fd(), *flag).map_err(sys(format!(
@@ -81,6 +80,8 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     }
     let nnp = p.no_new_privileges() == Some(true);
     let filter = a.seccomp.map(crate::seccomp::build).transpose()?;
+    // The runtime moves us into the cgroup meanwhile; nothing before needed it.
+    a.chan.wait_for_go()?;
     if !nnp && let Some(f) = &filter {
         crate::seccomp::load(f)?;
     }

@@ -1,0 +1,165 @@
+//! berthd's native API on `/run/berth/berthd.sock`: one JSON request per line, one JSON response
+//! per line, over a root-only unix socket (mode 0600 and a peer-credential check). The types and the
+//! client are used by the `berth` CLI; the server runs in berthd (see [`crate::daemon`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// Longest request line accepted (specs travel inside `apply`).
+pub const MAX_LINE: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Status of every container.
+    Ps,
+    /// Status of one container, with systemd's view.
+    Status {
+        name: String,
+    },
+    /// Everything known about one container: status, spec, effective config, unit.
+    Inspect {
+        name: String,
+    },
+    /// What the next pass would do, per name.
+    Diff,
+    /// Restart a container (its unit is stopped and started again).
+    Restart {
+        name: String,
+    },
+    /// Pull an image into the store.
+    Pull {
+        image: String,
+    },
+    Images,
+    Rmi {
+        image: String,
+        #[serde(default)]
+        force: bool,
+    },
+    /// berthd's settings the CLI needs (journal dir, run dir).
+    Info,
+    /// Create or replace an API-managed container from spec YAML.
+    Apply {
+        name: String,
+        yaml: String,
+    },
+    /// Remove an API-managed container.
+    Delete {
+        name: String,
+    },
+    /// Run a full pass now.
+    Reconcile,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    Invalid,
+    Conflict,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    Ok { ok: Value },
+    Error { error: String, kind: ErrorKind },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot connect to berthd at {path}: {source} (is berthd running? are you root?)")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("talking to berthd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad response from berthd: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("berthd closed the connection")]
+    Closed,
+    #[error("{message}")]
+    Remote { kind: ErrorKind, message: String },
+}
+
+/// A connection to berthd.
+pub struct Client {
+    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    writer: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Client {
+    pub async fn connect(path: &Path) -> Result<Client, ApiError> {
+        let s = UnixStream::connect(path)
+            .await
+            .map_err(|source| ApiError::Connect {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let (r, w) = s.into_split();
+        Ok(Client {
+            reader: BufReader::new(r),
+            writer: w,
+        })
+    }
+
+    pub async fn call(&mut self, req: &Request) -> Result<Value, ApiError> {
+        let mut line = serde_json::to_vec(req)?;
+        line.push(b'\n');
+        self.writer.write_all(&line).await?;
+        let mut resp = String::new();
+        if self.reader.read_line(&mut resp).await? == 0 {
+            return Err(ApiError::Closed);
+        }
+        match serde_json::from_str::<Response>(&resp)? {
+            Response::Ok { ok } => Ok(ok),
+            Response::Error { error, kind } => Err(ApiError::Remote {
+                kind,
+                message: error,
+            }),
+        }
+    }
+}
+
+impl Response {
+    pub fn ok(v: impl Serialize) -> Response {
+        Response::Ok {
+            ok: serde_json::to_value(v).unwrap_or(Value::Null),
+        }
+    }
+    pub fn err(kind: ErrorKind, e: impl std::fmt::Display) -> Response {
+        Response::Error {
+            error: e.to_string(),
+            kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        let r: Request = serde_json::from_str(r#"{"op":"status","name":"web"}"#).unwrap();
+        assert_eq!(r, Request::Status { name: "web".into() });
+        assert!(serde_json::from_str::<Request>(r#"{"op":"status","name":"web","x":1}"#).is_err());
+        let ok = serde_json::to_string(&Response::ok(1)).unwrap();
+        assert_eq!(ok, r#"{"ok":1}"#);
+        let e: Response =
+            serde_json::from_str(r#"{"error":"no such container","kind":"not_found"}"#).unwrap();
+        assert!(matches!(
+            e,
+            Response::Error {
+                kind: ErrorKind::NotFound,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,192 @@
+//! The real implementations of reconcile's [`Units`] and [`Images`] traits: systemd over D-Bus
+//! (the `systemd` module's client) and the OCI image store. Runs in berthd.
+
+use crate::bundle::Rootfs;
+use crate::image::{self, PullOptions, Store};
+use crate::reconcile::{Images, Observed, Progress, ResolvedImage, Units};
+use crate::spec::Spec;
+use crate::spec::effective::ImageConfig;
+use crate::systemd::{Systemd, UnitSpec, container_name, unit_name};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+pub struct SystemdUnits {
+    pub systemd: Systemd,
+}
+
+impl Units for SystemdUnits {
+    async fn get(&self, name: &str) -> Result<Option<Observed>, String> {
+        let st = self
+            .systemd
+            .status(&unit_name(name))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(st
+            .filter(|s| s.load_state != "not-found")
+            .map(|s| Observed {
+                name: name.to_owned(),
+                hash: s.spec_hash().map(str::to_owned),
+                active_state: s.active_state.clone(),
+                sub_state: s.sub_state.clone(),
+                n_restarts: s.n_restarts,
+            }))
+    }
+    async fn list(&self) -> Result<Vec<String>, String> {
+        let units = self.systemd.list_units().await.map_err(|e| e.to_string())?;
+        Ok(units
+            .iter()
+            .filter(|u| u.load_state != "not-found")
+            .filter_map(|u| container_name(&u.name).map(str::to_owned))
+            .collect())
+    }
+    async fn start(&self, unit: &UnitSpec) -> Result<(), String> {
+        self.systemd
+            .start_unit(unit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), String> {
+        let unit = unit_name(name);
+        self.systemd
+            .stop_unit(&unit, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        // A container stopped by its signal leaves the unit `failed`, and a failed unit stays
+        // loaded: forget it, so that "no unit" means no unit.
+        let _ = self.systemd.reset_failed(&unit).await;
+        Ok(())
+    }
+}
+
+/// The image store, with `image_file` imports remembered by (path, size, mtime) so a resync does not
+/// re-read every archive.
+pub struct StoreImages {
+    pub store: Store,
+    imported: Mutex<HashMap<PathBuf, (u64, SystemTime, String)>>,
+    /// One import at a time: 50 containers of one new archive import it once, the others then
+    /// find it in `imported`.
+    importing: tokio::sync::Mutex<()>,
+}
+
+impl StoreImages {
+    pub fn new(store: Store) -> Self {
+        StoreImages {
+            store,
+            imported: Mutex::new(HashMap::new()),
+            importing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The image's config, with Docker's Healthcheck (read from the config blob itself: the OCI
+    /// types do not carry it).
+    fn resolved(&self, img: &image::Image) -> Result<ResolvedImage, String> {
+        let d = &img.manifest.config.digest;
+        let hex = d.strip_prefix("sha256:").unwrap_or(d);
+        let path = self.store.root().join("blobs/sha256").join(hex);
+        let raw =
+            std::fs::read(&path).map_err(|e| format!("reading config {}: {e}", path.display()))?;
+        let config = ImageConfig::from_config_blob(&raw).map_err(|e| e.to_string())?;
+        Ok(ResolvedImage {
+            digest: img.digest.clone(),
+            config,
+        })
+    }
+
+    async fn import(&self, path: &std::path::Path) -> Result<ResolvedImage, String> {
+        let md =
+            std::fs::metadata(path).map_err(|e| format!("image_file {}: {e}", path.display()))?;
+        let key = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        let _one = self.importing.lock().await;
+        let known = self
+            .imported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned();
+        if let Some((len, mtime, digest)) = known
+            && (len, mtime) == key
+            && let Ok(Some(img)) = self.store.image(&digest)
+        {
+            return self.resolved(&img);
+        }
+        let img = self
+            .store
+            .import_archive(path, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.imported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_owned(), (key.0, key.1, img.digest.clone()));
+        self.resolved(&img)
+    }
+}
+
+impl Images for StoreImages {
+    async fn lookup(&self, spec: &Spec) -> Result<Option<ResolvedImage>, String> {
+        if let Some(p) = &spec.image_file {
+            return self.import(p).await.map(Some);
+        }
+        let r = spec.image.as_deref().unwrap_or_default();
+        match self.store.image(r).map_err(|e| e.to_string())? {
+            Some(img) => self.resolved(&img).map(Some),
+            None => Ok(None),
+        }
+    }
+    async fn pull(&self, spec: &Spec, progress: Progress) -> Result<ResolvedImage, String> {
+        let r = spec.image.as_deref().unwrap_or_default();
+        let (tx, mut rx) = tokio::sync::watch::channel(image::Progress::default());
+        let fwd = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let p = rx.borrow().clone();
+                if let Some(pc) = (p.bytes_done * 100).checked_div(p.bytes_total) {
+                    progress(pc.min(100) as u8);
+                }
+            }
+        });
+        let opts = PullOptions {
+            unpack: true,
+            progress: Some(Arc::new(tx)),
+            ..Default::default()
+        };
+        // Store::pull's future is not provably Send (a higher-ranked closure inside it), so it runs
+        // on a blocking thread that drives it with this runtime's handle.
+        let (store, r2, handle) = (
+            self.store.clone(),
+            r.to_owned(),
+            tokio::runtime::Handle::current(),
+        );
+        let res = tokio::task::spawn_blocking(move || {
+            let res = handle.block_on(store.pull(&r2, &opts));
+            drop(opts);
+            res
+        })
+        .await
+        .map_err(|e| format!("pull task of {r}: {e}"))?;
+        let _ = fwd.await;
+        let img = res.map_err(|e| e.to_string())?;
+        self.resolved(&img)
+    }
+    async fn prepare(
+        &self,
+        name: &str,
+        _spec: &Spec,
+        image: &ResolvedImage,
+    ) -> Result<Rootfs, String> {
+        let p = self
+            .store
+            .prepare_rootfs(name, &image.digest)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Rootfs {
+            lower: p.rootfs.lower,
+            upper: p.rootfs.upper,
+            work: p.rootfs.work,
+        })
+    }
+    async fn release(&self, name: &str) -> Result<(), String> {
+        self.store.release_rootfs(name).map_err(|e| e.to_string())
+    }
+}

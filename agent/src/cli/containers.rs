@@ -1,0 +1,420 @@
+//! `berth ps|status|logs|exec|inspect|check|diff|restart|apply|rm`: the container commands of the
+//! CLI. All but `check` and `logs` talk to berthd over its socket. Runs in the `berth` process.
+//!
+//! Exit codes: 0 success (for `diff`: nothing to do), 1 failure or invalid spec (for `diff`: changes
+//! pending), 2 usage, 3 no such container, 4 berthd unreachable.
+
+use crate::api::{ApiError, Client, ErrorKind, Request};
+use crate::config::{Config, DEFAULT_CONFIG};
+use crate::reconcile::status::{ContainerStatus, Phase};
+use crate::spec;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub const EXIT_FAIL: u8 = 1;
+pub const EXIT_NOT_FOUND: u8 = 3;
+pub const EXIT_UNREACHABLE: u8 = 4;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// berthd's settings file (for the socket, spec directory and journal).
+    #[arg(long, global = true, env = "BERTH_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// berthd's API socket (default: from the settings file).
+    #[arg(long, global = true, env = "BERTH_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ContainerCommand {
+    /// List containers: state, image, why not running.
+    Ps,
+    /// A container's state, health, image digest, restarts and why it is not running (all without NAME).
+    Status { name: Option<String> },
+    /// A container's output, from the journal.
+    Logs {
+        name: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines since this time (journalctl syntax: "10 min ago", "2024-05-01 12:00").
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the last N lines.
+        #[arg(short = 'n', long)]
+        tail: Option<u32>,
+    },
+    /// Run a command inside a running container.
+    Exec {
+        /// Keep stdin open.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Environment for the command (KEY=value, repeatable).
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// Working directory inside the container.
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        /// uid[:gid] inside the container.
+        #[arg(short, long)]
+        user: Option<String>,
+        name: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Everything berthd knows about a container (JSON).
+    Inspect { name: String },
+    /// Validate spec files without touching anything (default: every file in the spec directory).
+    Check { files: Vec<PathBuf> },
+    /// What reconcile would do now, per container.
+    Diff,
+    /// Restart a container.
+    Restart { name: String },
+    /// Create or replace a container managed through the API (kept under /var/lib/berth).
+    Apply {
+        /// Spec file; the container is named after it unless --name is given.
+        file: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a container created with `apply`.
+    Rm { name: String },
+}
+
+fn load_config(g: &Global) -> Config {
+    match Config::load(&g.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e}; using defaults");
+            Config::default()
+        }
+    }
+}
+
+async fn call(g: &Global, req: Request) -> Result<Value, ApiError> {
+    let socket = g.socket.clone().unwrap_or_else(|| load_config(g).socket);
+    Client::connect(&socket).await?.call(&req).await
+}
+
+fn api_exit(e: &ApiError) -> ExitCode {
+    eprintln!("berth: {e}");
+    ExitCode::from(match e {
+        ApiError::Connect { .. } => EXIT_UNREACHABLE,
+        ApiError::Remote {
+            kind: ErrorKind::NotFound,
+            ..
+        } => EXIT_NOT_FOUND,
+        _ => EXIT_FAIL,
+    })
+}
+
+fn short(d: Option<&str>) -> String {
+    d.map(|d| d.trim_start_matches("sha256:").chars().take(12).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn phase_text(p: &Phase) -> String {
+    match p {
+        Phase::Pulling { percent: Some(n) } => format!("pulling {n}%"),
+        Phase::Pulling { percent: None } => "pulling".into(),
+        Phase::Waiting { on } => format!("waiting ({on})"),
+        other => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
+fn print_table(rows: &[ContainerStatus]) {
+    println!(
+        "{:<24} {:<16} {:<22} {:<36} {:<14} MESSAGE",
+        "NAME", "STATE", "UNIT", "IMAGE", "DIGEST"
+    );
+    for s in rows {
+        let msg = s
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
+        println!(
+            "{:<24} {:<16} {:<22} {:<36} {:<14} {}",
+            s.name,
+            phase_text(&s.phase),
+            s.unit_state.as_deref().unwrap_or("-"),
+            s.image.as_deref().unwrap_or("-"),
+            short(s.image_digest.as_deref()),
+            msg
+        );
+    }
+}
+
+pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
+    match cmd {
+        ContainerCommand::Ps | ContainerCommand::Status { name: None } => {
+            match call(&g, Request::Ps).await {
+                Ok(v) => {
+                    if g.json {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    } else {
+                        let rows: Vec<ContainerStatus> =
+                            serde_json::from_value(v).unwrap_or_default();
+                        print_table(&rows);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => api_exit(&e),
+            }
+        }
+        ContainerCommand::Status { name: Some(name) } => {
+            match call(&g, Request::Status { name: name.clone() }).await {
+                Ok(v) => {
+                    if g.json {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                        return ExitCode::SUCCESS;
+                    }
+                    let st: Option<ContainerStatus> =
+                        serde_json::from_value(v["status"].clone()).ok();
+                    let u = &v["unit"];
+                    if let Some(s) = st {
+                        println!("name:        {}", s.name);
+                        println!("state:       {}", phase_text(&s.phase));
+                        if let Some(m) = &s.message {
+                            println!("why:         {m}");
+                        }
+                        println!("spec file:   {}", s.spec_file.as_deref().unwrap_or("-"));
+                        println!("image:       {}", s.image.as_deref().unwrap_or("-"));
+                        println!("digest:      {}", s.image_digest.as_deref().unwrap_or("-"));
+                        println!("spec hash:   {}", s.spec_hash.as_deref().unwrap_or("-"));
+                    }
+                    if u.is_object() {
+                        println!(
+                            "unit:        {} ({}/{}, result {})",
+                            u["name"].as_str().unwrap_or(""),
+                            u["active_state"].as_str().unwrap_or(""),
+                            u["sub_state"].as_str().unwrap_or(""),
+                            u["result"].as_str().unwrap_or("")
+                        );
+                        println!("main pid:    {}", u["main_pid"]);
+                        println!("restarts:    {}", u["n_restarts"]);
+                        println!("last exit:   {}", u["exec_main_status"]);
+                    } else {
+                        println!("unit:        none");
+                    }
+                    if let Some(h) = health(&g, &name).await {
+                        println!("health:      {h}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => api_exit(&e),
+            }
+        }
+        ContainerCommand::Inspect { name } => match call(&g, Request::Inspect { name }).await {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => api_exit(&e),
+        },
+        ContainerCommand::Diff => match call(&g, Request::Diff).await {
+            Ok(v) => {
+                if g.json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                let mut changes = false;
+                for (name, d) in v.as_object().into_iter().flatten() {
+                    let action = d["action"].as_str().unwrap_or("?");
+                    let line = match action {
+                        "nothing" => format!("  {name}: {}", d["reason"].as_str().unwrap_or("")),
+                        "start" => format!("+ {name}: start ({})", short(d["hash"].as_str())),
+                        "replace" => format!(
+                            "~ {name}: replace ({} -> {})",
+                            short(d["old_hash"].as_str()),
+                            short(d["hash"].as_str())
+                        ),
+                        "stop" => format!("- {name}: stop and remove (no spec)"),
+                        "pull" => format!(
+                            "+ {name}: pull {} then start",
+                            d["image"].as_str().unwrap_or("")
+                        ),
+                        "wait" => {
+                            format!("  {name}: waiting for {}", d["on"].as_str().unwrap_or(""))
+                        }
+                        "invalid" => format!(
+                            "! {name}: invalid spec, left as it is: {}",
+                            d["error"].as_str().unwrap_or("")
+                        ),
+                        _ => format!("! {name}: {}", d["error"].as_str().unwrap_or(action)),
+                    };
+                    changes |= !matches!(action, "nothing" | "wait");
+                    if !g.json {
+                        println!("{line}");
+                    }
+                }
+                if changes {
+                    ExitCode::from(EXIT_FAIL)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => api_exit(&e),
+        },
+        ContainerCommand::Restart { name } => match call(&g, Request::Restart { name }).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => api_exit(&e),
+        },
+        ContainerCommand::Apply { file, name } => {
+            let name = name
+                .or_else(|| spec::name_of(&file).map(str::to_owned))
+                .unwrap_or_default();
+            let yaml = match std::fs::read_to_string(&file) {
+                Ok(y) => y,
+                Err(e) => {
+                    eprintln!("berth: cannot read {}: {e}", file.display());
+                    return ExitCode::from(EXIT_FAIL);
+                }
+            };
+            match call(&g, Request::Apply { name, yaml }).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => api_exit(&e),
+            }
+        }
+        ContainerCommand::Rm { name } => match call(&g, Request::Delete { name }).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => api_exit(&e),
+        },
+        ContainerCommand::Check { files } => check(&g, files),
+        ContainerCommand::Logs {
+            name,
+            follow,
+            since,
+            tail,
+        } => logs(&g, &name, follow, since, tail).await,
+        ContainerCommand::Exec {
+            interactive,
+            tty,
+            env,
+            workdir,
+            user,
+            name,
+            command,
+        } => exec(&g, &name, command, env, workdir, user, tty, interactive).await,
+    }
+}
+
+fn check(g: &Global, files: Vec<PathBuf>) -> ExitCode {
+    let files: Vec<PathBuf> = if files.is_empty() {
+        let cfg = load_config(g);
+        match spec::load_dir(&cfg.spec_dir) {
+            Ok(m) => m.into_values().map(|s| s.path).collect(),
+            Err(e) => {
+                eprintln!("berth: cannot read {}: {e}", cfg.spec_dir.display());
+                return ExitCode::from(EXIT_FAIL);
+            }
+        }
+    } else {
+        files
+    };
+    let mut bad = 0;
+    let mut report = Vec::new();
+    for f in &files {
+        let sf = spec::load(f);
+        match &sf.spec {
+            Ok(_) => {
+                if !g.json {
+                    println!("ok      {}", f.display());
+                }
+                report.push(serde_json::json!({"file": f, "ok": true}));
+            }
+            Err(e) => {
+                bad += 1;
+                if !g.json {
+                    eprintln!("{e}");
+                }
+                report.push(serde_json::json!({"file": f, "ok": false, "error": e}));
+            }
+        }
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else if files.is_empty() {
+        println!("no spec files");
+    }
+    if bad > 0 {
+        ExitCode::from(EXIT_FAIL)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn logs(
+    g: &Global,
+    name: &str,
+    follow: bool,
+    since: Option<String>,
+    tail: Option<u32>,
+) -> ExitCode {
+    let journal_dir = match call(g, Request::Info).await {
+        Ok(v) => v["journal_dir"].as_str().map(PathBuf::from),
+        Err(_) => load_config(g).journal_dir,
+    };
+    let mut cmd = std::process::Command::new("journalctl");
+    if let Some(d) = journal_dir {
+        cmd.arg("-D").arg(d);
+    }
+    cmd.args([
+        "--no-pager",
+        "-o",
+        "short-iso",
+        "-u",
+        &crate::systemd::unit_name(name),
+    ]);
+    if follow {
+        cmd.arg("-f");
+    }
+    if let Some(s) = since {
+        cmd.arg("--since").arg(s);
+    }
+    if let Some(n) = tail {
+        cmd.arg("-n").arg(n.to_string());
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(EXIT_FAIL),
+        Err(e) => {
+            eprintln!("berth: cannot run journalctl: {e}");
+            ExitCode::from(EXIT_FAIL)
+        }
+    }
+}
+
+/// The shim's health report, when the container has a healthcheck and its shim answers.
+async fn health(_g: &Global, _name: &str) -> Option<String> {
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exec(
+    _g: &Global,
+    _name: &str,
+    _command: Vec<String>,
+    _env: Vec<String>,
+    _workdir: Option<String>,
+    _user: Option<String>,
+    _tty: bool,
+    _interactive: bool,
+) -> ExitCode {
+    eprintln!("berth: exec needs the shim's control socket, not available in this build");
+    ExitCode::from(EXIT_FAIL)
+}

@@ -1,0 +1,174 @@
+//! berthd's settings, `/etc/berth/berthd.yaml` (every key optional, unknown keys rejected). Read by
+//! berthd at start and by the `berth` CLI (to find the socket and the spec directory).
+
+use crate::image::RegistryConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/berth/berthd.yaml";
+pub const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Desired state: one `<name>.yaml` per container.
+    pub spec_dir: PathBuf,
+    /// Image store, API-made specs, berthd's records, named volumes.
+    pub state_dir: PathBuf,
+    /// Bundles and the API socket.
+    pub run_dir: PathBuf,
+    /// The native API socket (root-only).
+    pub socket: PathBuf,
+    /// Where systemd is: `system` (the system bus), or a D-Bus address such as
+    /// `unix:path=/proc/PID/root/run/dbus/system_bus_socket`.
+    pub systemd: String,
+    /// A journal directory to read container logs from (`journalctl -D`), when systemd's journal
+    /// is not the host's (a systemd in another mount namespace).
+    pub journal_dir: Option<PathBuf>,
+    /// berth-shim; default: beside the berthd binary.
+    pub shim: Option<PathBuf>,
+    /// Full resync interval (a safety net; changes are picked up by watches at once).
+    #[serde(with = "secs")]
+    pub resync: Duration,
+    /// Registries: plain-HTTP hosts, mirrors, CA dirs, credential files.
+    pub registries: Registries,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registries {
+    pub insecure: Vec<String>,
+    pub mirrors: Vec<String>,
+    pub certs_dirs: Vec<PathBuf>,
+    pub auth_files: Vec<PathBuf>,
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::spec::Duration::parse(&s)
+            .map(|d| d.0)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            spec_dir: "/etc/berth/containers".into(),
+            state_dir: crate::image::DEFAULT_ROOT.into(),
+            run_dir: "/run/berth".into(),
+            socket: DEFAULT_SOCKET.into(),
+            systemd: "system".into(),
+            journal_dir: None,
+            shim: None,
+            resync: Duration::from_secs(300),
+            registries: Registries::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads the file; a missing file at the default path means all defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && path == Path::new(DEFAULT_CONFIG) =>
+            {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_norway::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn registry_config(&self) -> RegistryConfig {
+        let mut c = RegistryConfig::with_default_paths();
+        c.insecure = self.registries.insecure.clone();
+        c.mirrors = self.registries.mirrors.clone();
+        if !self.registries.certs_dirs.is_empty() {
+            c.certs_dirs = self.registries.certs_dirs.clone();
+        }
+        if !self.registries.auth_files.is_empty() {
+            c.auth_files = self.registries.auth_files.clone();
+        }
+        c
+    }
+
+    pub fn api_spec_dir(&self) -> PathBuf {
+        self.state_dir.join("specs")
+    }
+    pub fn record_dir(&self) -> PathBuf {
+        self.state_dir.join("agent")
+    }
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.state_dir.join("volumes")
+    }
+    pub fn bundle_dir(&self) -> PathBuf {
+        self.run_dir.join("containers")
+    }
+    /// berth-shim: configured, else beside the running binary, else on PATH's usual places.
+    pub fn shim_path(&self) -> PathBuf {
+        if let Some(s) = &self.shim {
+            return s.clone();
+        }
+        if let Ok(exe) = std::env::current_exe()
+            && let Some(dir) = exe.parent()
+        {
+            let p = dir.join("berth-shim");
+            if p.exists() {
+                return p;
+            }
+        }
+        PathBuf::from("/usr/libexec/berth-shim")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.yaml");
+        std::fs::write(
+            &p,
+            "spec_dir: /x\nresync: 1m\nregistries: {insecure: [localhost:5000]}\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.spec_dir, PathBuf::from("/x"));
+        assert_eq!(c.resync, Duration::from_secs(60));
+        assert_eq!(c.registries.insecure, vec!["localhost:5000"]);
+        std::fs::write(&p, "spec_dirs: /x\n").unwrap();
+        assert!(Config::load(&p).is_err());
+        assert!(Config::load(&d.path().join("missing.yaml")).is_err());
+    }
+}

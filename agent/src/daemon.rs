@@ -1,0 +1,455 @@
+//! berthd itself: wires the reconcile controller to its triggers (spec directory watch, systemd unit
+//! events, periodic resync, API requests), speaks sd_notify (READY=1 after the first full pass,
+//! STATUS=, WATCHDOG=1) and serves the native API. Runs in berthd (tokio, multi-threaded); it never
+//! forks a container: systemd starts the shims.
+
+use crate::api::{ErrorKind, Request, Response};
+use crate::backends::{StoreImages, SystemdUnits};
+use crate::config::Config;
+use crate::image::Store;
+use crate::reconcile::controller::{self, Options, Trigger};
+use crate::reconcile::{self, Ctx, Settings, Units};
+use crate::spec;
+use crate::systemd::{BusTarget, Systemd, UnitEvent, container_name, unit_name};
+use notify::Watcher;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("image store: {0}")]
+    Store(#[from] crate::image::Error),
+    #[error("systemd: {0}")]
+    Systemd(Box<crate::systemd::SystemdError>),
+    #[error("watching {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    #[error("api socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+type RealCtx = Ctx<SystemdUnits, StoreImages>;
+
+struct Shared {
+    ctx: Arc<RealCtx>,
+    cfg: Config,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    store: Store,
+    systemd: Systemd,
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(p).map_err(|source| DaemonError::Dir {
+        path: p.into(),
+        source,
+    })?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        DaemonError::Dir {
+            path: p.into(),
+            source,
+        }
+    })
+}
+
+fn bus_target(s: &str) -> BusTarget {
+    match s {
+        "" | "system" => BusTarget::System,
+        a => BusTarget::Address(a.to_owned()),
+    }
+}
+
+/// Runs berthd until SIGTERM/SIGINT. Containers keep running when it exits.
+pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+    mkdir(&cfg.spec_dir, 0o755)?;
+    mkdir(&cfg.state_dir, 0o700)?;
+    mkdir(&cfg.api_spec_dir(), 0o700)?;
+    mkdir(&cfg.record_dir(), 0o700)?;
+    mkdir(&cfg.volumes_dir(), 0o700)?;
+    mkdir(&cfg.run_dir, 0o711)?;
+    mkdir(&cfg.bundle_dir(), 0o700)?;
+
+    let store = Store::open(&cfg.state_dir, cfg.registry_config())?;
+    let mut systemd = Systemd::connect(bus_target(&cfg.systemd))
+        .await
+        .map_err(|e| DaemonError::Systemd(Box::new(e)))?;
+    if let Some(j) = &cfg.journal_dir {
+        systemd = systemd.with_journal_dir(j.clone());
+    }
+    let settings = Settings {
+        spec_dir: cfg.spec_dir.clone(),
+        api_spec_dir: cfg.api_spec_dir(),
+        state_dir: cfg.record_dir(),
+        bundle_dir: cfg.bundle_dir(),
+        volumes_dir: cfg.volumes_dir(),
+        shim: cfg.shim_path(),
+    };
+    let ctx = Arc::new(Ctx::new(
+        SystemdUnits {
+            systemd: systemd.clone(),
+        },
+        StoreImages::new(store.clone()),
+        settings,
+    ));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = watch::channel(false);
+    tracing::info!(spec_dir = %cfg.spec_dir.display(), shim = %ctx.settings.shim.display(), "berthd starting");
+
+    // Unit events first, so nothing between the first listing and the subscription is missed.
+    let mut events = systemd.events();
+    let t = tx.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            let trig = match &ev {
+                UnitEvent::Changed { unit, .. }
+                | UnitEvent::Removed { unit }
+                | UnitEvent::JobRemoved { unit, .. } => {
+                    container_name(unit).map(|n| Trigger::Name(n.to_owned()))
+                }
+                UnitEvent::Resync => Some(Trigger::All),
+            };
+            if let Some(tr) = trig
+                && t.send(tr).is_err()
+            {
+                return;
+            }
+        }
+    });
+
+    let _watcher = watch_dirs(&[cfg.spec_dir.clone(), cfg.api_spec_dir()], tx.clone())?;
+
+    let t = tx.clone();
+    let every = cfg.resync;
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(every);
+        iv.tick().await;
+        loop {
+            iv.tick().await;
+            if t.send(Trigger::All).is_err() {
+                return;
+            }
+        }
+    });
+
+    let ctl = tokio::spawn(controller::run(
+        ctx.clone(),
+        rx,
+        Options::default(),
+        ready_tx,
+    ));
+    tokio::spawn(notify_loop(ctx.clone(), ready_rx));
+
+    let shared = Arc::new(Shared {
+        ctx,
+        cfg: cfg.clone(),
+        triggers: tx,
+        store,
+        systemd,
+    });
+    let listener = bind(&cfg.socket)?;
+    let srv = tokio::spawn(serve(listener, shared));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| DaemonError::Socket {
+            path: cfg.socket.clone(),
+            source,
+        })?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+        r = ctl => tracing::error!("controller ended: {r:?}"),
+    }
+    tracing::info!("berthd stopping (containers keep running)");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    srv.abort();
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+/// Watches the spec directories: an event names the file's container; an overflow or an error
+/// asks for a full relist (pitfall 9: editors save by rename, events can be lost).
+fn watch_dirs(
+    dirs: &[PathBuf],
+    tx: mpsc::UnboundedSender<Trigger>,
+) -> Result<notify::RecommendedWatcher, DaemonError> {
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let trig: Vec<Trigger> = match res {
+            Ok(ev) if ev.need_rescan() => vec![Trigger::All],
+            Ok(ev) => ev
+                .paths
+                .iter()
+                .filter_map(|p| spec::name_of(p))
+                .map(|n| Trigger::Name(n.to_owned()))
+                .collect(),
+            Err(e) => {
+                tracing::warn!("spec watch: {e}; relisting");
+                vec![Trigger::All]
+            }
+        };
+        for t in trig {
+            let _ = tx.send(t);
+        }
+    })
+    .map_err(|source| DaemonError::Watch {
+        path: dirs[0].clone(),
+        source,
+    })?;
+    for d in dirs {
+        w.watch(d, notify::RecursiveMode::NonRecursive)
+            .map_err(|source| DaemonError::Watch {
+                path: d.clone(),
+                source,
+            })?;
+    }
+    Ok(w)
+}
+
+/// READY=1 after the first full pass; STATUS= whenever the summary changes; WATCHDOG=1 pings.
+async fn notify_loop(ctx: Arc<RealCtx>, mut ready: watch::Receiver<bool>) {
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let period = Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(period);
+            loop {
+                iv.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+    let _ = ready.wait_for(|r| *r).await;
+    let summary = ctx.board.summary();
+    tracing::info!("first pass done: {summary}");
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&summary),
+        ],
+    );
+    let mut last = summary;
+    loop {
+        ctx.board.changed.notified().await;
+        // Coalesce bursts (50 containers starting) into one update.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s = ctx.board.summary();
+        if s != last {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&s)]);
+            last = s;
+        }
+    }
+}
+
+fn bind(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    let err = |source| DaemonError::Socket {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let _ = std::fs::remove_file(path);
+    // Created with a restrictive umask-independent mode right after bind; the peer check below is
+    // what actually keeps non-root users out.
+    let l = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(l)
+}
+
+async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((s, _)) = l.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if s.peer_cred().map(|c| c.uid()).ok() != Some(0) {
+                let (_, mut w) = s.into_split();
+                let _ = w
+                    .write_all(
+                        b"{\"error\":\"berthd's API is for root only\",\"kind\":\"invalid\"}\n",
+                    )
+                    .await;
+                return;
+            }
+            let (r, mut w) = s.into_split();
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let resp = match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => handle(&shared, req).await,
+                    Err(e) => Response::err(ErrorKind::Invalid, format!("bad request: {e}")),
+                };
+                let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+                out.push(b'\n');
+                if w.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn handle(sh: &Shared, req: Request) -> Response {
+    let ctx = &sh.ctx;
+    let known = |name: &str| ctx.board.get(name);
+    match req {
+        Request::Ps => Response::ok(ctx.board.all()),
+        Request::Status { name } => match known(&name) {
+            Some(st) => {
+                let unit = sh.systemd.status(&unit_name(&name)).await.ok().flatten();
+                Response::ok(json!({
+                    "status": st,
+                    "unit": unit.map(|u| json!({
+                        "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
+                        "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
+                        "exec_main_status": u.exec_main_status, "invocation_id": u.invocation_id,
+                    })),
+                }))
+            }
+            None => Response::err(ErrorKind::NotFound, format!("no container {name}")),
+        },
+        Request::Inspect { name } => {
+            let Some(st) = known(&name) else {
+                return Response::err(ErrorKind::NotFound, format!("no container {name}"));
+            };
+            let desired = ctx.desired(&name);
+            let config: Option<serde_json::Value> =
+                std::fs::read(ctx.settings.bundle_dir.join(&name).join("config.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+            let shim: Option<serde_json::Value> =
+                std::fs::read(ctx.settings.bundle_dir.join(&name).join("shim.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+            Response::ok(json!({
+                "status": st,
+                "spec_file": desired.as_ref().map(|d| d.path.display().to_string()),
+                "spec": desired.as_ref().and_then(|d| d.spec.as_ref().ok()),
+                "spec_error": desired.as_ref().and_then(|d| d.spec.as_ref().err().map(|e| e.to_string())),
+                "record": ctx.record(&name),
+                "bundle": ctx.settings.bundle_dir.join(&name),
+                "oci_config": config,
+                "shim_config": shim,
+            }))
+        }
+        Request::Diff => {
+            let names = match ctx.all_names().await {
+                Ok(n) => n,
+                Err(e) => return Response::err(ErrorKind::Internal, e),
+            };
+            let mut out = serde_json::Map::new();
+            for n in names {
+                let d = match reconcile::decide(ctx, &n).await {
+                    Ok(d) => serde_json::to_value(d).unwrap_or_default(),
+                    Err(e) => json!({"action": "error", "error": e.to_string()}),
+                };
+                out.insert(n, d);
+            }
+            Response::ok(out)
+        }
+        Request::Restart { name } => {
+            if ctx.desired(&name).is_none() {
+                return Response::err(ErrorKind::NotFound, format!("no container {name}"));
+            }
+            ctx.request_restart(&name);
+            let _ = sh.triggers.send(Trigger::Now(name.clone()));
+            Response::ok(json!({"restarting": name}))
+        }
+        Request::Pull { image } => {
+            let spec = spec::Spec {
+                image: Some(image.clone()),
+                ..Default::default()
+            };
+            let progress: reconcile::Progress = Arc::new(|_| {});
+            use reconcile::Images;
+            match ctx.images.pull(&spec, progress).await {
+                Ok(i) => {
+                    let _ = sh.triggers.send(Trigger::All);
+                    Response::ok(json!({"image": image, "digest": i.digest}))
+                }
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
+        }
+        Request::Images => match sh.store.list() {
+            Ok(l) => Response::ok(l),
+            Err(e) => Response::err(ErrorKind::Internal, e),
+        },
+        Request::Rmi { image, force } => match sh.store.remove(&image, force) {
+            Ok(()) => Response::ok(json!({"removed": image})),
+            Err(e) => Response::err(ErrorKind::Conflict, e),
+        },
+        Request::Info => Response::ok(json!({
+            "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "bundle_dir": sh.cfg.bundle_dir(),
+            "journal_dir": sh.cfg.journal_dir, "systemd": sh.cfg.systemd, "version": env!("CARGO_PKG_VERSION"),
+        })),
+        Request::Apply { name, yaml } => {
+            if !spec::is_valid_name(&name) {
+                return Response::err(
+                    ErrorKind::Invalid,
+                    format!("invalid container name `{name}`"),
+                );
+            }
+            for ext in ["yaml", "yml"] {
+                let p = sh.cfg.spec_dir.join(format!("{name}.{ext}"));
+                if p.exists() {
+                    return Response::err(
+                        ErrorKind::Conflict,
+                        format!("{name} is defined by {}; edit that file", p.display()),
+                    );
+                }
+            }
+            let path = sh.cfg.api_spec_dir().join(format!("{name}.yaml"));
+            if let Err(e) = spec::parse(&path, &yaml) {
+                return Response::err(ErrorKind::Invalid, e);
+            }
+            let tmp = path.with_extension("tmp");
+            if let Err(e) = std::fs::write(&tmp, &yaml).and_then(|_| std::fs::rename(&tmp, &path)) {
+                return Response::err(
+                    ErrorKind::Internal,
+                    format!("writing {}: {e}", path.display()),
+                );
+            }
+            let _ = sh.triggers.send(Trigger::Now(name.clone()));
+            Response::ok(json!({"applied": name}))
+        }
+        Request::Delete { name } => {
+            let path = sh.cfg.api_spec_dir().join(format!("{name}.yaml"));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    let _ = sh.triggers.send(Trigger::Now(name.clone()));
+                    Response::ok(json!({"deleted": name}))
+                }
+                Err(_) if ctx.desired(&name).is_some() => Response::err(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{name} is defined by a file in {}; remove that file",
+                        sh.cfg.spec_dir.display()
+                    ),
+                ),
+                Err(_) => Response::err(
+                    ErrorKind::NotFound,
+                    format!("no API-managed container {name}"),
+                ),
+            }
+        }
+        Request::Reconcile => {
+            let _ = sh.triggers.send(Trigger::All);
+            let _ = ctx.units.list().await;
+            Response::ok(json!({"reconcile": "queued"}))
+        }
+    }
+}
