@@ -2,7 +2,7 @@
 # Benchmarks berth-runtime against Debian's runc and crun on one busybox bundle, interleaved in
 # the same run: `run` of /bin/true, create+start+delete, `run -d` of a sleeping container and its
 # `delete -f`; peak RSS of each runtime; the `unshare --fork` floor. Writes
-# bench/results/runtime.md. Run as root (it builds the release binary itself).
+# bench/results/runtime.md. Run as root (it builds the release binary itself, `--profile runtime`).
 #
 # crun 1.8 refuses hybrid cgroups, so all three run in a private mount namespace where
 # /sys/fs/cgroup holds only the v1 hierarchies (the cgroup2 mount at unified/ is detached there).
@@ -11,12 +11,12 @@ cd "$(dirname "$0")/.."
 N=${N:-40}
 if [ "${1:-}" != "--inside" ]; then
   [ "$(id -u)" = 0 ] || { echo "bench/runtime.sh: run as root" >&2; exit 1; }
-  cargo build --release -p berth-runtime >&2
+  cargo build --profile runtime -p berth-runtime >&2   # release, built small (see Cargo.toml)
   exec unshare --mount --propagation private "$0" --inside
 fi
 if mountpoint -q /sys/fs/cgroup/unified; then umount -l /sys/fs/cgroup/unified; fi
 
-BERTH=$PWD/target/release/berth-runtime
+BERTH=$PWD/target/runtime/berth-runtime
 RUNC=$(command -v runc)
 CRUN=$(command -v crun)
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
@@ -102,7 +102,7 @@ out=bench/results/runtime.md
   echo "# berth-runtime vs crun vs runc"
   echo
   echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) vCPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
-  echo "Linux $(uname -r), $(runc --version | head -1), $(crun --version | head -1), berth-runtime $(git rev-parse --short HEAD) (release build)."
+  echo "Linux $(uname -r), $(runc --version | head -1), $(crun --version | head -1), berth-runtime $(git rev-parse --short HEAD) (\`--profile runtime\`: release, opt-level s, fat LTO, panic=abort)."
   echo "Command: \`sudo bash bench/runtime.sh\` (N=$N interleaved rounds, medians in ms, one busybox bundle with runc's"
   echo "default namespaces pid/net/ipc/uts/mount, all runtimes in a private mount namespace whose /sys/fs/cgroup holds only"
   echo "the v1 hierarchies). The machine is shared: absolute numbers are noisy, ratios from the same rounds are the figure."

@@ -333,6 +333,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     .context("berth-runtime exec failed")?;
                 return Ok(0);
             }
+            if p.terminal() == Some(true) && opts.console_socket.is_none() {
+                return tty::exec(&rt, id, &p, &opts);
+            }
             let old = block_signals()?;
             let r = rt.exec(id, &p, &opts).context("berth-runtime exec failed");
             let code = r.and_then(wait_forwarding);

@@ -307,3 +307,10 @@ pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
     let ret = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
     (ret == 0).then_some((ws.ws_row, ws.ws_col))
 }
+
+/// personality(2): the execution domain (`PER_LINUX` 0, `PER_LINUX32` 8).
+pub fn set_personality(persona: libc::c_ulong) -> nix::Result<()> {
+    // SAFETY: personality only changes this process's execution domain flags.
+    let ret = unsafe { libc::personality(persona) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}

@@ -1,4 +1,4 @@
-//! `berth-runtime run` of a container with `process.terminal` and no `--console-socket`: like
+//! `berth-runtime run` (and `exec --tty`) with a terminal and no `--console-socket`: like
 //! runc, the runtime itself takes the pty master (over a console socket of its own) and copies
 //! between it and its stdio until the container exits, forwarding signals and window size.
 //! Single-threaded: poll over stdin, the master and a signalfd.
@@ -28,19 +28,7 @@ pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions) -> Result<
         UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
     let mut opts = opts.clone();
     opts.console_socket = Some(sock.clone());
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGCHLD,
-    ] {
-        set.add(s);
-    }
+    let set = forwarded();
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))?;
     // The runtime connects before the clone and the init sends the master during set-up; the
@@ -59,6 +47,56 @@ pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions) -> Result<
     let _ = rt.delete(&a.id, true);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     result
+}
+
+/// `exec --tty` without `--console-socket`: the same proxy around an exec'd process.
+pub(crate) fn exec(
+    rt: &Runtime,
+    id: &str,
+    p: &oci_spec::runtime::Process,
+    opts: &berth_runtime::ExecOptions,
+) -> Result<u8> {
+    std::fs::create_dir_all(rt.root()).context("creating the state directory")?;
+    let sock = rt
+        .root()
+        .join(format!(".console-exec-{id}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let listener =
+        UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
+    let mut opts = opts.clone();
+    opts.console_socket = Some(sock.clone());
+    let set = forwarded();
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))?;
+    let pid = rt.exec(id, p, &opts);
+    let _ = std::fs::remove_file(&sock);
+    let result = pid.context("berth-runtime exec failed").and_then(|pid| {
+        let (conn, _) = listener
+            .accept()
+            .context("accepting the console connection")?;
+        let master =
+            berth_runtime::sys::recv_fd(conn.as_raw_fd()).context("receiving the pty master")?;
+        copy_loop(std::fs::File::from(master), pid, &set)
+    });
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    result
+}
+
+fn forwarded() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
 }
 
 fn copy_loop(mut master: std::fs::File, pid: i32, set: &SigSet) -> Result<u8> {

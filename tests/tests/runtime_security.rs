@@ -163,5 +163,18 @@ fn runtime_run_with_terminal_and_no_console_socket_proxies_the_pty() {
         stdout.contains("/dev/pts/0") && stdout.contains("via-pty"),
         "{stdout}"
     );
+    // exec --tty without a console socket: the same proxy.
+    b.config["process"]["terminal"] = json!(false);
+    b.args(&["sleep", "30"]);
+    rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = rt.run(&["exec", "--tty", &id, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"));
+    rt.ok(&["delete", "-f", &id]);
     assert_nothing_left(&rt, &b, &cg, None);
 }

@@ -155,6 +155,13 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
                 .map_err(sys(format!("setdomainname {d}"))),
         )?;
     }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        let persona = match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        };
+        early(crate::sys::set_personality(persona).map_err(sys("personality")))?;
+    }
     let process = spec.process().as_ref().expect("checked at load");
     early(super::apply_rlimits(process))?;
     early(super::apply_oom_score_adj(process))?;
