@@ -8,8 +8,8 @@ mod unit;
 
 pub use events::{UnitEvent, UnitEvents};
 pub use unit::{
-    RestartPolicy, SPEC_HASH_ENV, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry, UnitSpec, UnitStatus,
-    container_name, unit_name,
+    RestartPolicy, SPEC_HASH_ENV, STOP_BACKSTOP, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry,
+    UnitSpec, UnitStatus, container_name, unit_name,
 };
 
 use futures_util::StreamExt;
