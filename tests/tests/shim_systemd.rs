@@ -634,6 +634,35 @@ async fn shim_overlay_rootfs_tty_attach_and_oom() {
     .await
     .unwrap();
 
+    // stdin_open without tty: the container's stdin is a pipe the shim holds; attach writes to
+    // it, the output still goes straight to the journal.
+    let si = ShimBundle::create(
+        &sd,
+        "stdin",
+        &[
+            "sh",
+            "-c",
+            "while read l; do echo in:$l; done; echo stdin-closed",
+        ],
+        json!({"stdin_open": true}),
+    )
+    .unwrap();
+    sys.start_unit(&unit_spec(&si)).await.unwrap();
+    let mut att = ShimClient::connect(&si.socket()).unwrap().attach().unwrap();
+    att.write_all(b"hello-stdin\n").unwrap();
+    sd.wait_journal(&si.unit(), Duration::from_secs(10), |e| {
+        message(e) == "in:hello-stdin"
+    })
+    .unwrap();
+    drop(att);
+    sys.kill_unit(
+        &si.unit(),
+        berth_agent::systemd::KillWho::All,
+        libc::SIGKILL,
+    )
+    .await
+    .unwrap();
+
     // OOM: the kernel kills the container at MemoryMax; the shim records it and exits 137.
     let oom = ShimBundle::create(
         &sd,
