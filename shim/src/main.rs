@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: berth-shim --bundle DIR [--root DIR] [--id ID] [--runtime-binary PATH]
-  --bundle DIR            bundle directory holding config.json and shim.json
+const USAGE: &str =
+    "usage: berth-shim [--bundle] DIR [--root DIR] [--id ID] [--runtime-binary PATH]
+  [--bundle] DIR          bundle directory holding config.json and shim.json
   --root DIR              the runtime's state directory (default /run/berth/runtime)
   --id ID                 container id for the runtime (default: the name in shim.json)
   --runtime-binary PATH   drive this runc-compatible binary instead of the linked runtime library";
@@ -42,11 +43,14 @@ fn parse(args: &[String]) -> Result<berth_shim::Options, String> {
             "--id" => o.id = Some(value()?),
             "--cgroup-base" => o.cgroup_base = PathBuf::from(value()?),
             "--runtime-binary" => o.runtime_binary = Some(PathBuf::from(value()?)),
+            other if !other.starts_with('-') && o.bundle.as_os_str().is_empty() => {
+                o.bundle = PathBuf::from(other)
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if o.bundle.as_os_str().is_empty() {
-        return Err("--bundle is required".into());
+        return Err("the bundle directory is required".into());
     }
     Ok(o)
 }
@@ -88,5 +92,10 @@ mod tests {
         assert!(parse(&v(&["--root", "/r"])).is_err());
         assert!(parse(&v(&["--bundle"])).is_err());
         assert!(parse(&v(&["--bundle", "/b", "--bogus"])).is_err());
+        assert_eq!(
+            parse(&v(&["/run/berth/containers/web"])).unwrap().bundle,
+            PathBuf::from("/run/berth/containers/web")
+        );
+        assert!(parse(&v(&["/a", "/b"])).is_err());
     }
 }

@@ -257,10 +257,19 @@ fn set_nonblocking(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Writes all of `buf` to the shim's stdout (the unit's journal stream).
+/// Writes terminal output to the shim's stdout (the unit's journal stream). A terminal ends lines
+/// with CR LF; journald keeps the CR (and then shows the line as binary), so it is dropped here.
 fn to_journal(buf: &[u8]) {
-    let _ = io::stdout().lock().write_all(buf);
-    let _ = io::stdout().lock().flush();
+    let mut out = io::stdout().lock();
+    let mut start = 0;
+    for (i, w) in buf.windows(2).enumerate() {
+        if w == b"\r\n" {
+            let _ = out.write_all(&buf[start..i]);
+            start = i + 1;
+        }
+    }
+    let _ = out.write_all(&buf[start..]);
+    let _ = out.flush();
 }
 
 impl Shim {

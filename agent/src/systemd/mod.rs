@@ -8,8 +8,8 @@ mod unit;
 
 pub use events::{UnitEvent, UnitEvents};
 pub use unit::{
-    RestartPolicy, SPEC_HASH_ENV, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry, UnitSpec, UnitStatus,
-    container_name, unit_name,
+    RestartPolicy, SPEC_HASH_ENV, STOP_BACKSTOP, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry,
+    UnitSpec, UnitStatus, container_name, unit_name,
 };
 
 use futures_util::StreamExt;
@@ -28,6 +28,8 @@ const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
 const PROPS_IFACE: &str = "org.freedesktop.DBus.Properties";
 /// How long a start may take when the spec sets no start timeout (systemd's default is 90 s).
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long systemd may take to answer the first call on a new connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log lines attached to a failed start.
 const FAILURE_LOG_LINES: usize = 15;
 
@@ -84,7 +86,10 @@ pub enum BusTarget {
     /// A bus at a D-Bus address, e.g. `unix:path=/proc/PID/root/run/dbus/system_bus_socket`.
     Address(String),
     /// systemd's private socket (normally /run/systemd/private), peer to peer, no bus daemon.
-    /// systemd only accepts peers from its own PID namespace there.
+    /// systemd only accepts peers from its own PID namespace there. Known limitation: zbus 5.19
+    /// rejects systemd's replies on this socket (their sender field is the well-known name, which
+    /// zbus's header parser only accepts as a unique name), so `connect` fails with a time-out
+    /// there; berthd uses the system bus.
     Private(PathBuf),
 }
 
@@ -108,9 +113,13 @@ impl BusTarget {
             BusTarget::System => zbus::connection::Builder::system().map_err(err)?,
             BusTarget::Address(a) => zbus::connection::Builder::address(a.as_str()).map_err(err)?,
             BusTarget::Private(p) => {
-                zbus::connection::Builder::address(format!("unix:path={}", p.display()).as_str())
-                    .map_err(err)?
+                let stream = tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(|e| err(zbus::Error::InputOutput(std::sync::Arc::new(e))))?;
+                // The private socket has no bus daemon: no Hello, no names, EXTERNAL auth.
+                zbus::connection::Builder::unix_stream(stream)
                     .p2p()
+                    .auth_mechanism(zbus::AuthMechanism::External)
             }
         };
         builder.build().await.map_err(err)
@@ -147,7 +156,15 @@ impl Systemd {
             target,
             journal_dir: None,
         };
-        me.subscribe().await?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, me.subscribe()).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SystemdError::Connect {
+                    target: me.target.to_string(),
+                    source: zbus::Error::Failure("no answer to Subscribe".into()),
+                });
+            }
+        }
         Ok(me)
     }
 
