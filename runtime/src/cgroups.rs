@@ -377,11 +377,21 @@ impl Cgroup {
                 return write(&p, "1");
             }
         }
+        // A process forking while we walk the list could escape a plain loop: with SIGKILL,
+        // freeze first (when there is a freezer), signal everyone, then thaw so they die.
+        let freeze =
+            sig == libc::SIGKILL && self.dir_with("freezer").is_some() && !self.frozen()?;
+        if freeze {
+            let _ = self.freeze(true);
+        }
         for pid in self.pids()? {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::try_from(sig).ok(),
             );
+        }
+        if freeze {
+            let _ = self.freeze(false);
         }
         Ok(())
     }

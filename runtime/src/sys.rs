@@ -314,3 +314,47 @@ pub fn set_personality(persona: libc::c_ulong) -> nix::Result<()> {
     let ret = unsafe { libc::personality(persona) };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// ioprio_set(2) for the calling process: `class` (1 realtime, 2 best-effort, 3 idle) and
+/// `level` (0..7).
+pub fn set_io_priority(class: u32, level: u32) -> nix::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let value = (class << 13) | (level & 0x1fff);
+    // SAFETY: plain syscall with integer arguments (who = this process).
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `struct sched_attr` of sched_setattr(2) (size 56, the SCHED_ATTR_SIZE_VER1 layout).
+#[repr(C)]
+#[derive(Default)]
+pub struct SchedAttr {
+    /// Size of this struct.
+    pub size: u32,
+    /// SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, ISO 4, IDLE 5, DEADLINE 6.
+    pub policy: u32,
+    /// SCHED_FLAG_* bits.
+    pub flags: u64,
+    /// Nice value (OTHER, BATCH).
+    pub nice: i32,
+    /// Static priority (FIFO, RR).
+    pub priority: u32,
+    /// DEADLINE runtime, ns.
+    pub runtime: u64,
+    /// DEADLINE deadline, ns.
+    pub deadline: u64,
+    /// DEADLINE period, ns.
+    pub period: u64,
+    /// Utilization clamp minimum.
+    pub util_min: u32,
+    /// Utilization clamp maximum.
+    pub util_max: u32,
+}
+
+/// sched_setattr(2) for the calling thread.
+pub fn sched_setattr(attr: &mut SchedAttr) -> nix::Result<()> {
+    attr.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: `attr` is a valid sched_attr of the size it declares, alive for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *mut SchedAttr, 0) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}

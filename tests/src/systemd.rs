@@ -41,6 +41,18 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_dir().join("target"))
 }
 
+/// Host dirs the namespace sees live at the same path: the workspace (scripts, examples, test
+/// data) and the target dir when it lies elsewhere. Binding them also makes them reachable when
+/// they sit under the host's /tmp, which the namespace replaces with its own.
+fn live_dirs() -> String {
+    let (ws, target) = (workspace_dir(), target_dir());
+    if target.starts_with(&ws) {
+        ws.display().to_string()
+    } else {
+        format!("{} {}", ws.display(), target.display())
+    }
+}
+
 /// A booted systemd in its own namespaces. Names must be unique among concurrent tests.
 pub struct TestSystemd {
     name: String,
@@ -67,7 +79,7 @@ impl TestSystemd {
             .arg(&name)
             .arg(mode)
             .env("TB_BASE", TB_BASE)
-            .env("TB_BIND", target_dir())
+            .env("TB_BIND", live_dirs())
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", script.display()))?;

@@ -22,6 +22,12 @@ fn agent_write_edit_touch_delete() {
     a.wait(T, "web and db active", || a.active("web") && a.active("db"))
         .unwrap();
     let (web0, db0) = (a.show("web", "InvocationID"), a.show("db", "InvocationID"));
+    // `berth exec` runs inside the container, with its exit status.
+    let out = a
+        .berth(&["exec", "db", "sh", "-c", "echo $ROLE; exit 3"])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "db");
+    assert_eq!(out.status.code(), Some(3));
     assert!(!web0.is_empty());
     let env = a.show("web", "Environment");
     assert!(

@@ -38,7 +38,8 @@ fn line<'a>(out: &'a str, key: &str) -> &'a str {
 fn runtime_process_user_caps_rlimits_env_cwd_umask_oom() {
     let script = "echo id=$(id); echo pwd=$(pwd); echo umask=$(umask); echo nofile=$(ulimit -n); \
         echo oom=$(cat /proc/self/oom_score_adj); echo foo=$FOO; echo notify=${NOTIFY_SOCKET:-unset}; echo home=$HOME; \
-        grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
+        grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; \
+        echo nice=$(cut -d' ' -f19 /proc/self/stat); echo policy=$(cut -d' ' -f41 /proc/self/stat); echo io=$(ionice)";
     let (rt, mut b, id, cg) = setup("process", script);
     let p = &mut b.config["process"];
     p["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 7], "umask": 23});
@@ -50,6 +51,8 @@ fn runtime_process_user_caps_rlimits_env_cwd_umask_oom() {
     ]);
     p["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 333, "soft": 222}]);
     p["oomScoreAdj"] = json!(123);
+    p["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    p["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
     p["noNewPrivileges"] = json!(true);
     let caps = json!(["CAP_NET_BIND_SERVICE", "CAP_KILL"]);
     p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps});
@@ -75,6 +78,9 @@ fn runtime_process_user_caps_rlimits_env_cwd_umask_oom() {
         assert_eq!(line(&out, set), "0000000000000420", "{set}");
     }
     assert_eq!(line(&out, "NoNewPrivs:"), "1");
+    assert_eq!(line(&out, "nice="), "5", "scheduler nice");
+    assert_eq!(line(&out, "policy="), "3", "SCHED_BATCH");
+    assert_eq!(line(&out, "io="), "idle", "ioPriority");
     assert_eq!(line(&out, "Seccomp:"), "0");
     assert_nothing_left(&rt, &b, &cg, None);
 }

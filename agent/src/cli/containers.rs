@@ -399,22 +399,134 @@ async fn logs(
     }
 }
 
+/// The container's bundle directory (where its shim's control socket is).
+async fn bundle_dir(g: &Global, name: &str) -> PathBuf {
+    let base = match call(g, Request::Info).await {
+        Ok(v) => v["bundle_dir"].as_str().map(PathBuf::from),
+        Err(_) => None,
+    };
+    base.unwrap_or_else(|| load_config(g).bundle_dir())
+        .join(name)
+}
+
 /// The shim's health report, when the container has a healthcheck and its shim answers.
-async fn health(_g: &Global, _name: &str) -> Option<String> {
-    None
+async fn health(g: &Global, name: &str) -> Option<String> {
+    let dir = bundle_dir(g, name).await;
+    let mut c = berth_shim::protocol::ShimClient::for_bundle(&dir).ok()?;
+    let h = c.health().ok()?;
+    let last = h
+        .log
+        .last()
+        .map(|r| format!(", last check exit {}: {}", r.exit_code, r.output.trim()))
+        .unwrap_or_default();
+    Some(format!(
+        "{} (failing streak {}{last})",
+        h.status, h.failing_streak
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn exec(
-    _g: &Global,
-    _name: &str,
-    _command: Vec<String>,
-    _env: Vec<String>,
-    _workdir: Option<String>,
-    _user: Option<String>,
-    _tty: bool,
-    _interactive: bool,
+    g: &Global,
+    name: &str,
+    command: Vec<String>,
+    env: Vec<String>,
+    workdir: Option<String>,
+    user: Option<String>,
+    tty: bool,
+    interactive: bool,
 ) -> ExitCode {
-    eprintln!("berth: exec needs the shim's control socket, not available in this build");
-    ExitCode::from(EXIT_FAIL)
+    use berth_shim::protocol::{ExecRequest, ShimClient};
+    use std::os::fd::AsRawFd;
+    let dir = bundle_dir(g, name).await;
+    let mut c = match ShimClient::for_bundle(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {name} is not running ({e})");
+            return ExitCode::from(EXIT_NOT_FOUND);
+        }
+    };
+    let req = ExecRequest {
+        args: command,
+        env,
+        cwd: workdir,
+        user,
+        tty,
+    };
+    let status = if tty {
+        exec_tty(&mut c, &req)
+    } else {
+        let null = std::fs::File::open("/dev/null");
+        let stdin = match (&null, interactive) {
+            (_, true) => 0,
+            (Ok(f), false) => f.as_raw_fd(),
+            (Err(_), false) => 0,
+        };
+        c.exec(&req, [stdin, 1, 2]).and_then(|_| c.wait_exit())
+    };
+    match status {
+        Ok(s) => ExitCode::from(u8::try_from(s).unwrap_or(EXIT_FAIL)),
+        Err(e) => {
+            eprintln!("berth: exec in {name}: {e}");
+            ExitCode::from(126)
+        }
+    }
+}
+
+/// Runs an exec with a terminal: this terminal raw, bytes copied both ways until the process ends.
+fn exec_tty(
+    c: &mut berth_shim::protocol::ShimClient,
+    req: &berth_shim::protocol::ExecRequest,
+) -> Result<i32, berth_shim::protocol::ClientError> {
+    use nix::sys::termios;
+    use std::io::{Read, Write};
+    let stdin = std::io::stdin();
+    let saved = termios::tcgetattr(&stdin).ok();
+    if let Some(t) = &saved {
+        let mut raw = t.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
+    }
+    let res = (|| {
+        let (_pid, master) = c.exec_tty(req)?;
+        let (rows, cols) = terminal_size();
+        let _ = c.resize(rows, cols);
+        let mut to_pty = std::fs::File::from(master.try_clone()?);
+        let mut from_pty = std::fs::File::from(master);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut inp = std::io::stdin().lock();
+            while let Ok(n) = inp.read(&mut buf) {
+                if n == 0 || to_pty.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut out = std::io::stdout();
+            while let Ok(n) = from_pty.read(&mut buf) {
+                if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    break;
+                }
+            }
+        });
+        c.wait_exit()
+    })();
+    if let Some(t) = &saved {
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, t);
+    }
+    res
+}
+
+fn terminal_size() -> (u16, u16) {
+    let cols = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(80);
+    let rows = std::env::var("LINES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(24);
+    (rows, cols)
 }

@@ -1,5 +1,5 @@
 //! `start`: runs in the runtime process. Releases a created container's init by writing to its
-//! exec fifo, then runs the poststart hooks.
+//! exec fifo, then runs the poststart hooks (a failing one stops the container again).
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -55,8 +55,13 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
             .and_then(|h| h.poststart().as_deref())
         && let Err(e) = crate::hooks::run("poststart", h, &c.state_json(Status::Running))
     {
-        // The spec: a failing poststart hook is logged, the container keeps running.
-        eprintln!("berth-runtime: warning: {e}");
+        // The spec: a failing poststart hook is an error and stops the container (`delete`
+        // then destroys it and runs the poststop hooks).
+        if let Some(fd) = c.init_pidfd() {
+            let _ = crate::sys::pidfd_send_signal(&fd, libc::SIGKILL);
+        }
+        let _ = c.p.cgroup.kill_all(libc::SIGKILL);
+        return Err(Error::Init(e.to_string()));
     }
     Ok(())
 }

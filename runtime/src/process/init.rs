@@ -165,6 +165,7 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     let process = spec.process().as_ref().expect("checked at load");
     early(super::apply_rlimits(process))?;
     early(super::apply_oom_score_adj(process))?;
+    early(super::apply_scheduling(process))?;
 
     if !a.ns.has(CloneFlags::CLONE_NEWNS) {
         return early(Err(ProcessError::Other(

@@ -62,6 +62,7 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     let p = a.process;
     super::apply_rlimits(p)?;
     super::apply_oom_score_adj(p)?;
+    super::apply_scheduling(p)?;
     if p.terminal() == Some(true) {
         let sock = a.console.ok_or_else(|| {
             ProcessError::Other("terminal requested without a console socket".into())
