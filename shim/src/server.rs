@@ -348,6 +348,9 @@ impl Shim {
                 what: "creating the stdin pipe".into(),
                 source: e.into(),
             })?;
+            // A container that does not read its stdin must not block the shim's loop on a
+            // full pipe: attach input it cannot take is dropped.
+            set_nonblocking(w.as_fd());
             (Some(r), Some(w))
         } else {
             (None, None)
