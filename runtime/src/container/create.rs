@@ -29,8 +29,8 @@ struct Undo {
 }
 
 impl Undo {
-    fn run(&mut self) -> Option<Error> {
-        let mut err = None;
+    /// Kills and reaps the init, if there is one.
+    fn kill_child(&mut self) {
         if let Some((pid, pidfd)) = self.child.take() {
             match &pidfd {
                 Some(fd) => {
@@ -42,6 +42,11 @@ impl Undo {
             }
             let _ = nix::sys::wait::waitpid(pid, None);
         }
+    }
+
+    fn run(&mut self) -> Option<Error> {
+        let mut err = None;
+        self.kill_child();
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.destroy()
         {
@@ -210,18 +215,13 @@ fn create_inner(
     undo.child = Some((pid, pidfd));
 
     if ns.new_user() {
-        write_id_maps(pid, linux)?;
+        if let Err(e) = write_id_maps(pid, linux) {
+            return Err(init_failure(undo, &parent_end, e));
+        }
         send(&parent_end, &Message::Mapped)?;
     }
     if let Err(e) = cg.add(pid.as_raw()) {
-        // The init may have failed (and exited) meanwhile: its own message says more.
-        if let Some((_, Some(fd))) = &undo.child {
-            let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
-        }
-        return Err(match parent_end.recv() {
-            Ok(Message::Error(msg)) => Error::Init(msg),
-            _ => Error::Init(e.to_string()),
-        });
+        return Err(init_failure(undo, &parent_end, Error::Init(e.to_string())));
     }
 
     let pid_start = super::proc_stat(pid.as_raw()).map(|s| s.1).unwrap_or(0);
@@ -322,6 +322,16 @@ pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
             Ok(Message::Error(msg)) => Err(Error::Init(msg)),
             _ => Err(init_err(e)),
         },
+    }
+}
+
+/// A step on the init failed (`e`): the init may have failed and exited meanwhile, and then
+/// its own message says more. Kills and reaps it first, so the read cannot block.
+fn init_failure(undo: &mut Undo, chan: &channel::Channel, e: Error) -> Error {
+    undo.kill_child();
+    match chan.recv() {
+        Ok(Message::Error(msg)) => Error::Init(msg),
+        _ => e,
     }
 }
 
