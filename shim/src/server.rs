@@ -303,6 +303,11 @@ impl Shim {
             what: "PR_SET_CHILD_SUBREAPER".into(),
             source: e.into(),
         })?;
+        // Signals are events of the loop from the start: a stop request that arrives while the
+        // container is being created waits in the signalfd instead of killing the shim halfway
+        // (mount and state left behind). The runtime's init and exec'd processes reset their
+        // mask; runtime binaries are started with an empty one.
+        let sigfd = sys::block_signals_to_fd().map_err(io_err("creating the signalfd"))?;
         let leaves = Leaves::discover(&opts.cgroup_base)?;
         if let Some(l) = &leaves {
             undo.leaves = Some(l.clone());
@@ -343,6 +348,9 @@ impl Shim {
                 what: "creating the stdin pipe".into(),
                 source: e.into(),
             })?;
+            // A container that does not read its stdin must not block the shim's loop on a
+            // full pipe: attach input it cannot take is dropped.
+            set_nonblocking(w.as_fd());
             (Some(r), Some(w))
         } else {
             (None, None)
@@ -381,9 +389,6 @@ impl Shim {
         drop(stdin_r);
         drop(devnull);
         let init_pidfd = sys::pidfd_open(init_pid).map_err(io_err("pidfd_open of the init"))?;
-        // From here on signals are events of the loop. The init was cloned with the caller's
-        // mask and resets its own, so blocking only now keeps the container's mask clean.
-        let sigfd = sys::block_signals_to_fd().map_err(io_err("creating the signalfd"))?;
         let pty = if cfg.tty {
             let m = receive_pty(&console)?;
             set_nonblocking(m.as_fd());

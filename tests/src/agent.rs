@@ -50,7 +50,7 @@ impl Agent {
             "-p",
             "TimeoutStartSec=120",
             "-E",
-            "RUST_LOG=info",
+            "RUST_LOG=info,berth_agent::reconcile::controller=debug",
         ];
         if !wait {
             argv.push("--no-block");
@@ -155,7 +155,16 @@ impl Agent {
                     .unwrap_or_default();
                 let log = self
                     .sd
-                    .exec_inside(&["journalctl", "--no-pager", "-n", "40"])
+                    .exec_inside(&[
+                        "journalctl",
+                        "--no-pager",
+                        "-n",
+                        "60",
+                        "-u",
+                        "berthd",
+                        "-u",
+                        "berth-*",
+                    ])
                     .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                     .unwrap_or_default();
                 bail!(

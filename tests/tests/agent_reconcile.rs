@@ -73,7 +73,11 @@ fn agent_write_edit_touch_delete() {
         a.show("web", "LoadState") == "not-found"
     })
     .unwrap();
-    assert!(!a.sd.root_path().join("run/berth/containers/web").exists());
+    a.wait(T, "web's bundle and status gone", || {
+        !a.sd.root_path().join("run/berth/containers/web").exists()
+            && a.ps().is_ok_and(|m| !m.contains_key("web"))
+    })
+    .unwrap();
     assert!(a.active("db"));
     assert_eq!(a.show("db", "InvocationID"), db0);
     assert!(a.ps().unwrap().get("web").is_none());

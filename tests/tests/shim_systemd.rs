@@ -684,3 +684,36 @@ async fn shim_overlay_rootfs_tty_attach_and_oom() {
     })
     .unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+async fn shim_restart_policy_recreates_the_container() {
+    let sd = TestSystemd::boot("shim-restart").unwrap();
+    let sys = client(&sd).await;
+    // Fails after a moment; systemd's Restart=on-failure starts a new shim, which must find no
+    // leftovers of the previous one (runtime state, cgroup leaves, sockets) in its way.
+    let b = ShimBundle::create(
+        &sd,
+        "flaky",
+        &["sh", "-c", "echo run; sleep 0.3; exit 1"],
+        json!({}),
+    )
+    .unwrap();
+    let mut s = unit_spec(&b);
+    s.restart = berth_agent::systemd::RestartPolicy::OnFailure {
+        max_retries: Some(2),
+    };
+    s.restart_delay = Some(Duration::from_millis(100));
+    sys.start_unit(&s).await.unwrap();
+    let st = wait_state(&sys, &b.unit(), |s| s.active_state == "failed").await;
+    assert_eq!(st.exec_main_status, 1);
+    let runs = sd
+        .journal(&b.unit())
+        .unwrap()
+        .iter()
+        .filter(|e| e["MESSAGE"] == "run")
+        .count();
+    // on-failure:2 = 2 restarts (NRestarts also counts the one the start limit refused).
+    assert_eq!(runs, 3, "{st:?}");
+    assert!(st.n_restarts >= 2, "{st:?}");
+}

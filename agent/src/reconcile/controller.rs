@@ -107,9 +107,15 @@ pub async fn run<U: Units, I: Images>(
             }
             pending.remove(&n);
             running.insert(n.clone());
+            tracing::debug!(container = %n, "pass of {n}");
             let ctx = ctx.clone();
             passes.spawn(async move {
-                let r = super::reconcile(&ctx, &n).await;
+                use futures_util::FutureExt;
+                // A panicking pass must not leave its name marked running forever.
+                let r = std::panic::AssertUnwindSafe(super::reconcile(&ctx, &n))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(super::ReconcileError::Panicked { name: n.clone() }));
                 (n, r)
             });
         }
@@ -143,6 +149,7 @@ pub async fn run<U: Units, I: Images>(
                     Err(e) => { tracing::error!("reconcile task failed: {e}"); continue; }
                 };
                 running.remove(&name);
+                tracing::debug!(container = %name, "pass of {name} done: {result:?}");
                 if let Some(f) = &mut first { f.remove(&name); }
                 let now = Instant::now();
                 match result {

@@ -99,6 +99,8 @@ pub struct Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    #[error("container {name}: the reconcile pass panicked")]
+    Panicked { name: String },
     #[error("container {name}: systemd: {message}")]
     Units { name: String, message: String },
     #[error("container {name}: image: {message}")]
@@ -228,7 +230,23 @@ impl<U: Units, I: Images> Ctx<U, I> {
     }
 
     /// Removes what a container leaves on disk once it has no spec and no unit.
+    /// Detaches a root filesystem the shim left mounted (it was SIGKILLed before its cleanup), so
+    /// that the upper dir and the bundle can be removed.
+    fn unmount_rootfs(&self, name: &str) {
+        let rootfs = self.bundle_path(name).join("rootfs");
+        match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => tracing::info!(container = name, "{name}: detached a leftover rootfs mount"),
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(e) => tracing::warn!(
+                container = name,
+                "{name}: unmounting {}: {e}",
+                rootfs.display()
+            ),
+        }
+    }
+
     async fn clean(&self, name: &str) -> Result<(), ReconcileError> {
+        self.unmount_rootfs(name);
         self.images
             .release(name)
             .await
@@ -236,7 +254,11 @@ impl<U: Units, I: Images> Ctx<U, I> {
                 name: name.into(),
                 message,
             })?;
-        let _ = std::fs::remove_dir_all(self.bundle_path(name));
+        if let Err(e) = std::fs::remove_dir_all(self.bundle_path(name))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(container = name, "{name}: removing its bundle: {e}");
+        }
         let _ = std::fs::remove_file(self.record_path(name));
         Ok(())
     }
@@ -445,6 +467,7 @@ pub async fn reconcile<U: Units, I: Images>(
                 .stop(name, eff.stop_timeout + Duration::from_secs(30))
                 .await
                 .map_err(Ctx::<U, I>::units_err(name))?;
+            ctx.unmount_rootfs(name);
             ctx.images
                 .release(name)
                 .await

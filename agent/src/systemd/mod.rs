@@ -2,6 +2,27 @@
 //! `berth-<name>.service`, stops/kills/lists/inspects those units and follows their state changes.
 //! Runs in berthd (and in tests); talks to the system bus or, where no bus daemon runs, to
 //! systemd's private socket in peer-to-peer mode.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), berth_agent::systemd::SystemdError> {
+//! use berth_agent::systemd::{BusTarget, KillWho, Systemd, UnitEvent, UnitSpec};
+//! let sd = Systemd::connect(BusTarget::System).await?;
+//! let mut u = UnitSpec::new("web", "docker.io/library/nginx:1.27",
+//!     vec!["/usr/bin/berth-shim".into(), "/run/berth/containers/web".into()]);
+//! u.spec_hash = "sha256:…".into();
+//! u.memory_max = Some(256 << 20);
+//! sd.start_unit(&u).await?;              // Ok once active; JobFailed carries result + logs
+//! for unit in sd.list_units().await? {     // adoption after a restart of berthd
+//!     let st = sd.status(&unit.name).await?.expect("listed");
+//!     let _same = st.spec_hash() == Some("sha256:…");
+//! }
+//! let mut ev = sd.events();                // Resync first, then Changed/Removed/JobRemoved
+//! while let Some(e) = ev.next().await { if e == UnitEvent::Resync { /* relist */ } }
+//! sd.kill_unit("berth-web.service", KillWho::Main, 1).await?;
+//! sd.stop_unit("berth-web.service", std::time::Duration::from_secs(30)).await?;
+//! sd.reset_failed("berth-web.service").await?;
+//! # Ok(()) }
+//! ```
 
 mod events;
 mod unit;

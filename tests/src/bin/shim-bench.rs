@@ -70,7 +70,9 @@ async fn main() -> Result<()> {
         .unwrap_or(50);
     let binary = arg(&args, "--runtime-binary");
     let sd = TestSystemd::boot("shim-bench")?;
-    let sys = Systemd::connect(BusTarget::Address(sd.address())).await?;
+    let sys = Systemd::connect(BusTarget::Address(sd.address()))
+        .await?
+        .with_journal_dir(sd.journal_dir()?);
     let mut running_ms = Vec::new();
     let mut active_ms = Vec::new();
     for i in 0..count {
