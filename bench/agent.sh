@@ -83,6 +83,8 @@ for r in $(seq "$RUNS"); do
   fi
   rm -f "$W"/specs/c*.yaml
   until [ "$(active)" -eq 0 ]; do sleep 0.1; done
+  # ... and until berthd has cleaned up after them, so runs do not overlap.
+  until [ "$(sd "$BIN/berth" --socket /run/berth-bench/berthd.sock ps --json | jq length)" -eq 0 ]; do sleep 0.1; done
 
   t0=$(now)
   for i in $(seq -w 1 "$N"); do
