@@ -78,7 +78,18 @@ pub fn apply_sets(c: &LinuxCapabilities) -> Result<(), CapsError> {
     let amb = set_of(c, CapSet::Ambient);
     if !amb.is_empty() {
         caps::clear(None, CapSet::Ambient).map_err(err("clearing ambient"))?;
+        // The kernel only lets a capability be ambient if it is also permitted and inheritable.
+        // `runc spec` writes ambient caps without an inheritable set and runc only warns, so
+        // configs made for runc must keep working here: skip those with the same warning.
+        let inh = set_of(c, CapSet::Inheritable);
         for cap in amb {
+            if !(perm.contains(&cap) && inh.contains(&cap)) {
+                eprintln!(
+                    "berth-runtime: warning: can't raise ambient capability {cap}: \
+                     not in the permitted and inheritable sets"
+                );
+                continue;
+            }
             caps::raise(None, CapSet::Ambient, cap)
                 .map_err(err(format!("raising ambient {cap}")))?;
         }

@@ -282,7 +282,7 @@ impl Cgroup {
             for (file, value) in writes {
                 write(&d.path.join(&file), &value)?;
             }
-            return Ok(());
+            return apply_device_program(&d.path, res);
         }
         for (controller, file, value) in v1_writes(res) {
             let Some(d) = self.dir_with(controller) else {
@@ -377,11 +377,21 @@ impl Cgroup {
                 return write(&p, "1");
             }
         }
+        // A process forking while we walk the list could escape a plain loop: with SIGKILL,
+        // freeze first (when there is a freezer), signal everyone, then thaw so they die.
+        let freeze =
+            sig == libc::SIGKILL && self.dir_with("freezer").is_some() && !self.frozen()?;
+        if freeze {
+            let _ = self.freeze(true);
+        }
         for pid in self.pids()? {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::try_from(sig).ok(),
             );
+        }
+        if freeze {
+            let _ = self.freeze(false);
         }
         Ok(())
     }
@@ -488,6 +498,36 @@ fn enable_controllers(d: &Dir, writes: &[(String, String)]) {
         }
         cur.push(comp);
     }
+}
+
+/// The effective device rules of `res` as (allow, "type major:minor access"), in order: the
+/// spec's, then the default devices when they start from "deny all". Shared by v1 (files) and
+/// v2 (an eBPF program).
+pub fn device_rules(res: &LinuxResources) -> Vec<(bool, String)> {
+    v1_writes(res)
+        .into_iter()
+        .filter(|(c, _, _)| *c == "devices")
+        .map(|(_, file, rule)| (file == "devices.allow", rule))
+        .collect()
+}
+
+/// cgroup v2: compiles the device rules into an eBPF program and attaches it to `dir`.
+pub fn apply_device_program(dir: &Path, res: &LinuxResources) -> Result<()> {
+    let rules: Vec<crate::devices_bpf::Rule> = device_rules(res)
+        .iter()
+        .filter_map(|(allow, r)| crate::devices_bpf::parse_rule(*allow, r))
+        .collect();
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let insns: Vec<[u8; 8]> = crate::devices_bpf::compile(&rules)
+        .iter()
+        .map(|i| i.encode())
+        .collect();
+    crate::sys::attach_device_program(dir, &insns).map_err(|e| CgroupError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(format!("attaching the device eBPF program: {e}")),
+    })
 }
 
 fn device_rule(d: &LinuxDeviceCgroup) -> String {
@@ -677,8 +717,8 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
     1 + (u64::from(w).saturating_sub(10) * 9999) / 990
 }
 
-/// The cgroup v2 file writes of `res`: (file, value), in order. Device rules need an eBPF
-/// program on v2 and are not applied here.
+/// The cgroup v2 file writes of `res`: (file, value), in order. Device rules are an eBPF
+/// program on v2 ([`apply_device_program`]), not files.
 pub fn v2_writes(res: &LinuxResources) -> Vec<(String, String)> {
     let mut w: Vec<(String, String)> = Vec::new();
     let mut put = |f: &str, v: String| w.push((f.to_string(), v));

@@ -25,6 +25,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod console;
 pub mod container;
+pub mod devices_bpf;
 pub mod error;
 pub mod features;
 pub mod hooks;

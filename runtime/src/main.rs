@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use berth_runtime::{CreateOptions, ExecOptions, Runtime};
+
+mod tty;
 use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -331,6 +333,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     .context("berth-runtime exec failed")?;
                 return Ok(0);
             }
+            if p.terminal() == Some(true) && opts.console_socket.is_none() {
+                return tty::exec(&rt, id, &p, &opts);
+            }
             let old = block_signals()?;
             let r = rt.exec(id, &p, &opts).context("berth-runtime exec failed");
             let code = r.and_then(wait_forwarding);
@@ -392,7 +397,7 @@ fn block_signals() -> Result<SigSet> {
 
 /// Waits for child `pid`, forwarding signals to it; returns its exit code (128+signal when
 /// killed), as a shell would.
-fn wait_forwarding(pid: i32) -> Result<u8> {
+pub(crate) fn wait_forwarding(pid: i32) -> Result<u8> {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
@@ -412,6 +417,9 @@ fn wait_forwarding(pid: i32) -> Result<u8> {
 }
 
 fn run(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<u8> {
+    if !detach && a.console_socket.is_none() && wants_terminal(&a.bundle) {
+        return tty::run(rt, a, &create_opts(a));
+    }
     let old = if detach { None } else { Some(block_signals()?) };
     let created = rt
         .create(&a.id, &a.bundle, &create_opts(a))
@@ -432,6 +440,13 @@ fn run(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<u8> {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
     result
+}
+
+fn wants_terminal(bundle: &std::path::Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .is_some_and(|v| v["process"]["terminal"] == serde_json::Value::Bool(true))
 }
 
 fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<()> {

@@ -513,7 +513,8 @@ impl RootfsContext<'_> {
             links.push(("pts/ptmx", "/dev/ptmx"));
         }
         for (target, link) in links {
-            let at = self.rootfs.join(link.trim_start_matches('/'));
+            // Resolved like every other path: a hostile image's /dev may itself be a symlink.
+            let at = resolve_in_root(self.rootfs, Path::new(link))?;
             if let Err(err) = self.sys.symlink(Path::new(target), &at)
                 && err.kind() != std::io::ErrorKind::AlreadyExists
             {

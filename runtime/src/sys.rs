@@ -220,3 +220,141 @@ pub fn keep_fds(n: u32) {
         }
     }
 }
+
+/// Loads a `BPF_PROG_TYPE_CGROUP_DEVICE` program and attaches it to the cgroup (v2) directory
+/// `cgroup` with BPF_F_ALLOW_MULTI (so it adds to, never replaces, what a parent such as
+/// systemd attached). The cgroup keeps the program alive; our fds are closed on return. With
+/// `BERTH_BPF_LOG` set in the environment a refused program prints the verifier log on stderr.
+pub fn attach_device_program(cgroup: &std::path::Path, insns: &[[u8; 8]]) -> nix::Result<()> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    let license = c"Apache-2.0";
+    let code: Vec<u8> = insns.iter().flatten().copied().collect();
+    // union bpf_attr, BPF_PROG_LOAD part: prog_type, insn_cnt, insns, license, then zeros.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_CGROUP_DEVICE.to_ne_bytes());
+    attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(code.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    // SAFETY: `attr` is a zero-filled bpf_attr of the size passed; the pointers in it (`code`,
+    // `license`) stay valid for the call.
+    let prog = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
+    if prog < 0 {
+        let err = Errno::last();
+        if std::env::var_os("BERTH_BPF_LOG").is_some() {
+            let mut log = vec![0u8; 65536];
+            attr[24..28].copy_from_slice(&1u32.to_ne_bytes());
+            attr[28..32].copy_from_slice(&(log.len() as u32).to_ne_bytes());
+            attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
+            // SAFETY: as above, plus a log buffer of the size given, valid for the call.
+            unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
+            eprintln!(
+                "bpf verifier: {}",
+                String::from_utf8_lossy(&log).trim_end_matches('\0')
+            );
+        }
+        return Err(err);
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    let prog = unsafe { OwnedFd::from_raw_fd(prog as RawFd) };
+    let dir = nix::fcntl::open(
+        cgroup,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // BPF_PROG_ATTACH part: target_fd, attach_bpf_fd, attach_type, attach_flags.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(dir.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
+    attr[12..16].copy_from_slice(&BPF_F_ALLOW_MULTI.to_ne_bytes());
+    // SAFETY: as above, a zero-filled bpf_attr with valid fds.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, attr.as_ptr(), attr.len()) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Receives one fd sent with SCM_RIGHTS on the unix socket `sock` (a console socket's pty
+/// master).
+pub fn recv_fd(sock: RawFd) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: SCM_RIGHTS installed this fd in our table just now; nothing else owns it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    Err(Errno::EBADMSG)
+}
+
+/// The window size (rows, cols) of tty `fd`, if it is one.
+pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `winsize` to the pointer, which is valid for the call.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
+    (ret == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// personality(2): the execution domain (`PER_LINUX` 0, `PER_LINUX32` 8).
+pub fn set_personality(persona: libc::c_ulong) -> nix::Result<()> {
+    // SAFETY: personality only changes this process's execution domain flags.
+    let ret = unsafe { libc::personality(persona) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// ioprio_set(2) for the calling process: `class` (1 realtime, 2 best-effort, 3 idle) and
+/// `level` (0..7).
+pub fn set_io_priority(class: u32, level: u32) -> nix::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let value = (class << 13) | (level & 0x1fff);
+    // SAFETY: plain syscall with integer arguments (who = this process).
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `struct sched_attr` of sched_setattr(2) (size 56, the SCHED_ATTR_SIZE_VER1 layout).
+#[repr(C)]
+#[derive(Default)]
+pub struct SchedAttr {
+    /// Size of this struct.
+    pub size: u32,
+    /// SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, ISO 4, IDLE 5, DEADLINE 6.
+    pub policy: u32,
+    /// SCHED_FLAG_* bits.
+    pub flags: u64,
+    /// Nice value (OTHER, BATCH).
+    pub nice: i32,
+    /// Static priority (FIFO, RR).
+    pub priority: u32,
+    /// DEADLINE runtime, ns.
+    pub runtime: u64,
+    /// DEADLINE deadline, ns.
+    pub deadline: u64,
+    /// DEADLINE period, ns.
+    pub period: u64,
+    /// Utilization clamp minimum.
+    pub util_min: u32,
+    /// Utilization clamp maximum.
+    pub util_max: u32,
+}
+
+/// sched_setattr(2) for the calling thread.
+pub fn sched_setattr(attr: &mut SchedAttr) -> nix::Result<()> {
+    attr.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: `attr` is a valid sched_attr of the size it declares, alive for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *mut SchedAttr, 0) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}

@@ -54,6 +54,13 @@ pub fn mount_overlay(o: &OverlayRootfs, target: &Path) -> Result<(), RootfsError
         path: target.to_path_buf(),
         source,
     })?;
+    // A shim killed before its clean-up (SIGKILL at TimeoutStopSec) left its overlay mounted:
+    // take it (and anything stacked) down rather than mounting over it.
+    for _ in 0..8 {
+        if umount2(target, MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
     mount(
         Some("overlay"),
         target,

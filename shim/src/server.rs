@@ -97,6 +97,8 @@ pub fn run(opts: Options) -> i32 {
     let notifier = Notifier::from_env();
     match Shim::start(opts, notifier.clone()) {
         Ok(mut shim) => {
+            sys::trim_heap();
+            sys::release_startup_memory();
             shim.serve();
             shim.finish()
         }
@@ -255,10 +257,19 @@ fn set_nonblocking(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Writes all of `buf` to the shim's stdout (the unit's journal stream).
+/// Writes terminal output to the shim's stdout (the unit's journal stream). A terminal ends lines
+/// with CR LF; journald keeps the CR (and then shows the line as binary), so it is dropped here.
 fn to_journal(buf: &[u8]) {
-    let _ = io::stdout().lock().write_all(buf);
-    let _ = io::stdout().lock().flush();
+    let mut out = io::stdout().lock();
+    let mut start = 0;
+    for (i, w) in buf.windows(2).enumerate() {
+        if w == b"\r\n" {
+            let _ = out.write_all(&buf[start..i]);
+            start = i + 1;
+        }
+    }
+    let _ = out.write_all(&buf[start..]);
+    let _ = out.flush();
 }
 
 impl Shim {
@@ -292,6 +303,11 @@ impl Shim {
             what: "PR_SET_CHILD_SUBREAPER".into(),
             source: e.into(),
         })?;
+        // Signals are events of the loop from the start: a stop request that arrives while the
+        // container is being created waits in the signalfd instead of killing the shim halfway
+        // (mount and state left behind). The runtime's init and exec'd processes reset their
+        // mask; runtime binaries are started with an empty one.
+        let sigfd = sys::block_signals_to_fd().map_err(io_err("creating the signalfd"))?;
         let leaves = Leaves::discover(&opts.cgroup_base)?;
         if let Some(l) = &leaves {
             undo.leaves = Some(l.clone());
@@ -332,6 +348,9 @@ impl Shim {
                 what: "creating the stdin pipe".into(),
                 source: e.into(),
             })?;
+            // A container that does not read its stdin must not block the shim's loop on a
+            // full pipe: attach input it cannot take is dropped.
+            set_nonblocking(w.as_fd());
             (Some(r), Some(w))
         } else {
             (None, None)
@@ -370,9 +389,6 @@ impl Shim {
         drop(stdin_r);
         drop(devnull);
         let init_pidfd = sys::pidfd_open(init_pid).map_err(io_err("pidfd_open of the init"))?;
-        // From here on signals are events of the loop. The init was cloned with the caller's
-        // mask and resets its own, so blocking only now keeps the container's mask clean.
-        let sigfd = sys::block_signals_to_fd().map_err(io_err("creating the signalfd"))?;
         let pty = if cfg.tty {
             let m = receive_pty(&console)?;
             set_nonblocking(m.as_fd());

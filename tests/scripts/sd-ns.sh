@@ -71,7 +71,7 @@ unshare --cgroup --pid --mount --uts --ipc $NETFLAG --fork --kill-child bash -eu
   mkdir -p "$R/srv/tb"; mount --bind "$B/share" "$R/srv/tb"     # host dir shared with the tests
   # Host dirs seen live at the same path inside (overlayfs caches its lower layer: a binary
   # rebuilt after boot would otherwise show its old version). TB_BIND: space-separated paths.
-  for d in ${TB_BIND:-}; do [ -d "$d" ] && mount --bind "$d" "$R$d"; done
+  for d in ${TB_BIND:-}; do [ -d "$d" ] && mkdir -p "$R$d" && mount --bind "$d" "$R$d"; done
   # private identity + minimal target, only in the overlay upper
   tr -d - < /proc/sys/kernel/random/uuid > "$R/etc/machine-id"
   rm -f "$R"/etc/systemd/system/*.wants/* "$R/etc/systemd/system/default.target"

@@ -168,8 +168,23 @@ htpasswd -Bbn {USER} {PASS} > htpasswd"
 
     /// Pushes `oci:<layout>:<tag>` to `<host>/<repo_tag>` (`all`: every image of an index).
     pub fn push(&self, layout: &Path, tag: &str, repo_tag: &str, all: bool) {
+        self.push_as(layout, tag, repo_tag, all, None)
+    }
+
+    /// Like `push`, converting to a manifest format (`v2s2`: Docker image manifest v2 schema 2).
+    pub fn push_as(
+        &self,
+        layout: &Path,
+        tag: &str,
+        repo_tag: &str,
+        all: bool,
+        format: Option<&str>,
+    ) {
         let mut c = Command::new("skopeo");
         c.arg("copy").arg("--quiet");
+        if let Some(f) = format {
+            c.arg("--format").arg(f);
+        }
         if all {
             c.arg("--all");
         }
@@ -324,10 +339,12 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 /// A loopback TCP proxy to `upstream` that cuts every connection after `limit` bytes sent
-/// downstream (u64::MAX: no limit); counts the bytes it forwarded.
+/// downstream (u64::MAX: no limit), or, while `hold` is set, stalls there until `hold` is cleared;
+/// counts the bytes it forwarded.
 pub struct CutProxy {
     pub port: u16,
     pub limit: Arc<AtomicU64>,
+    pub hold: Arc<AtomicBool>,
     pub forwarded: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -340,7 +357,8 @@ impl CutProxy {
         let limit = Arc::new(AtomicU64::new(limit));
         let forwarded = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (lim, fwd, st) = (limit.clone(), forwarded.clone(), stop.clone());
+        let hold = Arc::new(AtomicBool::new(false));
+        let (lim, fwd, st, hd) = (limit.clone(), forwarded.clone(), stop.clone(), hold.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let Ok((down, _)) = l.accept() else {
@@ -359,7 +377,7 @@ impl CutProxy {
                     let _ = std::io::copy(&mut d2, &mut u2);
                     let _ = u2.shutdown(std::net::Shutdown::Write);
                 });
-                let (lim, fwd) = (lim.clone(), fwd.clone());
+                let (lim, fwd, hd) = (lim.clone(), fwd.clone(), hd.clone());
                 std::thread::spawn(move || {
                     let (mut up, mut down) = (up, down);
                     let mut buf = vec![0u8; 64 * 1024];
@@ -378,7 +396,16 @@ impl CutProxy {
                         }
                         sent += allowed as u64;
                         fwd.fetch_add(allowed as u64, Ordering::Relaxed);
-                        if allowed < n {
+                        if allowed < n && hd.load(Ordering::Relaxed) {
+                            while hd.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            if down.write_all(&buf[allowed..n]).is_err() {
+                                break;
+                            }
+                            sent += (n - allowed) as u64;
+                            fwd.fetch_add((n - allowed) as u64, Ordering::Relaxed);
+                        } else if allowed < n {
                             break; // cut: close both sides mid-transfer
                         }
                     }
@@ -390,6 +417,7 @@ impl CutProxy {
         CutProxy {
             port,
             limit,
+            hold,
             forwarded,
             stop,
         }
@@ -397,6 +425,48 @@ impl CutProxy {
 }
 
 impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A loopback HTTP server answering every request with one status (429, 403, 503, …), to check
+/// that registry failures become clear errors.
+pub struct StatusServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl StatusServer {
+    pub fn start(status: u16, reason: &'static str) -> StatusServer {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        l.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 8192];
+                let _ = c.read(&mut buf);
+                let body = format!("{reason}\n");
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        StatusServer { port, stop }
+    }
+}
+
+impl Drop for StatusServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }

@@ -41,6 +41,18 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_dir().join("target"))
 }
 
+/// Host dirs the namespace sees live at the same path: the workspace (scripts, examples, test
+/// data) and the target dir when it lies elsewhere. Binding them also makes them reachable when
+/// they sit under the host's /tmp, which the namespace replaces with its own.
+fn live_dirs() -> String {
+    let (ws, target) = (workspace_dir(), target_dir());
+    if target.starts_with(&ws) {
+        ws.display().to_string()
+    } else {
+        format!("{} {}", ws.display(), target.display())
+    }
+}
+
 /// A booted systemd in its own namespaces. Names must be unique among concurrent tests.
 pub struct TestSystemd {
     name: String,
@@ -67,7 +79,7 @@ impl TestSystemd {
             .arg(&name)
             .arg(mode)
             .env("TB_BASE", TB_BASE)
-            .env("TB_BIND", target_dir())
+            .env("TB_BIND", live_dirs())
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", script.display()))?;
@@ -269,6 +281,8 @@ impl TestSystemd {
         let Some(mut l) = self.launcher.take() else {
             return Ok(());
         };
+        // Containers that ignore SIGTERM would hold the poweroff for their stop timeout.
+        let _ = self.exec_inside(&["systemctl", "kill", "--signal=SIGKILL", "berth-*.service"]);
         let _ = Command::new("busctl")
             .arg(format!("--address={}", self.address()))
             .args([
@@ -348,7 +362,18 @@ impl ShimBundle {
         args: &[&str],
         shim: serde_json::Value,
     ) -> Result<Self> {
-        let dir = sd.share_dir().join(name);
+        Self::create_in(&sd.share_dir(), Path::new(SHARE_INSIDE), name, args, shim)
+    }
+
+    /// Like [`Self::create`], in `share` (host path) that a namespace sees at `inside`.
+    pub fn create_in(
+        share: &Path,
+        inside: &Path,
+        name: &str,
+        args: &[&str],
+        shim: serde_json::Value,
+    ) -> Result<Self> {
+        let dir = share.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         let bin = dir.join("rootfs/bin");
         std::fs::create_dir_all(&bin)?;
@@ -377,6 +402,11 @@ impl ShimBundle {
         cfg["process"]["args"] = serde_json::json!(args);
         cfg["process"]["env"] = serde_json::json!(["PATH=/bin", "HOME=/root"]);
         cfg["root"]["readonly"] = serde_json::json!(false);
+        // Docker sets no ambient capabilities (and `runc spec`'s ambient set without an
+        // inheritable one cannot be raised; runc ignores that, berth-runtime refuses).
+        if let Some(c) = cfg["process"]["capabilities"].as_object_mut() {
+            c.remove("ambient");
+        }
         cfg["hostname"] = serde_json::json!(name);
         // The cgroup the shim asks for anyway; a runc-compatible binary only knows config.json.
         cfg["linux"]["cgroupsPath"] =
@@ -391,7 +421,7 @@ impl ShimBundle {
         std::fs::write(dir.join("shim.json"), serde_json::to_vec_pretty(&s)?)?;
         Ok(ShimBundle {
             name: name.to_owned(),
-            inside: sd.inside_path(&dir),
+            inside: inside.join(name),
             dir,
         })
     }

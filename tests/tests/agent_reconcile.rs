@@ -29,9 +29,10 @@ fn agent_write_edit_touch_delete() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "db");
     assert_eq!(out.status.code(), Some(3));
     assert!(!web0.is_empty());
+    let env = a.show("web", "Environment");
     assert!(
-        a.show("web", "Environment")
-            .contains("BERTH_SPEC_HASH=sha256:")
+        env.contains("BERTH_SPEC_HASH=sha256:"),
+        "the unit carries no spec hash: {env}"
     );
 
     // Touch / rewrite with the same meaning: nothing restarts.

@@ -143,6 +143,25 @@ async fn image_pull_plain_index_platform_and_layout_readable_by_skopeo_umoci() {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&blob).unwrap())
     );
 
+    // Docker v2 schema 2 manifests (what Docker Hub mostly serves)
+    reg.push_as(&l.path(), "amd64", "test/v2s2:v1", false, Some("v2s2"));
+    let d = s
+        .pull(
+            &format!("{}/test/v2s2:v1", reg.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect("docker v2 pull");
+    assert_eq!(
+        d.manifest.media_type.as_deref(),
+        Some("application/vnd.docker.distribution.manifest.v2+json")
+    );
+    assert_eq!(
+        d.diff_ids, amd.diff_ids,
+        "same layers whatever the manifest format"
+    );
+    assert!(s.layer_path(&d.chain_ids[0]).join("bin/busybox").exists());
+
     // skopeo and umoci read the store
     let out = Command::new("skopeo")
         .arg("inspect")
@@ -243,6 +262,77 @@ async fn image_pull_bearer_token() {
     s.pull(&name, &PullOptions::default())
         .await
         .expect("token pull");
+    assert_eq!(assert_intact(dir.path()), vec![name]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry"]
+async fn image_registry_killed_mid_blob_then_resumed() {
+    use std::sync::atomic::Ordering;
+    let mut reg = Registry::start(Kind::Plain);
+    let (_l, big) = big_image(&reg, "k", 32);
+    // the proxy stalls the transfer at 2 MB so the registry dies with the blob half sent
+    let proxy = CutProxy::start(reg.port, 2 << 20);
+    proxy.hold.store(true, Ordering::Relaxed);
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(
+        dir.path(),
+        RegistryConfig {
+            insecure: vec![host.clone()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let name = format!("{host}/test/big:k");
+    let pull = tokio::spawn({
+        let (s, name) = (s.clone(), name.clone());
+        async move { s.pull(&name, &PullOptions::default()).await }
+    });
+    let t = std::time::Instant::now();
+    while proxy.forwarded.load(Ordering::Relaxed) < 2 << 20 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "transfer never reached the stall point"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    reg.kill();
+    proxy.limit.store(u64::MAX, Ordering::Relaxed);
+    proxy.hold.store(false, Ordering::Relaxed);
+    let e = pull.await.unwrap().expect_err("registry killed mid-blob");
+    assert!(
+        matches!(e, Error::Interrupted { .. } | Error::Transport { .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains(&big) || e.to_string().contains(&host),
+        "{e}"
+    );
+    assert!(!has_blob(dir.path(), &big));
+    assert!(assert_intact(dir.path()).is_empty());
+    let kept = std::fs::metadata(
+        dir.path()
+            .join("ingest")
+            .join(big.trim_start_matches("sha256:")),
+    )
+    .map(|m| m.len())
+    .unwrap_or(0);
+    assert!(kept >= 2 << 20, "partial download kept ({kept} bytes)");
+
+    reg.restart();
+    let before = proxy.forwarded.load(Ordering::Relaxed);
+    let img = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect("pull after the registry is back");
+    let moved = proxy.forwarded.load(Ordering::Relaxed) - before;
+    assert!(
+        moved + kept < (33 << 20) + (1 << 20),
+        "resumed: {moved} bytes moved, {kept} kept"
+    );
+    assert!(has_blob(dir.path(), &big));
+    assert!(s.layer_path(&img.chain_ids[1]).join("big").exists());
     assert_eq!(assert_intact(dir.path()), vec![name]);
 }
 
@@ -548,5 +638,130 @@ async fn image_import_docker_and_oci_archives_once() {
             "docker.io/imp/oci:v1".to_string(),
             "example.com/imp/docker:v1".to_string()
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: loopback servers"]
+async fn image_registry_status_errors_are_clear() {
+    use berth_tests::registry::StatusServer;
+    for (code, reason) in [
+        (429u16, "Too Many Requests"),
+        (403, "Forbidden"),
+        (503, "Service Unavailable"),
+        (500, "Internal Server Error"),
+    ] {
+        let srv = StatusServer::start(code, reason);
+        let host = format!("127.0.0.1:{}", srv.port);
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(
+            dir.path(),
+            RegistryConfig {
+                insecure: vec![host.clone()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let e = s
+            .pull(&format!("{host}/x/y:z"), &PullOptions::default())
+            .await
+            .expect_err("error status");
+        let ok = match code {
+            429 => matches!(e, Error::TooManyRequests { .. }),
+            403 => matches!(e, Error::Denied { .. }),
+            c => matches!(e, Error::Server { code, .. } if code == c),
+        };
+        assert!(ok, "{code}: {e:?}");
+        assert!(e.to_string().contains(&code.to_string()), "{e}");
+        assert!(e.to_string().contains(&host), "{e}");
+        assert!(assert_intact(dir.path()).is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry"]
+async fn image_docker_hub_names_go_to_the_mirror() {
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "library/busybox:berth-mirror-test", false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RegistryConfig {
+        insecure: vec![reg.host()],
+        mirrors: vec![reg.host()],
+        ..Default::default()
+    };
+    let s = Store::open(dir.path(), cfg).unwrap();
+    // two pulls of one image at once (two containers starting together) both succeed
+    let o = PullOptions::default();
+    let (img, img2) = tokio::join!(
+        s.pull("busybox:berth-mirror-test", &o),
+        s.pull("docker.io/library/busybox:berth-mirror-test", &o)
+    );
+    let img = img.expect("pull through the mirror");
+    assert_eq!(img2.expect("concurrent pull").digest, img.digest);
+    assert_eq!(img.name, "docker.io/library/busybox:berth-mirror-test");
+    assert!(
+        s.image("busybox:berth-mirror-test").unwrap().is_some(),
+        "found by its short name"
+    );
+    assert_eq!(assert_intact(dir.path()), vec![img.name]);
+}
+
+#[test]
+#[ignore = "needs root: real registry, the berth binary"]
+fn image_cli_pull_images_prepare_rmi_gc() {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/berth");
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "cli/bb:v1", false);
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/cli/bb:v1", reg.host());
+    let berth = |args: &[&str]| {
+        let o = Command::new(&bin)
+            .args(args)
+            .arg("--root")
+            .arg(dir.path())
+            .arg("--insecure-registry")
+            .arg(reg.host())
+            .output()
+            .expect("run berth");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = berth(&["pull", &name]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&name), "{out}");
+    assert!(err.contains("1/1 layers"), "progress printed: {err}");
+    let (ok, out, _) = berth(&["images"]);
+    assert!(ok && out.contains(&name), "{out}");
+    let (ok, out, err) = berth(&["prepare", "cli-ctr", &name]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lower = v["rootfs"]["lower"][0].as_str().unwrap();
+    assert!(std::path::Path::new(lower).join("bin/busybox").exists());
+    assert_eq!(v["config"]["config"]["Cmd"][0].as_str(), Some("/bin/sh"));
+    let (ok, _, err) = berth(&["rmi", &name]);
+    assert!(
+        !ok && err.contains("cli-ctr"),
+        "rmi refuses while a container uses it: {err}"
+    );
+    let (ok, _, err) = berth(&["release", "cli-ctr"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = berth(&["rmi", &name]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = berth(&["gc"]);
+    assert!(
+        ok && out.contains("removed 3 blobs and 1 layers"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = berth(&["pull", &format!("{}/cli/none:v1", reg.host())]);
+    assert!(
+        !ok && err.contains("not found") && err.contains("404"),
+        "{err}"
     );
 }

@@ -38,7 +38,8 @@ fn line<'a>(out: &'a str, key: &str) -> &'a str {
 fn runtime_process_user_caps_rlimits_env_cwd_umask_oom() {
     let script = "echo id=$(id); echo pwd=$(pwd); echo umask=$(umask); echo nofile=$(ulimit -n); \
         echo oom=$(cat /proc/self/oom_score_adj); echo foo=$FOO; echo notify=${NOTIFY_SOCKET:-unset}; echo home=$HOME; \
-        grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
+        grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; \
+        echo nice=$(cut -d' ' -f19 /proc/self/stat); echo policy=$(cut -d' ' -f41 /proc/self/stat); echo io=$(ionice)";
     let (rt, mut b, id, cg) = setup("process", script);
     let p = &mut b.config["process"];
     p["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 7], "umask": 23});
@@ -50,6 +51,8 @@ fn runtime_process_user_caps_rlimits_env_cwd_umask_oom() {
     ]);
     p["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 333, "soft": 222}]);
     p["oomScoreAdj"] = json!(123);
+    p["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    p["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
     p["noNewPrivileges"] = json!(true);
     let caps = json!(["CAP_NET_BIND_SERVICE", "CAP_KILL"]);
     p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps});
@@ -75,6 +78,9 @@ fn runtime_process_user_caps_rlimits_env_cwd_umask_oom() {
         assert_eq!(line(&out, set), "0000000000000420", "{set}");
     }
     assert_eq!(line(&out, "NoNewPrivs:"), "1");
+    assert_eq!(line(&out, "nice="), "5", "scheduler nice");
+    assert_eq!(line(&out, "policy="), "3", "SCHED_BATCH");
+    assert_eq!(line(&out, "io="), "idle", "ioPriority");
     assert_eq!(line(&out, "Seccomp:"), "0");
     assert_nothing_left(&rt, &b, &cg, None);
 }
@@ -124,7 +130,8 @@ fn runtime_rootfs_mounts_devices_masked_readonly_hostname_sysctl() {
         echo tmp=$(grep ' /scratch ' /proc/self/mounts); echo y > /scratch/f && echo scratch=ok; \
         ls -l /dev | awk '{print $1, $5, $6, $NF}'; ls -l /dev | grep -- '->'; \
         echo mynull=$(ls -l /dev/mynull | tr -s ' ' | cut -d' ' -f1,3,5,6); \
-        echo mq=$(grep -c ' /dev/mqueue mqueue ' /proc/self/mounts); echo cg=$(ls /sys/fs/cgroup | tr '\\n' ' ')";
+        echo mq=$(grep -c ' /dev/mqueue mqueue ' /proc/self/mounts); echo cg=$(ls /sys/fs/cgroup | tr '\\n' ' '); \
+        echo arch=$(uname -m)";
     let (rt, mut b, id, cg) = setup("rootfs", script);
     let data = b.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -138,6 +145,7 @@ fn runtime_rootfs_mounts_devices_masked_readonly_hostname_sysctl() {
         json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "size=1m", "mode=1777"]}),
     ]);
     c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    c["linux"]["personality"] = json!({"domain": "LINUX32"});
     c["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1000, "gid": 0}]);
     b.save();
     let out = run(&rt, &b, &id);
@@ -177,6 +185,9 @@ fn runtime_rootfs_mounts_devices_masked_readonly_hostname_sysctl() {
         "mode and owner from the spec"
     );
     assert_eq!(line(&out, "mq="), "1");
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(line(&out, "arch="), "i686", "personality LINUX32");
+    }
     let hierarchies = line(&out, "cg=");
     assert!(
         hierarchies.contains("memory") && hierarchies.contains("pids"),
@@ -422,5 +433,100 @@ fn runtime_exec_process_file_user_cgroup_and_exit_code() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("executable file not found"));
     rt.ok(&["delete", "-f", &id]);
+    assert_nothing_left(&rt, &b, &cg, None);
+}
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_preserve_fds_passes_fd_3_and_nothing_else() {
+    let (rt, b, id, cg) = setup(
+        "preserve",
+        "echo preserved >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+    );
+    let out_file = b.path().join("fd3.out");
+    // bash opens fd 3 (not close-on-exec) for the runtime, as containerd/podman pass extra fds.
+    let script = format!(
+        "exec 3>{}; exec {} --root {} run --preserve-fds 1 --bundle {} {}",
+        out_file.display(),
+        rt.bin.display(),
+        rt.root().display(),
+        b.path().display(),
+        id
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "preserved\n");
+    // 0-2, the preserved 3, and the directory fd ls itself opens: nothing of the runtime's.
+    let fds: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&fds[..4], ["0", "1", "2", "3"], "{fds:?}");
+    assert!(
+        fds.len() <= 5,
+        "no runtime fd leaked into the container: {fds:?}"
+    );
+    assert_nothing_left(&rt, &b, &cg, None);
+}
+
+/// The pure cgroup v2 path end to end: in a private mount namespace whose /sys/fs/cgroup is the
+/// cgroup2 hierarchy (as on NixOS), the container gets a v2 cgroup, its `cgroup` mount shows
+/// it, its device rules are enforced by the eBPF program, and delete removes the directory.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_pure_cgroup_v2_host() {
+    let script = "echo self=$(grep '^0::' /proc/self/cgroup); echo files=$(ls /sys/fs/cgroup | grep -c '^cgroup.controllers$'); \
+        mknod /tmp/loop b 7 0 2>/dev/null && echo loop=allowed || echo loop=denied; \
+        mknod /tmp/null c 1 3 && echo null=allowed";
+    let (rt, mut b, id, cg) = setup("v2", script);
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    b.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    b.save();
+    let harness = format!(
+        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec {} --root {} run --bundle {} {}",
+        rt.bin.display(),
+        rt.root().display(),
+        b.path().display(),
+        id
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &harness])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        line(&stdout, "self="),
+        format!("0::{cg}"),
+        "only the v2 hierarchy"
+    );
+    assert_eq!(
+        line(&stdout, "files="),
+        "1",
+        "the cgroup mount is the v2 cgroup"
+    );
+    assert_eq!(line(&stdout, "loop="), "denied", "eBPF device program");
+    assert_eq!(line(&stdout, "null="), "allowed");
     assert_nothing_left(&rt, &b, &cg, None);
 }

@@ -355,3 +355,24 @@ fn runtime_errors_follow_runc_format_and_log_file() {
     assert_eq!(f["linux"]["cgroup"]["v2"], true);
     let _ = ROOT;
 }
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_failing_poststart_hook_stops_the_container() {
+    let rt = Runtime::berth();
+    let id = unique("poststart");
+    let cg = format!("/{id}");
+    let marker = format!("sleep 8{}", std::process::id() % 1000);
+    let mut b = Bundle::busybox(&rt.bin, &["sh", "-c", &format!("exec {marker}")], &cg);
+    rt.track(&id, &cg);
+    b.config["hooks"] = json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo poststart-no >&2; exit 2"]}]});
+    b.save();
+    let out = rt
+        .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("poststart-no"));
+    assert_nothing_left(&rt, &b, &cg, Some(&marker));
+}

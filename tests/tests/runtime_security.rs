@@ -140,3 +140,41 @@ fn runtime_console_socket_receives_pty_master() {
     rt.ok(&["delete", "--force", &id]);
     assert_nothing_left(&rt, &b, &cg, None);
 }
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_run_with_terminal_and_no_console_socket_proxies_the_pty() {
+    let rt = Runtime::berth();
+    let id = unique("runtty");
+    let cg = format!("/{id}");
+    let mut b = Bundle::busybox(&rt.bin, &["sh", "-c", "tty; echo via-pty; exit 4"], &cg);
+    rt.track(&id, &cg);
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let out = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("/dev/pts/0") && stdout.contains("via-pty"),
+        "{stdout}"
+    );
+    // exec --tty without a console socket: the same proxy.
+    b.config["process"]["terminal"] = json!(false);
+    b.args(&["sleep", "30"]);
+    rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = rt.run(&["exec", "--tty", &id, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"));
+    rt.ok(&["delete", "-f", &id]);
+    assert_nothing_left(&rt, &b, &cg, None);
+}

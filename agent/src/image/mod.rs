@@ -227,10 +227,13 @@ impl std::fmt::Debug for Store {
 /// Writes `data` to `path` atomically: temp file in the same dir, fsync, rename, fsync the dir.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().expect("store paths have parents");
+    // unique per write: concurrent pulls of one image may store the same small blob at once
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".tmp-{}-{}",
+        ".tmp-{}-{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let res = (|| {
         let mut f = File::create(&tmp)?;
@@ -692,5 +695,24 @@ impl Store {
             r.map_err(io_err("removing", &p))?;
         }
         Ok(rep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// berthd spawns these futures on its multi-threaded runtime.
+    #[test]
+    fn store_futures_are_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), RegistryConfig::default()).unwrap();
+        let opts = PullOptions::default();
+        assert_send(&s.pull("busybox", &opts));
+        assert_send(&s.prepare_rootfs("c", "busybox"));
+        assert_send(&s.import_archive(Path::new("/nonexistent"), None));
+        assert_send(&s.gc(&[]));
     }
 }

@@ -275,6 +275,13 @@ impl Store {
         // config (small: in memory)
         let cd = &manifest.config;
         if !self.has_blob(&cd.digest, cd.size) {
+            // the config is held in memory: refuse absurd sizes from a hostile manifest
+            if cd.size > 64 << 20 {
+                return Err(bad(format!(
+                    "config {} claims {} bytes",
+                    cd.digest, cd.size
+                )));
+            }
             let mut buf = Vec::with_capacity(cd.size as usize);
             client
                 .pull_blob(
@@ -303,18 +310,23 @@ impl Store {
             p.layers_total = img.manifest.layers.len();
             p.bytes_total = img.size();
         });
-        let jobs = img.manifest.layers.iter().enumerate().map(|(i, l)| {
+        // Boxed and collected first: a lazy `map` closure over borrowed layers makes the pull
+        // future not provably Send (higher-ranked lifetimes), and berthd spawns it.
+        let mut jobs: Vec<
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>>,
+        > = Vec::new();
+        for (i, l) in img.manifest.layers.iter().enumerate() {
             let unpack = opts
                 .unpack
                 .then(|| (img.diff_ids[i].clone(), img.chain_ids[i].clone()));
-            let (client, oref) = (&client, oref);
-            async move {
+            let client = &client;
+            jobs.push(Box::pin(async move {
                 self.fetch_layer(client, host, oref, name, l, unpack, opts)
                     .await?;
                 opts.report(|p| p.layers_done += 1);
                 Ok::<(), Error>(())
-            }
-        });
+            }));
+        }
         // every layer runs to its end (no cancelled half-done unpacks); the first error is reported
         let results: Vec<Result<()>> = stream::iter(jobs)
             .buffer_unordered(self.inner.registry.concurrency())

@@ -147,7 +147,10 @@ async fn follow(conn: &Connection, is_bus: bool, tx: &mpsc::Sender<UnitEvent>) -
     } else {
         None
     };
-    if subscribe(conn).await.is_err() {
+    if !matches!(
+        tokio::time::timeout(Duration::from_secs(10), subscribe(conn)).await,
+        Ok(Ok(()))
+    ) {
         return Follow::Lost;
     }
     if tx.send(UnitEvent::Resync).await.is_err() {

@@ -2,14 +2,35 @@
 //! `berth-<name>.service`, stops/kills/lists/inspects those units and follows their state changes.
 //! Runs in berthd (and in tests); talks to the system bus or, where no bus daemon runs, to
 //! systemd's private socket in peer-to-peer mode.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), berth_agent::systemd::SystemdError> {
+//! use berth_agent::systemd::{BusTarget, KillWho, Systemd, UnitEvent, UnitSpec};
+//! let sd = Systemd::connect(BusTarget::System).await?;
+//! let mut u = UnitSpec::new("web", "docker.io/library/nginx:1.27",
+//!     vec!["/usr/bin/berth-shim".into(), "/run/berth/containers/web".into()]);
+//! u.spec_hash = "sha256:…".into();
+//! u.memory_max = Some(256 << 20);
+//! sd.start_unit(&u).await?;              // Ok once active; JobFailed carries result + logs
+//! for unit in sd.list_units().await? {     // adoption after a restart of berthd
+//!     let st = sd.status(&unit.name).await?.expect("listed");
+//!     let _same = st.spec_hash() == Some("sha256:…");
+//! }
+//! let mut ev = sd.events();                // Resync first, then Changed/Removed/JobRemoved
+//! while let Some(e) = ev.next().await { if e == UnitEvent::Resync { /* relist */ } }
+//! sd.kill_unit("berth-web.service", KillWho::Main, 1).await?;
+//! sd.stop_unit("berth-web.service", std::time::Duration::from_secs(30)).await?;
+//! sd.reset_failed("berth-web.service").await?;
+//! # Ok(()) }
+//! ```
 
 mod events;
 mod unit;
 
 pub use events::{UnitEvent, UnitEvents};
 pub use unit::{
-    RestartPolicy, SPEC_HASH_ENV, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry, UnitSpec, UnitStatus,
-    container_name, unit_name,
+    RestartPolicy, SPEC_HASH_ENV, STOP_BACKSTOP, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry,
+    UnitSpec, UnitStatus, container_name, unit_name,
 };
 
 use futures_util::StreamExt;
@@ -28,6 +49,8 @@ const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
 const PROPS_IFACE: &str = "org.freedesktop.DBus.Properties";
 /// How long a start may take when the spec sets no start timeout (systemd's default is 90 s).
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long systemd may take to answer the first call on a new connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log lines attached to a failed start.
 const FAILURE_LOG_LINES: usize = 15;
 
@@ -84,7 +107,10 @@ pub enum BusTarget {
     /// A bus at a D-Bus address, e.g. `unix:path=/proc/PID/root/run/dbus/system_bus_socket`.
     Address(String),
     /// systemd's private socket (normally /run/systemd/private), peer to peer, no bus daemon.
-    /// systemd only accepts peers from its own PID namespace there.
+    /// systemd only accepts peers from its own PID namespace there. Known limitation: zbus 5.19
+    /// rejects systemd's replies on this socket (their sender field is the well-known name, which
+    /// zbus's header parser only accepts as a unique name), so `connect` fails with a time-out
+    /// there; berthd uses the system bus.
     Private(PathBuf),
 }
 
@@ -108,9 +134,13 @@ impl BusTarget {
             BusTarget::System => zbus::connection::Builder::system().map_err(err)?,
             BusTarget::Address(a) => zbus::connection::Builder::address(a.as_str()).map_err(err)?,
             BusTarget::Private(p) => {
-                zbus::connection::Builder::address(format!("unix:path={}", p.display()).as_str())
-                    .map_err(err)?
+                let stream = tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(|e| err(zbus::Error::InputOutput(std::sync::Arc::new(e))))?;
+                // The private socket has no bus daemon: no Hello, no names, EXTERNAL auth.
+                zbus::connection::Builder::unix_stream(stream)
                     .p2p()
+                    .auth_mechanism(zbus::AuthMechanism::External)
             }
         };
         builder.build().await.map_err(err)
@@ -147,7 +177,15 @@ impl Systemd {
             target,
             journal_dir: None,
         };
-        me.subscribe().await?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, me.subscribe()).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SystemdError::Connect {
+                    target: me.target.to_string(),
+                    source: zbus::Error::Failure("no answer to Subscribe".into()),
+                });
+            }
+        }
         Ok(me)
     }
 

@@ -10,6 +10,8 @@ use zbus::zvariant::{OwnedValue, Value};
 pub const UNIT_PREFIX: &str = "berth-";
 /// Environment variable in the unit that carries the effective spec hash, compared after a restart.
 pub const SPEC_HASH_ENV: &str = "BERTH_SPEC_HASH";
+/// How much longer than the stop grace period systemd waits before it SIGKILLs the whole unit.
+pub const STOP_BACKSTOP: Duration = Duration::from_secs(5);
 /// `ListUnitsByPatterns` pattern that selects berth's units.
 pub const UNIT_PATTERN: &str = "berth-*.service";
 
@@ -58,7 +60,9 @@ pub struct UnitSpec {
     pub tasks_max: Option<u64>,
     /// `KillSignal=`: the spec's `stop_signal` or the image's `StopSignal`; SIGTERM by default.
     pub kill_signal: Option<i32>,
-    /// `TimeoutStopSec=`: after it systemd SIGKILLs everything left in the unit.
+    /// The container's stop grace period (Docker's `stop_grace_period`), which the shim itself
+    /// enforces (shim.json `stop_timeout_ms`: it SIGKILLs the container, then cleans up).
+    /// systemd's `TimeoutStopSec=` is this plus [`STOP_BACKSTOP`]: only a hung shim meets it.
     pub timeout_stop: Option<Duration>,
     /// `TimeoutStartSec=`: how long the shim may take to report READY=1.
     pub timeout_start: Option<Duration>,
@@ -198,7 +202,7 @@ impl UnitSpec {
             p.push(("KillSignal", Value::from(v)));
         }
         if let Some(v) = self.timeout_stop {
-            p.push(("TimeoutStopUSec", Value::from(usec(v))));
+            p.push(("TimeoutStopUSec", Value::from(usec(v + STOP_BACKSTOP))));
         }
         if let Some(v) = self.timeout_start {
             p.push(("TimeoutStartUSec", Value::from(usec(v))));
@@ -449,7 +453,7 @@ mod tests {
         assert_eq!(find(&p, "CPUWeight"), Some(&Value::U64(200)));
         assert_eq!(find(&p, "TasksMax"), Some(&Value::U64(200)));
         assert_eq!(find(&p, "KillSignal"), Some(&Value::I32(libc::SIGQUIT)));
-        assert_eq!(find(&p, "TimeoutStopUSec"), Some(&Value::U64(3_000_000)));
+        assert_eq!(find(&p, "TimeoutStopUSec"), Some(&Value::U64(8_000_000)));
     }
 
     #[test]

@@ -29,8 +29,8 @@ struct Undo {
 }
 
 impl Undo {
-    fn run(&mut self) -> Option<Error> {
-        let mut err = None;
+    /// Kills and reaps the init, if there is one.
+    fn kill_child(&mut self) {
         if let Some((pid, pidfd)) = self.child.take() {
             match &pidfd {
                 Some(fd) => {
@@ -42,6 +42,11 @@ impl Undo {
             }
             let _ = nix::sys::wait::waitpid(pid, None);
         }
+    }
+
+    fn run(&mut self) -> Option<Error> {
+        let mut err = None;
+        self.kill_child();
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.destroy()
         {
@@ -210,10 +215,14 @@ fn create_inner(
     undo.child = Some((pid, pidfd));
 
     if ns.new_user() {
-        write_id_maps(pid, linux)?;
+        if let Err(e) = write_id_maps(pid, linux) {
+            return Err(init_failure(undo, &parent_end, e));
+        }
+        send(&parent_end, &Message::Mapped)?;
     }
-    cg.add(pid.as_raw())
-        .map_err(|e| Error::Init(e.to_string()))?;
+    if let Err(e) = cg.add(pid.as_raw()) {
+        return Err(init_failure(undo, &parent_end, Error::Init(e.to_string())));
+    }
 
     let pid_start = super::proc_stat(pid.as_raw()).map(|s| s.1).unwrap_or(0);
     let container = Container {
@@ -231,9 +240,7 @@ fn create_inner(
         },
     };
     let state_json = container.state_json(Status::Creating);
-    parent_end
-        .send(&Message::Go(state_json.clone()))
-        .map_err(init_err)?;
+    send(&parent_end, &Message::Go(state_json.clone()))?;
     loop {
         match parent_end.recv().map_err(init_err)? {
             Message::RunHooks => {
@@ -248,7 +255,7 @@ fn create_inner(
                         }
                     }
                 }
-                parent_end.send(&Message::HooksDone).map_err(init_err)?;
+                send(&parent_end, &Message::HooksDone)?;
             }
             Message::Ready => break,
             Message::Error(e) => return Err(Error::Init(e)),
@@ -304,6 +311,28 @@ fn with_spec_devices(
     }
     res.set_devices(Some(rules));
     res
+}
+
+/// Sends to the init; if it is gone, its last words (an error it sent before exiting) are the
+/// better message.
+pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
+    match chan.send(m) {
+        Ok(()) => Ok(()),
+        Err(e) => match chan.recv() {
+            Ok(Message::Error(msg)) => Err(Error::Init(msg)),
+            _ => Err(init_err(e)),
+        },
+    }
+}
+
+/// A step on the init failed (`e`): the init may have failed and exited meanwhile, and then
+/// its own message says more. Kills and reaps it first, so the read cannot block.
+fn init_failure(undo: &mut Undo, chan: &channel::Channel, e: Error) -> Error {
+    undo.kill_child();
+    match chan.recv() {
+        Ok(Message::Error(msg)) => Error::Init(msg),
+        _ => e,
+    }
 }
 
 fn init_err(e: channel::ChannelError) -> Error {

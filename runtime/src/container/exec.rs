@@ -134,12 +134,15 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
         let _ = nix::sys::wait::waitpid(child, None);
         e
     };
-    c.p.cgroup
-        .add(child.as_raw())
-        .map_err(|e| fail(Error::Init(e.to_string())))?;
-    parent_end
-        .send(&Message::Go(String::new()))
-        .map_err(|e| fail(Error::Init(e.to_string())))?;
+    if let Err(e) = c.p.cgroup.add(child.as_raw()) {
+        let e = fail(Error::Init(e.to_string()));
+        // Killed and reaped now, so this cannot block: its own error, if it sent one, is better.
+        return Err(match parent_end.recv() {
+            Ok(Message::Error(msg)) => Error::Init(msg),
+            _ => e,
+        });
+    }
+    super::create::send(&parent_end, &Message::Go(String::new())).map_err(fail)?;
     match parent_end.recv() {
         Err(ChannelError::Closed) => {}
         Ok(Message::Error(e)) => return Err(fail(Error::Init(e))),

@@ -1,7 +1,10 @@
 //! `start`: runs in the runtime process. Releases a created container's init by writing to its
-//! exec fifo, then runs the poststart hooks.
+//! exec fifo, then runs the poststart hooks (a failing one stops the container again).
 
 use std::io::Write;
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -37,10 +40,14 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
         Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("opening {}", fifo.display()), e))?;
-    std::fs::File::from(fd)
-        .write_all(b"0")
+    let mut f = std::fs::File::from(fd);
+    f.write_all(b"0")
         .map_err(|e| Error::io(format!("writing {}", fifo.display()), e))?;
     let _ = std::fs::remove_file(&fifo);
+    // The init's fifo fd is close-on-exec: once no reader is left (POLLERR on our write end)
+    // the user's program runs, so `start` returns with the container really running.
+    let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
+    let _ = poll(&mut fds, PollTimeout::from(10_000u16));
     if let Some(h) =
         c.p.spec
             .hooks()
@@ -48,8 +55,13 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
             .and_then(|h| h.poststart().as_deref())
         && let Err(e) = crate::hooks::run("poststart", h, &c.state_json(Status::Running))
     {
-        // The spec: a failing poststart hook is logged, the container keeps running.
-        eprintln!("berth-runtime: warning: {e}");
+        // The spec: a failing poststart hook is an error and stops the container (`delete`
+        // then destroys it and runs the poststop hooks).
+        if let Some(fd) = c.init_pidfd() {
+            let _ = crate::sys::pidfd_send_signal(&fd, libc::SIGKILL);
+        }
+        let _ = c.p.cgroup.kill_all(libc::SIGKILL);
+        return Err(Error::Init(e.to_string()));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The typed channel between the runtime process and a container process it cloned (init or
 //! exec'd): one [`Message`] per datagram on a `SOCK_SEQPACKET` socketpair, so a dead peer shows
-//! as end-of-file instead of a hang.
+//! as end-of-file instead of a hang. A peer that exits right after sending its error may leave
+//! messages of ours unread; [`Channel::recv`] still delivers its error (see there).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -10,8 +11,12 @@ use serde::{Deserialize, Serialize};
 /// What the two sides tell each other during set-up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
-    /// Runtime → child: id maps written and cgroup joined; carries the state JSON for the hooks
-    /// the child runs itself.
+    /// Runtime → child: the new user namespace's id maps are written (sent first, only then).
+    Mapped,
+    /// Runtime → child: the child is in its cgroup; carries the state JSON for the hooks the
+    /// child runs itself. The child does everything that does not depend on its cgroup before
+    /// waiting for this, so the cgroup migration (an RCU grace period on cgroup v1) overlaps
+    /// with its mount work.
     Go(String),
     /// Child → runtime: mounts are done, run prestart and createRuntime hooks now.
     RunHooks,
@@ -68,12 +73,19 @@ impl Channel {
         Ok(())
     }
 
-    /// Receives one message; [`ChannelError::Closed`] when the peer is gone.
+    /// Receives one message; [`ChannelError::Closed`] when the peer is gone and everything it
+    /// sent before has been read.
     pub fn recv(&self) -> Result<Message, ChannelError> {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut reset_seen = false;
         let n = loop {
             match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::Error::EINTR) => continue,
+                // A peer that closes its end with messages of ours unread (a child that failed
+                // before reading `Go`, say) makes the kernel report ECONNRESET on our next
+                // call, ahead of what the peer queued before closing. Reading it clears it:
+                // the peer's messages (its error) and then end-of-file follow.
+                Err(nix::Error::ECONNRESET) if !reset_seen => reset_seen = true,
                 r => break r?,
             }
         };
@@ -94,6 +106,17 @@ impl Channel {
         }
     }
 
+    /// Child side: waits for [`Message::Mapped`].
+    pub fn wait_for_mapped(&self) -> Result<(), ChannelError> {
+        match self.recv()? {
+            Message::Mapped => Ok(()),
+            got => Err(ChannelError::Unexpected {
+                expected: "Mapped",
+                got,
+            }),
+        }
+    }
+
     /// Child side: asks the runtime to run its hooks and waits until it did.
     pub fn request_hooks(&self) -> Result<(), ChannelError> {
         self.send(&Message::RunHooks)?;
@@ -103,6 +126,40 @@ impl Channel {
                 expected: "HooksDone",
                 got,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The child failed and exited with a message of ours still unread: its error, queued
+    /// before it closed, must still come through (the kernel reports the reset first).
+    #[test]
+    fn error_of_a_peer_that_exited_with_unread_messages_is_delivered() {
+        let (parent, child) = pair().unwrap();
+        parent.send(&Message::Go("{}".into())).unwrap();
+        child.send(&Message::Error("it broke".into())).unwrap();
+        drop(child);
+        assert_eq!(parent.recv().unwrap(), Message::Error("it broke".into()));
+        assert!(matches!(parent.recv(), Err(ChannelError::Closed)));
+    }
+
+    /// Sending to a peer that exited fails, with or without unread messages of ours, and its
+    /// error is still there to read afterwards.
+    #[test]
+    fn error_of_a_peer_that_exited_is_readable_after_a_failed_send() {
+        for unread in [false, true] {
+            let (parent, child) = pair().unwrap();
+            if unread {
+                parent.send(&Message::Mapped).unwrap();
+            }
+            child.send(&Message::Error("it broke".into())).unwrap();
+            drop(child);
+            assert!(parent.send(&Message::Go(String::new())).is_err());
+            assert_eq!(parent.recv().unwrap(), Message::Error("it broke".into()));
+            assert!(matches!(parent.recv(), Err(ChannelError::Closed)));
         }
     }
 }

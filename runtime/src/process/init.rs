@@ -98,7 +98,9 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     // Device nodes and mount points get exactly the modes the spec says.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     early(super::dup_stdio(a.stdio))?;
-    let state_json = early(a.chan.wait_for_go())?;
+    if a.ns.new_user() {
+        early(a.chan.wait_for_mapped())?;
+    }
 
     for (flag, fd) in &a.join_fds {
         early(sysc.setns(fd.as_fd(), *flag).map_err(sys(format!(
@@ -153,9 +155,17 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
                 .map_err(sys(format!("setdomainname {d}"))),
         )?;
     }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        let persona = match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        };
+        early(crate::sys::set_personality(persona).map_err(sys("personality")))?;
+    }
     let process = spec.process().as_ref().expect("checked at load");
     early(super::apply_rlimits(process))?;
     early(super::apply_oom_score_adj(process))?;
+    early(super::apply_scheduling(process))?;
 
     if !a.ns.has(CloneFlags::CLONE_NEWNS) {
         return early(Err(ProcessError::Other(
@@ -171,6 +181,14 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         cgroups: &a.cgroups,
     };
     early(rootfs.prepare())?;
+    // From here on the init must be in its cgroup: hooks and the cgroup namespace see it.
+    let state_json = early(a.chan.wait_for_go())?;
+    if a.ns.new_cgroup {
+        early(
+            sysc.unshare(CloneFlags::CLONE_NEWCGROUP)
+                .map_err(sys("unshare cgroup namespace")),
+        )?;
+    }
     early(a.chan.request_hooks())?;
     if let Some(h) = spec
         .hooks()

@@ -103,6 +103,59 @@ pub fn apply_rlimits(p: &Process) -> Result<(), ProcessError> {
     Ok(())
 }
 
+/// Applies `process.scheduler` and `process.ioPriority` (before the user switch: raising
+/// them needs CAP_SYS_NICE / CAP_SYS_ADMIN).
+pub fn apply_scheduling(p: &Process) -> Result<(), ProcessError> {
+    use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag, LinuxSchedulerPolicy};
+    if let Some(io) = p.io_priority() {
+        let class = match io.class() {
+            IOPriorityClass::IoprioClassRt => 1,
+            IOPriorityClass::IoprioClassBe => 2,
+            IOPriorityClass::IoprioClassIdle => 3,
+        };
+        crate::sys::set_io_priority(class, io.priority() as u32).map_err(sys("ioprio_set"))?;
+    }
+    if let Some(s) = p.scheduler() {
+        let policy = match s.policy() {
+            LinuxSchedulerPolicy::SchedOther => 0,
+            LinuxSchedulerPolicy::SchedFifo => 1,
+            LinuxSchedulerPolicy::SchedRr => 2,
+            LinuxSchedulerPolicy::SchedBatch => 3,
+            LinuxSchedulerPolicy::SchedIso => 4,
+            LinuxSchedulerPolicy::SchedIdle => 5,
+            LinuxSchedulerPolicy::SchedDeadline => 6,
+        };
+        let flags = s
+            .flags()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .fold(0u64, |f, x| {
+                f | match x {
+                    LinuxSchedulerFlag::SchedResetOnFork => 0x01,
+                    LinuxSchedulerFlag::SchedFlagReclaim => 0x02,
+                    LinuxSchedulerFlag::SchedFlagDLOverrun => 0x04,
+                    LinuxSchedulerFlag::SchedFlagKeepPolicy => 0x08,
+                    LinuxSchedulerFlag::SchedFlagKeepParams => 0x10,
+                    LinuxSchedulerFlag::SchedFlagUtilClampMin => 0x20,
+                    LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
+                }
+            });
+        let mut attr = crate::sys::SchedAttr {
+            policy,
+            flags,
+            nice: s.nice().unwrap_or(0),
+            priority: s.priority().unwrap_or(0) as u32,
+            runtime: s.runtime().unwrap_or(0),
+            deadline: s.deadline().unwrap_or(0),
+            period: s.period().unwrap_or(0),
+            ..Default::default()
+        };
+        crate::sys::sched_setattr(&mut attr).map_err(sys("sched_setattr"))?;
+    }
+    Ok(())
+}
+
 /// Writes `process.oomScoreAdj` to our own proc entry.
 pub fn apply_oom_score_adj(p: &Process) -> Result<(), ProcessError> {
     if let Some(v) = p.oom_score_adj() {

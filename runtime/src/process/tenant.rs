@@ -51,7 +51,6 @@ fn setup(a: &TenantArgs<'_>) -> ProcessError {
 fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessError> {
     nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE"))?;
     super::dup_stdio(a.stdio)?;
-    a.chan.wait_for_go()?;
     let mut in_user_ns = false;
     for (flag, fd) in &a.join_fds {
         nix::sched::setns(fd.as_fd(), *flag).map_err(sys(format!(
@@ -63,6 +62,7 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     let p = a.process;
     super::apply_rlimits(p)?;
     super::apply_oom_score_adj(p)?;
+    super::apply_scheduling(p)?;
     if p.terminal() == Some(true) {
         let sock = a.console.ok_or_else(|| {
             ProcessError::Other("terminal requested without a console socket".into())
@@ -81,6 +81,8 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     }
     let nnp = p.no_new_privileges() == Some(true);
     let filter = a.seccomp.map(crate::seccomp::build).transpose()?;
+    // The runtime moves us into the cgroup meanwhile; nothing before needed it.
+    a.chan.wait_for_go()?;
     if !nnp && let Some(f) = &filter {
         crate::seccomp::load(f)?;
     }
