@@ -57,8 +57,12 @@ rm "$W/specs/warm.yaml"
 until [ "$(active)" -eq 0 ]; do sleep 0.1; done
 
 podman load -q -i "$W/busybox.tar" >/dev/null 2>&1 || true
-PIMG=$(podman images --format '{{.ID}}' | head -1)
-podman run --rm --network none "$PIMG" true >/dev/null   # warm-up
+# This machine's limits are below podman's defaults (nofile 1048576) and root may not raise them;
+# crun refuses hybrid cgroups: runc, and limits within the current ones.
+PODMAN_OPTS=(--runtime runc)
+PULIMITS=(--ulimit "nofile=1024:1024" --ulimit "nproc=4096:4096")
+PIMG=$(podman images --format '{{.ID}}' | sed -n 1p)
+podman "${PODMAN_OPTS[@]}" run --rm "${PULIMITS[@]}" --network none "$PIMG" true >/dev/null   # warm-up
 
 : > "$W/berth.txt"; : > "$W/podman.txt"
 for r in $(seq "$RUNS"); do
@@ -79,10 +83,12 @@ for r in $(seq "$RUNS"); do
   fi
   rm -f "$W"/specs/c*.yaml
   until [ "$(active)" -eq 0 ]; do sleep 0.1; done
+  # ... and until berthd has cleaned up after them, so runs do not overlap.
+  until [ "$(sd "$BIN/berth" --socket /run/berth-bench/berthd.sock ps --json | jq length)" -eq 0 ]; do sleep 0.1; done
 
   t0=$(now)
   for i in $(seq -w 1 "$N"); do
-    podman run -d --label berth-bench=1 --network none --name "bench-$i" "$PIMG" sleep 3600 >/dev/null
+    podman "${PODMAN_OPTS[@]}" run -d "${PULIMITS[@]}" --label berth-bench=1 --network none --name "bench-$i" "$PIMG" sleep 3600 >/dev/null
   done
   echo "$(now) - $t0" | bc >> "$W/podman.txt"
   podman rm -f -t 0 $(podman ps -aq --filter label=berth-bench) >/dev/null

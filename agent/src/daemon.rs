@@ -189,6 +189,9 @@ fn watch_dirs(
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let trig: Vec<Trigger> = match res {
             Ok(ev) if ev.need_rescan() => vec![Trigger::All],
+            // Reading a spec (every pass does) is an event too: only changes count, or each
+            // pass would trigger the next.
+            Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => vec![],
             Ok(ev) => ev
                 .paths
                 .iter()

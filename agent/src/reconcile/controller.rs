@@ -138,8 +138,10 @@ pub async fn run<U: Units, I: Images>(
                 Some(Trigger::Name(n)) | Some(Trigger::Now(n)) if running.contains(&n) => { dirty.insert(n); }
                 Some(Trigger::Name(n)) => {
                     let at = Instant::now() + opts.debounce;
-                    // Each new trigger pushes the pass back: wait for the writes to settle.
-                    pending.insert(n, at);
+                    // The first trigger sets the time; later ones within the window join it
+                    // rather than push it back, so a stream of events cannot starve a name
+                    // (a write after the pass started reruns it: `dirty`).
+                    pending.entry(n).or_insert(at);
                 }
                 Some(Trigger::Now(n)) => { pending.insert(n, Instant::now()); }
             },
