@@ -87,3 +87,64 @@ async fn wait_for(ev: &mut berth_agent::systemd::UnitEvents, f: impl Fn(&UnitEve
         }
     }
 }
+
+/// The client over systemd's private socket (peer to peer, no bus daemon), run inside the test
+/// systemd's namespaces (systemd refuses peers from other PID namespaces there): start, status,
+/// list, stop, and the event stream, checked against `systemctl` inside.
+#[test]
+#[ignore = "needs root: boots systemd in namespaces"]
+fn systemd_client_private_socket() {
+    // Built with this test; the namespace sees the target dir at the same path.
+    let client = env!("CARGO_BIN_EXE_sd-private-client");
+    let sd = TestSystemd::boot("client-private").unwrap();
+    let name = format!("private-{}", std::process::id());
+    let unit = format!("berth-{name}.service");
+    // Type=notify: READY=1 must come from the main process itself.
+    let ready = "import os, socket, time\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        a = os.environ['NOTIFY_SOCKET']\n\
+        s.connect('\\0' + a[1:] if a.startswith('@') else a)\n\
+        s.send(b'READY=1')\n\
+        time.sleep(300)\n";
+    let out = sd
+        .exec_inside(&[
+            client,
+            "/run/systemd/private",
+            &name,
+            "/usr/bin/python3",
+            "-c",
+            ready,
+        ])
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {stdout}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(line("first-event"), ["Some(Resync)"]);
+    let started = line("started");
+    assert_eq!(started[..2], ["active", "running"], "{stdout}");
+    assert!(started[2].parse::<u32>().unwrap() > 1, "{stdout}");
+    assert_eq!(line("listed"), ["true"]);
+    assert_eq!(line("stopped"), ["gone"], "{stdout}");
+    let events = line("events").join("");
+    assert!(events.contains("active"), "{stdout}");
+    assert!(events.ends_with("inactive"), "{stdout}");
+    // systemd agrees: the unit ran (its journal says so) and is gone now.
+    let shown = sd.systemctl(&["show", "-P", "ActiveState", &unit]).unwrap();
+    assert_eq!(shown.trim(), "inactive");
+    let listed = sd
+        .systemctl(&["list-units", "--all", "--plain", "--no-legend", "berth-*"])
+        .unwrap();
+    assert!(!listed.contains(&unit), "{listed}");
+}

@@ -25,6 +25,7 @@
 //! ```
 
 mod events;
+mod private;
 mod unit;
 
 pub use events::{UnitEvent, UnitEvents};
@@ -107,10 +108,9 @@ pub enum BusTarget {
     /// A bus at a D-Bus address, e.g. `unix:path=/proc/PID/root/run/dbus/system_bus_socket`.
     Address(String),
     /// systemd's private socket (normally /run/systemd/private), peer to peer, no bus daemon.
-    /// systemd only accepts peers from its own PID namespace there. Known limitation: zbus 5.19
-    /// rejects systemd's replies on this socket (their sender field is the well-known name, which
-    /// zbus's header parser only accepts as a unique name), so `connect` fails with a time-out
-    /// there; berthd uses the system bus.
+    /// systemd only accepts peers from its own PID namespace there, and sends the manager's
+    /// signals to every subscribed client (no match rules). The sender systemd puts on its
+    /// messages there is rewritten for zbus (see `private.rs`).
     Private(PathBuf),
 }
 
@@ -137,8 +137,10 @@ impl BusTarget {
                 let stream = tokio::net::UnixStream::connect(p)
                     .await
                     .map_err(|e| err(zbus::Error::InputOutput(std::sync::Arc::new(e))))?;
-                // The private socket has no bus daemon: no Hello, no names, EXTERNAL auth.
-                zbus::connection::Builder::unix_stream(stream)
+                // The private socket has no bus daemon: no Hello, no names, EXTERNAL auth. zbus
+                // skips AddMatch on p2p connections and ignores well-known senders in match rules,
+                // so the bus code paths work unchanged once the sender parses.
+                zbus::connection::Builder::socket(private::socket(stream))
                     .p2p()
                     .auth_mechanism(zbus::AuthMechanism::External)
             }
