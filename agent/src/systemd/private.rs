@@ -103,7 +103,9 @@ fn message_len(buf: &[u8]) -> io::Result<Option<usize>> {
 
 /// Rewrites a well-known sender name to a unique one of the same length: ':' replaces its first
 /// character. Header fields are 8-aligned structs (code, signature, value); a sender field is
-/// `07 01 's' 00`, the string's length, the string and a NUL.
+/// `07 01 's' 00`, the string's length, the string and a NUL. Scanning every 8-aligned offset is
+/// exact: integer values sit at offset 4 of their field and string values are ASCII names, so
+/// those four bytes at an 8-aligned offset can only start the sender field.
 fn fix_sender(msg: &mut [u8]) {
     let Some(fields) = u32_at(msg, 12) else {
         return;
