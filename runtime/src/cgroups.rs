@@ -435,14 +435,17 @@ impl Cgroup {
 
 fn rmdir_retry(p: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut delay = Duration::from_micros(200);
+    // A cgroup stays busy for a moment after its last task was reaped (the kernel offlines it
+    // asynchronously; v1 has no event for it). Poll finely: `run` and `delete` wait on this, and
+    // a coarse backoff overshoots by milliseconds.
+    let mut delay = Duration::from_micros(100);
     loop {
         match std::fs::remove_dir(p) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(20));
+                delay = (delay * 2).min(Duration::from_millis(1));
             }
             Err(e) => {
                 return Err(CgroupError::Io {
