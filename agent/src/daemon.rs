@@ -419,8 +419,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             if let Err(e) = spec::parse(&path, &yaml) {
                 return Response::err(ErrorKind::Invalid, e);
             }
-            let tmp = path.with_extension("tmp");
-            if let Err(e) = std::fs::write(&tmp, &yaml).and_then(|_| std::fs::rename(&tmp, &path)) {
+            if let Err(e) = crate::fsutil::write_atomic(&path, yaml.as_bytes()) {
                 return Response::err(
                     ErrorKind::Internal,
                     format!("writing {}: {e}", path.display()),

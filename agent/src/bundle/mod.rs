@@ -426,16 +426,10 @@ pub fn shim_config(eff: &Effective, rootfs: &Rootfs) -> ShimConfig {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BundleError> {
-    use std::io::Write;
-    let err = |source| BundleError::Write {
+    crate::fsutil::write_atomic(path, data).map_err(|source| BundleError::Write {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(data).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }
 
 /// Writes a complete bundle into `dir` (created if missing): config.json, shim.json, the /etc files,

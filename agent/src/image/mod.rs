@@ -35,7 +35,7 @@ use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -224,28 +224,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Writes `data` to `path` atomically: temp file in the same dir, fsync, rename, fsync the dir.
+/// [`crate::fsutil::write_atomic`], with the store's error naming the path.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("store paths have parents");
-    // unique per write: concurrent pulls of one image may store the same small blob at once
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(io_err("writing", path))
+    crate::fsutil::write_atomic(path, data).map_err(io_err("writing", path))
 }
 
 fn valid_container_id(id: &str) -> bool {

@@ -220,9 +220,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
             source,
         };
         std::fs::create_dir_all(p.parent().unwrap_or(Path::new("/"))).map_err(err)?;
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(r).unwrap_or_default()).map_err(err)?;
-        std::fs::rename(&tmp, &p).map_err(err)
+        crate::fsutil::write_atomic(&p, &serde_json::to_vec(r).unwrap_or_default()).map_err(err)
     }
 
     fn bundle_path(&self, name: &str) -> PathBuf {
