@@ -7,6 +7,7 @@ pkgs=(
   busybox-static                     # root filesystems of test bundles and example images
   runc crun                          # reference runtimes: conformance checks and benchmarks
   docker-registry skopeo umoci apache2-utils openssl  # a real registry and image tooling for tests
+  tini                               # `init: true`: tini-static as the container's PID 1
   podman conmon containerd           # peers for the benchmarks
   systemd dbus iproute2 util-linux procps jq hyperfine curl python3
 )

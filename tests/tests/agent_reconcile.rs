@@ -275,3 +275,40 @@ fn agent_fifty_specs_at_once() {
     })
     .unwrap();
 }
+
+/// `init: true`: tini is the container's PID 1 and reaps orphans; the program runs under it.
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn agent_init_true_runs_tini_as_pid1() {
+    let a = Agent::start("agent-init").unwrap();
+    a.start_berthd(true).unwrap();
+    a.write("plain", &sleeper(""));
+    a.write("withinit", &sleeper("init: true\n"));
+    a.wait(T, "both active", || {
+        a.active("plain") && a.active("withinit")
+    })
+    .unwrap();
+    let comm = |name: &str| {
+        let out = a.berth(&["exec", name, "cat", "/proc/1/comm"]).unwrap();
+        assert!(out.status.success(), "exec in {name}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(comm("plain"), "sleep");
+    assert_eq!(comm("withinit"), "docker-init");
+    // An orphan (a background child whose parent exited) is reparented to PID 1: `sleep` leaves
+    // it a zombie, the init reaps it.
+    let zombies = |name: &str| {
+        let out = a
+            .berth(&[
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "sh -c 'sleep 0.2 &' ; sleep 1; grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l",
+            ])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(zombies("plain"), "1");
+    assert_eq!(zombies("withinit"), "0");
+}

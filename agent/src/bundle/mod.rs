@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    #[error("container {name}: `init: true` needs {path}: {source}")]
+    Init {
+        name: String,
+        path: &'static str,
+        source: std::io::Error,
+    },
     #[error("container {name}: user `{user}` not found in the image's {file}")]
     UnknownUser {
         name: String,
@@ -100,6 +106,10 @@ pub struct Paths {
     /// Named volumes live in `<volumes>/<name>/_data`.
     pub volumes: PathBuf,
 }
+
+/// The init run as PID 1 for `init: true` (package `tini`), and where the container sees it.
+pub const INIT_BINARY: &str = "/usr/bin/tini-static";
+pub const INIT_PATH: &str = "/sbin/docker-init";
 
 /// uid, gid and supplementary groups of `user[:group]`, looked up in the image's files when names are used.
 pub fn resolve_user(
@@ -275,6 +285,23 @@ pub fn oci_config(
         );
     }
 
+    // `init: true`: Docker's answer, a tiny init as the container's PID 1 that reaps the
+    // orphans reparented to it inside the PID namespace (the shim cannot: it is outside) and
+    // forwards signals. Debian's static tini, bind-mounted read-only where Docker puts it.
+    let mut args = eff.args.clone();
+    if s.init {
+        std::fs::metadata(INIT_BINARY).map_err(|source| BundleError::Init {
+            name: eff.name.clone(),
+            path: INIT_BINARY,
+            source,
+        })?;
+        mounts.push(
+            json!({"destination": INIT_PATH, "type": "bind", "source": INIT_BINARY,
+            "options": ["bind", "ro", "nosuid", "nodev"]}),
+        );
+        args.splice(0..0, [INIT_PATH.to_owned(), "--".to_owned()]);
+    }
+
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -372,7 +399,7 @@ pub fn oci_config(
     let mut process = json!({
         "terminal": s.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": extra_gids},
-        "args": eff.args,
+        "args": args,
         "env": eff.env,
         "cwd": eff.working_dir,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
@@ -549,6 +576,50 @@ mod tests {
         );
         assert_eq!(v["process"]["user"]["uid"], 0);
         assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], false);
+    }
+
+    #[test]
+    fn init_runs_the_program_under_tini() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            volumes: "/v".into(),
+        };
+        let cfg = |t: &str| {
+            oci_config(
+                &eff(t),
+                &rootfs(d.path()),
+                Path::new("/run/berth/b/web"),
+                &paths,
+            )
+            .map(|c| serde_json::to_value(&c).unwrap())
+        };
+        let plain = cfg("image: x
+")
+        .unwrap();
+        assert_eq!(plain["process"]["args"], json!(["httpd"]));
+        if !Path::new(INIT_BINARY).exists() {
+            // Without tini the error must say what is missing.
+            let e = cfg("image: x
+init: true
+")
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(INIT_BINARY), "{e}");
+            return;
+        }
+        let v = cfg("image: x
+init: true
+")
+        .unwrap();
+        assert_eq!(v["process"]["args"], json!([INIT_PATH, "--", "httpd"]));
+        let m = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == INIT_PATH)
+            .expect("the init is mounted");
+        assert_eq!(m["source"], INIT_BINARY);
+        assert!(m["options"].as_array().unwrap().iter().any(|o| o == "ro"));
     }
 
     #[test]

@@ -470,12 +470,6 @@ fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecError> {
             "`readiness: healthy` with the healthcheck disabled".into(),
         ));
     }
-    if s.init {
-        return Err(
-            err(Some("init"), "`init: true` is not supported yet".into())
-                .hint("berth-shim already reaps orphaned processes; remove `init`"),
-        );
-    }
     Ok(())
 }
 
