@@ -65,10 +65,14 @@ floor() {
   s=$(now); unshare --fork --pid --net --ipc --uts --mount /bin/true; e=$(now); add "floor-ns" $((e - s))
 }
 
-# Warm-up (page cache, first-run costs), then N interleaved rounds.
-for r in berth crun runc; do run_true "$r" warm-$r; done
+# Warm-up (page cache, first-run costs), then N interleaved rounds. The order of the runtimes
+# rotates every round: work one runtime leaves to the kernel (namespace teardown runs in a
+# workqueue after the process is reaped) is otherwise always paid by the same successor.
+runtimes=(berth crun runc)
+for r in "${runtimes[@]}"; do run_true "$r" warm-$r; done
 for i in $(seq 1 "$N"); do
-  for r in berth crun runc; do
+  for k in 0 1 2; do
+    r=${runtimes[$(((i + k) % 3))]}
     run_true "$r" "t$i"
     create_start_delete "$r" "c$i"
     detached "$r" "d$i"

@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -13,8 +13,13 @@ use nix::unistd::Pid;
 
 /// The outcome of [`clone`], seen from each side.
 pub enum Forked {
-    /// In the new process.
-    Child,
+    /// In the new process. `in_cgroup` says whether the kernel already placed it in the cgroup
+    /// directory passed to [`clone`] (false when no directory was passed or the kernel predates
+    /// `CLONE_INTO_CGROUP`).
+    Child {
+        /// Placed into the cgroup v2 directory by the clone itself.
+        in_cgroup: bool,
+    },
     /// In the caller: the child's PID (in the caller's PID namespace) and a pidfd on it.
     Parent {
         /// The child's host PID.
@@ -41,24 +46,48 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// `CLONE_INTO_CGROUP` (Linux 5.7), which the libc crate does not export for every target.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// Forks the calling process like fork(2), but with namespace `flags` applied to the child at
 /// once (so with `CLONE_NEWPID` the child is PID 1 of the new namespace while staying the
-/// caller's direct child) and a pidfd returned to the parent.
+/// caller's direct child) and a pidfd returned to the parent. With `cgroup`, a cgroup v2
+/// directory, the child starts life in that cgroup (`CLONE_INTO_CGROUP`): the kernel does that
+/// under the read side of its fork lock, where moving a process afterwards takes the write side
+/// and waits out an RCU grace period (measured 5 to 30 ms here).
 ///
 /// The caller must be single-threaded (the runtime never starts threads): the child is a copy of
 /// the calling thread only, and glibc's fork handlers do not run, so the child must not rely on
 /// locks another thread could have held.
-pub fn clone(flags: CloneFlags) -> nix::Result<Forked> {
+pub fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd<'_>>) -> nix::Result<Forked> {
+    if let Some(dir) = cgroup {
+        match clone3(flags.bits() as u64 | CLONE_INTO_CGROUP, dir.as_raw_fd()) {
+            // Before 5.7 the flag is unknown (EINVAL) or the larger clone_args is (E2BIG): the
+            // caller then moves the child in itself.
+            Err(Errno::EINVAL | Errno::E2BIG) => {}
+            Ok(Forked::Child { .. }) => return Ok(Forked::Child { in_cgroup: true }),
+            other => return other,
+        }
+    }
+    match clone3(flags.bits() as u64, -1) {
+        Err(Errno::ENOSYS) => clone_legacy(flags),
+        other => other,
+    }
+}
+
+fn clone3(flags: u64, cgroup: RawFd) -> nix::Result<Forked> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
-        flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
+        flags: flags | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup: if cgroup >= 0 { cgroup as u64 } else { 0 },
         ..Default::default()
     };
     // SAFETY: clone3 with no CLONE_VM and no stack behaves like fork(2): the child gets a
     // copy-on-write copy of the address space and resumes here with a return value of 0. `args`
-    // is a valid clone_args of the size passed; `pidfd` outlives the call.
+    // is a valid clone_args of the size passed; `pidfd` outlives the call; `cgroup`, when used,
+    // is an fd the caller keeps open across the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -67,33 +96,10 @@ pub fn clone(flags: CloneFlags) -> nix::Result<Forked> {
         )
     };
     if ret < 0 {
-        let err = Errno::last();
-        if err != Errno::ENOSYS {
-            return Err(err);
-        }
-        // Kernels before 5.3: the classic clone(2) with a NULL stack, again fork-like.
-        // SAFETY: as above; the SIGCHLD exit signal lives in the low byte of the flags.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-        return match ret {
-            r if r < 0 => Err(Errno::last()),
-            0 => Ok(Forked::Child),
-            pid => Ok(Forked::Parent {
-                pid: Pid::from_raw(pid as i32),
-                pidfd: None,
-            }),
-        };
+        return Err(Errno::last());
     }
     if ret == 0 {
-        return Ok(Forked::Child);
+        return Ok(Forked::Child { in_cgroup: false });
     }
     // SAFETY: the kernel stored a fresh pidfd that nothing else owns.
     let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
@@ -101,6 +107,29 @@ pub fn clone(flags: CloneFlags) -> nix::Result<Forked> {
         pid: Pid::from_raw(ret as i32),
         pidfd,
     })
+}
+
+/// Kernels before 5.3: the classic clone(2) with a NULL stack, again fork-like.
+fn clone_legacy(flags: CloneFlags) -> nix::Result<Forked> {
+    // SAFETY: as in clone3 above; the SIGCHLD exit signal lives in the low byte of the flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        r if r < 0 => Err(Errno::last()),
+        0 => Ok(Forked::Child { in_cgroup: false }),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as i32),
+            pidfd: None,
+        }),
+    }
 }
 
 /// pidfd_open(2): a pidfd on `pid`, so later signals cannot hit a recycled PID.

@@ -1,6 +1,6 @@
 //! `create`: runs in the caller (the runtime binary or the shim). Checks the bundle, creates
 //! the state directory, cgroup and exec fifo, clones the init (a direct child of the caller, in
-//! its new namespaces), writes the id maps, moves it into the cgroup, runs prestart and
+//! its new namespaces, which puts itself into the cgroup), writes the id maps, runs prestart and
 //! createRuntime hooks when it asks, and persists the state once it reports ready. Any failure
 //! undoes all of it.
 
@@ -178,19 +178,22 @@ fn create_inner(
         None => None,
     };
 
+    let join = cg.prepare_join().map_err(|e| Error::Init(e.to_string()))?;
     let (parent_end, child_end) = channel::pair().map_err(|e| Error::Init(e.to_string()))?;
-    let forked = clone(ns.clone_flags);
+    let forked = clone(ns.clone_flags, join.clone_into());
     if let Some(own) = &pid_restore {
         // Restore before anything can fail, in the parent (the child ignores it: it is in the
         // target namespace already and this only affects its future children).
         let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
     }
     let (pid, pidfd) = match forked.map_err(|e| Error::sys("clone of the container init", e))? {
-        Forked::Child => {
+        Forked::Child { in_cgroup } => {
             // The runtime's end must not stay open here: the init has to see EOF when the
             // runtime is gone, and the runtime when the init is.
             drop(parent_end);
             init_run(InitArgs {
+                join: &join,
+                in_cgroup,
                 spec,
                 bundle: &b.dir,
                 rootfs: &b.rootfs,
@@ -220,9 +223,7 @@ fn create_inner(
         }
         send(&parent_end, &Message::Mapped)?;
     }
-    if let Err(e) = cg.add(pid.as_raw()) {
-        return Err(init_failure(undo, &parent_end, Error::Init(e.to_string())));
-    }
+    drop(join);
 
     let pid_start = super::proc_stat(pid.as_raw()).map(|s| s.1).unwrap_or(0);
     let container = Container {

@@ -104,16 +104,22 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
         _ => None,
     };
     let seccomp = c.p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let join =
+        c.p.cgroup
+            .prepare_join()
+            .map_err(|e| Error::Init(e.to_string()))?;
     let (parent_end, child_end) = channel::pair().map_err(|e| Error::Init(e.to_string()))?;
-    let forked = clone(CloneFlags::empty());
+    let forked = clone(CloneFlags::empty(), join.clone_into());
     if let Some(own) = &pid_restore {
         let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
     }
     let child = match forked.map_err(|e| Error::sys("clone of the exec process", e))? {
-        Forked::Child => {
+        Forked::Child { in_cgroup } => {
             // The caller's end must close here so the child notices if the caller dies.
             drop(parent_end);
             tenant_run(TenantArgs {
+                join: &join,
+                in_cgroup,
                 process: &p,
                 seccomp,
                 join_fds,
@@ -134,15 +140,7 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
         let _ = nix::sys::wait::waitpid(child, None);
         e
     };
-    if let Err(e) = c.p.cgroup.add(child.as_raw()) {
-        let e = fail(Error::Init(e.to_string()));
-        // Killed and reaped now, so this cannot block: its own error, if it sent one, is better.
-        return Err(match parent_end.recv() {
-            Ok(Message::Error(msg)) => Error::Init(msg),
-            _ => e,
-        });
-    }
-    super::create::send(&parent_end, &Message::Go(String::new())).map_err(fail)?;
+    drop(join);
     match parent_end.recv() {
         Err(ChannelError::Closed) => {}
         Ok(Message::Error(e)) => return Err(fail(Error::Init(e))),

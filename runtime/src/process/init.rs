@@ -62,6 +62,10 @@ pub struct InitArgs<'a> {
     pub stdio: Option<[RawFd; 3]>,
     /// How many fds above stdio pass to the program.
     pub preserve_fds: u32,
+    /// How the init puts itself into the container's cgroup.
+    pub join: &'a crate::cgroups::Join,
+    /// The clone already placed it in the v2 cgroup.
+    pub in_cgroup: bool,
     /// The container's cgroup directories, for `cgroup` mounts.
     pub cgroups: Vec<CgroupMount>,
     /// Keep NOTIFY_SOCKET.
@@ -95,6 +99,13 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     let sysc = LinuxSyscall;
     // First of all, before entering anything: see the CVE-2019-5736 notes above.
     early(nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE")))?;
+    // Into the cgroup before anything is charged or forked (see `Join` on why the init moves
+    // itself rather than being moved by the runtime).
+    early(
+        a.join
+            .join_self(a.in_cgroup)
+            .map_err(|e| ProcessError::Other(format!("joining the container's cgroup: {e}"))),
+    )?;
     // Device nodes and mount points get exactly the modes the spec says.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     early(super::dup_stdio(a.stdio))?;
@@ -135,6 +146,7 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         )?;
     }
     if a.ns.new_cgroup {
+        // The init sits in its cgroup already, so that cgroup becomes the namespace's root.
         early(
             sysc.unshare(CloneFlags::CLONE_NEWCGROUP)
                 .map_err(sys("unshare cgroup namespace")),
@@ -181,14 +193,8 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         cgroups: &a.cgroups,
     };
     early(rootfs.prepare())?;
-    // From here on the init must be in its cgroup: hooks and the cgroup namespace see it.
+    // The runtime has recorded the container; hooks get its state from here on.
     let state_json = early(a.chan.wait_for_go())?;
-    if a.ns.new_cgroup {
-        early(
-            sysc.unshare(CloneFlags::CLONE_NEWCGROUP)
-                .map_err(sys("unshare cgroup namespace")),
-        )?;
-    }
     early(a.chan.request_hooks())?;
     if let Some(h) = spec
         .hooks()

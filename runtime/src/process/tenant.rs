@@ -1,7 +1,7 @@
 //! A process `exec` adds to a running container: runs in the process cloned from the caller
 //! (inside the container's PID namespace, which the runtime entered for its children around the
-//! clone). Joins the container's other namespaces and, after the runtime moved it into the
-//! cgroup, applies the process's user, capabilities, rlimits, no_new_privs and the container's
+//! clone). Moves itself into the container's cgroup, joins the container's other namespaces,
+//! applies the process's user, capabilities, rlimits, no_new_privs and the container's
 //! seccomp filter, then execs. Non-dumpable from the first instruction (see [`super::init`] on
 //! CVE-2019-5736).
 
@@ -19,6 +19,10 @@ pub struct TenantArgs<'a> {
     pub process: &'a Process,
     /// The container's seccomp profile.
     pub seccomp: Option<&'a LinuxSeccomp>,
+    /// How the process puts itself into the container's cgroup.
+    pub join: &'a crate::cgroups::Join,
+    /// The clone already placed it in the v2 cgroup.
+    pub in_cgroup: bool,
     /// Namespaces to join, user first, mount last.
     pub join_fds: Vec<(CloneFlags, OwnedFd)>,
     /// The child end of the channel.
@@ -50,6 +54,10 @@ fn setup(a: &TenantArgs<'_>) -> ProcessError {
 
 fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessError> {
     nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE"))?;
+    // Into the container's cgroup before joining its cgroup namespace (see `Join`).
+    a.join
+        .join_self(a.in_cgroup)
+        .map_err(|e| ProcessError::Other(format!("joining the container's cgroup: {e}")))?;
     super::dup_stdio(a.stdio)?;
     let mut in_user_ns = false;
     for (flag, fd) in &a.join_fds {
@@ -81,8 +89,6 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     }
     let nnp = p.no_new_privileges() == Some(true);
     let filter = a.seccomp.map(crate::seccomp::build).transpose()?;
-    // The runtime moves us into the cgroup meanwhile; nothing before needed it.
-    a.chan.wait_for_go()?;
     if !nnp && let Some(f) = &filter {
         crate::seccomp::load(f)?;
     }
