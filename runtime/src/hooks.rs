@@ -1,12 +1,12 @@
 //! OCI hooks (prestart, createRuntime, createContainer, startContainer, poststart, poststop):
 //! each runs as a child of the process at that lifecycle step (the runtime, or the container's
-//! init for createContainer/startContainer) with the container's state JSON on stdin, its
-//! output captured for the error message, and its timeout enforced. No threads: output goes to
-//! memfds, read after the hook exits.
+//! init for createContainer/startContainer) with the container's state JSON on stdin (a memfd,
+//! so that any size is fine), its output captured for the error message, and its timeout
+//! enforced. No threads: output goes to memfds, read after the hook exits.
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
@@ -84,16 +84,19 @@ fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()
             cmd.env(k, v);
         }
     }
+    // The state goes in a memfd rather than a pipe: a pipe holds 64 KiB, and a hook that never
+    // reads its stdin would block the runtime on a larger state (big annotations) for good.
+    let mut input = capture("hook-stdin").map_err(spawn_err)?;
+    input
+        .write_all(state.as_bytes())
+        .and_then(|()| input.rewind())
+        .map_err(spawn_err)?;
     let out = capture("hook-stdout").map_err(spawn_err)?;
     let err = capture("hook-stderr").map_err(spawn_err)?;
-    cmd.stdin(Stdio::piped())
+    cmd.stdin(input)
         .stdout(out.try_clone().map_err(spawn_err)?)
         .stderr(err.try_clone().map_err(spawn_err)?);
     let mut child = cmd.spawn().map_err(spawn_err)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin must not fail the hook (EPIPE is fine).
-        let _ = stdin.write_all(state.as_bytes());
-    }
     let deadline = h
         .timeout()
         .filter(|t| *t > 0)
@@ -152,8 +155,24 @@ mod tests {
                 && e.contains("oops"),
             "{e}"
         );
+        // A state bigger than a pipe holds: one hook ignores it, the next reads all of it.
+        let big = format!(
+            r#"{{"id":"c1","annotations":{{"a":"{}"}}}}"#,
+            "x".repeat(1 << 20)
+        );
+        let deaf = hook(r#"{"path":"/bin/sh","args":["sh","-c","exit 0"]}"#);
+        let reader = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","wc -c > {}"]}}"#,
+            out.display()
+        ));
+        run("prestart", &[deaf, reader], &big).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap().trim(),
+            big.len().to_string()
+        );
+        // The timeout holds even when the hook never reads that state.
         let slow = hook(r#"{"path":"/bin/sleep","args":["sleep","5"],"timeout":1}"#);
-        let e = run("poststart", &[slow], "{}").unwrap_err().to_string();
+        let e = run("poststart", &[slow], &big).unwrap_err().to_string();
         assert!(e.contains("timed out"), "{e}");
     }
 }
