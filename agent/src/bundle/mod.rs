@@ -363,24 +363,20 @@ pub fn oci_config(
         );
     }
 
-    let seccomp: Option<Value> = match s.security_opt.iter().rev().find_map(|o| match o {
-        SecurityOpt::Seccomp(p) => Some(p.clone()),
-        _ => None,
-    }) {
+    // A profile file is not read here: the effective spec carries it as read (and hashed) by the
+    // pass, so the container gets exactly the profile its hash stands for.
+    let seccomp: Option<Value> = match s.seccomp() {
         None => Some(seccomp::default_profile(&caps)),
         Some(None) => None,
         Some(Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Seccomp {
-                name: name.clone(),
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
             Some(
-                seccomp::from_docker_profile(&text).map_err(|message| BundleError::Seccomp {
-                    name: name.clone(),
-                    path: path.clone(),
-                    message,
-                })?,
+                eff.seccomp_profile
+                    .clone()
+                    .ok_or_else(|| BundleError::Seccomp {
+                        name: name.clone(),
+                        path: path.to_owned(),
+                        message: "not loaded with the effective spec".into(),
+                    })?,
             )
         }
     };
@@ -528,7 +524,7 @@ mod tests {
             cmd: Some(vec!["httpd".into()]),
             ..Default::default()
         };
-        resolve("web", &spec, "sha256:1", &img, &[]).unwrap()
+        resolve("web", &spec, "sha256:1", &img, &Default::default()).unwrap()
     }
     fn rootfs(d: &Path) -> Rootfs {
         Rootfs {
@@ -670,6 +666,45 @@ init: true
                 .unwrap()
                 .iter()
                 .any(|r| r["type"] == "RLIMIT_NOFILE" && r["soft"] == 10)
+        );
+    }
+
+    #[test]
+    fn seccomp_profile_comes_from_the_effective_spec() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("profile.json");
+        std::fs::write(
+            &p,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let spec = crate::spec::parse(
+            Path::new("/x/web.yaml"),
+            &format!("image: x\nsecurity_opt: [seccomp={}]\n", p.display()),
+        )
+        .unwrap();
+        let img = ImageConfig {
+            cmd: Some(vec!["httpd".into()]),
+            ..Default::default()
+        };
+        let inputs = crate::spec::effective::read_inputs(&spec).unwrap();
+        let e = resolve("web", &spec, "sha256:1", &img, &inputs).unwrap();
+        // Changed after the pass read it: the bundle still gets what was read and hashed.
+        std::fs::write(&p, "{}").unwrap();
+        let c = oci_config(
+            &e,
+            &rootfs(d.path()),
+            Path::new("/b"),
+            &Paths {
+                volumes: "/v".into(),
+            },
+        )
+        .unwrap();
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(
+            v["linux"]["seccomp"]["syscalls"][0]["names"],
+            json!(["mkdir"])
         );
     }
 

@@ -232,22 +232,30 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                 let mut changes = false;
                 for (name, d) in v.as_object().into_iter().flatten() {
                     let action = d["action"].as_str().unwrap_or("?");
+                    let reason = d["reason"].as_str().unwrap_or("");
                     let line = match action {
-                        "nothing" => format!("  {name}: {}", d["reason"].as_str().unwrap_or("")),
-                        "start" => format!("+ {name}: start ({})", short(d["hash"].as_str())),
+                        "nothing" => format!("  {name}: {reason}"),
+                        "start" => {
+                            format!("+ {name}: start ({}): {reason}", short(d["hash"].as_str()))
+                        }
+                        "restart" => format!(
+                            "~ {name}: restart ({}): {reason}",
+                            short(d["hash"].as_str())
+                        ),
                         "replace" => format!(
-                            "~ {name}: replace ({} -> {})",
+                            "~ {name}: replace ({} -> {}): {reason}",
                             short(d["old_hash"].as_str()),
                             short(d["hash"].as_str())
                         ),
-                        "stop" => format!("- {name}: stop and remove (no spec)"),
+                        "stop" => format!("- {name}: stop and remove: {reason}"),
                         "pull" => format!(
-                            "+ {name}: pull {} then start",
+                            "+ {name}: pull {} ({reason}), then decide again",
                             d["image"].as_str().unwrap_or("")
                         ),
-                        "wait" => {
-                            format!("  {name}: waiting for {}", d["on"].as_str().unwrap_or(""))
-                        }
+                        "wait" => format!(
+                            "  {name}: waiting for {}: {reason}",
+                            d["on"].as_str().unwrap_or("")
+                        ),
                         "invalid" => format!(
                             "! {name}: invalid spec, left as it is: {}",
                             d["error"].as_str().unwrap_or("")

@@ -2,19 +2,29 @@
 //! Each pass of a name compares desired (its spec file, or an API-made spec under the state dir)
 //! with observed (its systemd unit, the image store, berthd's record of what it started) and makes
 //! one step towards the desired state. Triggers only say *which* name to look at; the scheduler
-//! ([`controller`]) dedupes and debounces them and never runs one name twice at once. The systemd
-//! and image sides are traits so the decisions are tested with fakes. Runs in berthd.
+//! ([`controller`]) dedupes and debounces them and never runs one name twice at once. Runs in berthd.
+//!
+//! A pass has three steps, so that `berth diff` shows exactly what a pass would do:
+//! 1. [`observe`] reads the [`Facts`] (spec, unit, image, record, dependencies, the files whose
+//!    contents go into the container) and changes nothing;
+//! 2. [`plan`], a pure function, makes the one [`Decision`] about them, with its reason;
+//! 3. [`reconcile`] carries the decision out (a pull first, then the plan is made again with the
+//!    image in hand); [`decide`] (`berth diff`) returns it instead.
+//!
+//! The systemd and image sides are traits ([`Units`], [`Images`]) so that all of it is tested with
+//! fakes.
 
 pub mod controller;
 pub mod status;
 pub mod unit;
 
 use crate::bundle::{self, Paths, Rootfs};
-use crate::spec::effective::{self, Effective, ImageConfig};
+use crate::spec::effective::{self, Effective, ImageConfig, Inputs};
 use crate::spec::{self, Condition, PullPolicy, Readiness, Restart, Spec, SpecFile};
 use crate::systemd::UnitSpec;
 use serde::{Deserialize, Serialize};
 use status::{Board, ContainerStatus, Phase};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -160,6 +170,14 @@ impl<U: Units, I: Images> Ctx<U, I> {
             .insert(name.to_owned());
     }
 
+    /// Whether a restart of `name` was asked for and not done yet.
+    fn restart_requested(&self, name: &str) -> bool {
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+
     fn take_restart(&self, name: &str) -> bool {
         self.restarts
             .lock()
@@ -269,124 +287,406 @@ impl<U: Units, I: Images> Ctx<U, I> {
     }
 }
 
-/// Effective spec plus the image it came from: what a pass would run.
-pub struct Plan {
+/// Everything one decision about a name looks at, read from its spec file, systemd, the image
+/// store and berthd's records without changing any of them ([`observe`]).
+#[derive(Debug)]
+pub struct Facts {
+    pub name: String,
+    /// Its spec (file or API-made), if it has one.
+    pub desired: Option<SpecFile>,
+    /// Its unit, if systemd has one loaded.
+    pub observed: Option<Observed>,
+    /// What berthd last started for it.
+    pub record: Option<Record>,
+    /// `berth restart` asked for a restart that no pass has done yet.
+    pub restart_requested: bool,
+    /// The image the spec names. The fields below are only read for a valid spec.
+    pub image: ImageState,
+    /// The files the spec names whose contents go into the container, or why one cannot be read.
+    pub inputs: Result<Inputs, String>,
+    /// Each dependency's state, by name.
+    pub deps: BTreeMap<String, DepState>,
+}
+
+/// Where the image a spec names stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageState {
+    /// Not in the store.
+    Missing,
+    /// In the store before this pass.
+    Local(ResolvedImage),
+    /// Pulled by this very pass.
+    Pulled(ResolvedImage),
+}
+
+/// What a dependent looks at in a dependency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepState {
+    pub unit: Option<Observed>,
+    /// Whether its spec says `readiness: healthy`; None when it has no valid spec.
+    pub declares_healthy: Option<bool>,
+    /// berthd started it once (a finished job has a record and no unit).
+    pub has_record: bool,
+}
+
+impl Facts {
+    /// The spec, when the name has a valid one.
+    pub fn spec(&self) -> Option<&Spec> {
+        self.desired.as_ref().and_then(|d| d.spec.as_ref().ok())
+    }
+}
+
+/// The action planned for one name, with its reason: what `berth diff` shows and what a pass does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Decision {
+    /// Leave it as it is: its unit runs this very spec, or it is a job that finished.
+    Nothing { reason: String },
+    /// Fetch the image first; the pass then decides again with the image in hand.
+    Pull { image: String, reason: String },
+    /// Start its unit (it has none, or systemd gave up on it).
+    Start { hash: String, reason: String },
+    /// Stop its unit and start it again (`berth restart`).
+    Restart { hash: String, reason: String },
+    /// Stop the unit that runs another spec and start this one.
+    Replace {
+        old_hash: Option<String>,
+        hash: String,
+        reason: String,
+    },
+    /// No spec: stop its unit, if any, and remove what the container left on disk.
+    Stop { reason: String },
+    /// The spec cannot be run; a running unit is left as it is.
+    Invalid { error: String },
+    /// A required dependency is not ready: look again shortly.
+    Wait { on: String, reason: String },
+}
+
+/// What would run: the effective spec and the image it was resolved with.
+#[derive(Debug, Clone)]
+pub struct Target {
     pub eff: Effective,
     pub image: ResolvedImage,
 }
 
-/// What a pass decided about one name, without doing it (for `berth diff` and tests).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Decision {
-    Nothing {
-        reason: String,
-    },
-    Pull {
-        image: String,
-    },
-    Start {
-        hash: String,
-    },
-    Replace {
-        old_hash: Option<String>,
-        hash: String,
-    },
-    Stop,
-    Invalid {
-        error: String,
-    },
-    Wait {
-        on: String,
-    },
+/// A decision and what carrying it out needs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub decision: Decision,
+    /// The spec file, for the status and the unit.
+    pub file: Option<String>,
+    /// Set once the spec and its image resolved (for every decision but Stop, Pull and Invalid).
+    pub target: Option<Target>,
 }
 
-/// One reconcile pass for `name`.
-pub async fn reconcile<U: Units, I: Images>(
+/// Reads the [`Facts`] about `name`. Changes nothing, except that an `image_file` is imported into
+/// the store when it is not there yet (that is how its digest is known).
+pub async fn observe<U: Units, I: Images>(
     ctx: &Ctx<U, I>,
     name: &str,
-) -> Result<Action, ReconcileError> {
+) -> Result<Facts, ReconcileError> {
     let desired = ctx.desired(name);
-    let observed = ctx
-        .units
-        .get(name)
-        .await
-        .map_err(Ctx::<U, I>::units_err(name))?;
-    let file = desired.as_ref().map(|d| d.path.display().to_string());
-    let spec = match desired {
-        None => {
-            if let Some(u) = &observed {
-                tracing::info!(
-                    container = name,
-                    "{name}: no spec: stopping its unit ({})",
-                    u.active_state
-                );
-                ctx.units
-                    .stop(name, Duration::from_secs(120))
-                    .await
-                    .map_err(Ctx::<U, I>::units_err(name))?;
-            }
-            ctx.clean(name).await?;
-            ctx.board.remove(name);
-            return Ok(Action::AwaitChange);
-        }
-        Some(SpecFile { spec: Err(e), .. }) => {
-            return Ok(invalid(ctx, name, file, observed.as_ref(), e.to_string()));
-        }
-        Some(SpecFile { spec: Ok(s), .. }) => s,
+    let mut facts = Facts {
+        name: name.to_owned(),
+        desired: None,
+        observed: ctx
+            .units
+            .get(name)
+            .await
+            .map_err(Ctx::<U, I>::units_err(name))?,
+        record: ctx.record(name),
+        restart_requested: ctx.restart_requested(name),
+        image: ImageState::Missing,
+        inputs: Ok(Inputs::default()),
+        deps: BTreeMap::new(),
     };
-
-    // The image: present, or pulled now (outside any unit's start timeout).
-    let must_pull_always = spec.pull_policy == PullPolicy::Always && observed.is_none();
-    let local = ctx
-        .images
-        .lookup(&spec)
-        .await
-        .map_err(|message| ReconcileError::Image {
-            name: name.into(),
-            message,
-        })?;
-    let image = match local {
-        Some(i) if !must_pull_always => i,
-        _ if spec.pull_policy == PullPolicy::Never || spec.image_file.is_some() => {
-            return Ok(invalid(
-                ctx,
-                name,
-                file,
-                observed.as_ref(),
-                "image not in the store and pull_policy is never".into(),
-            ));
-        }
-        _ => {
-            let image_ref = spec.image.clone().unwrap_or_default();
-            ctx.board.update(name, |s| {
-                s.phase = Phase::Pulling { percent: None };
-                s.image = Some(image_ref.clone());
-                s.message = None;
-            });
-            let board = ctx.board.clone();
-            let n = name.to_owned();
-            let progress: Progress = Arc::new(move |p| {
-                board.update(&n, |s| s.phase = Phase::Pulling { percent: Some(p) })
-            });
-            tracing::info!(container = name, image = %image_ref, "{name}: pulling {image_ref}");
-            ctx.images
-                .pull(&spec, progress)
+    if let Some(SpecFile { spec: Ok(spec), .. }) = &desired {
+        facts.image =
+            match ctx
+                .images
+                .lookup(spec)
                 .await
                 .map_err(|message| ReconcileError::Image {
                     name: name.into(),
                     message,
-                })?
+                })? {
+                Some(i) => ImageState::Local(i),
+                None => ImageState::Missing,
+            };
+        facts.inputs = effective::read_inputs(spec).map_err(|e| e.to_string());
+        for dep in spec.depends_on.0.keys() {
+            let unit = ctx
+                .units
+                .get(dep)
+                .await
+                .map_err(Ctx::<U, I>::units_err(dep))?;
+            let declares_healthy = match ctx.desired(dep) {
+                Some(SpecFile { spec: Ok(s), .. }) => Some(s.readiness == Some(Readiness::Healthy)),
+                _ => None,
+            };
+            facts.deps.insert(
+                dep.clone(),
+                DepState {
+                    unit,
+                    declares_healthy,
+                    has_record: ctx.record(dep).is_some(),
+                },
+            );
         }
+    }
+    facts.desired = desired;
+    Ok(facts)
+}
+
+/// The one decision: what a pass does about a name in the state `f` describes. Pure; `reconcile`
+/// carries the plan out and `decide` (`berth diff`) only reports it.
+pub fn plan(f: &Facts) -> Plan {
+    let file = f.desired.as_ref().map(|d| d.path.display().to_string());
+    let only = |decision| Plan {
+        decision,
+        file: file.clone(),
+        target: None,
+    };
+    let spec = match &f.desired {
+        None => {
+            let reason = match &f.observed {
+                Some(u) => format!("no spec: its unit ({}) goes", u.active_state),
+                None => "no spec: what it left on disk goes".into(),
+            };
+            return only(Decision::Stop { reason });
+        }
+        Some(SpecFile { spec: Err(e), .. }) => {
+            return only(Decision::Invalid {
+                error: e.to_string(),
+            });
+        }
+        Some(SpecFile { spec: Ok(s), .. }) => s,
     };
 
-    let env_files = match effective::read_env_files(&spec) {
-        Ok(f) => f,
-        Err(e) => return Ok(invalid(ctx, name, file, observed.as_ref(), e.to_string())),
+    // The image: in the store, or pulled first (outside any unit's start timeout).
+    let pull = |reason: &str| {
+        only(Decision::Pull {
+            image: spec.image.clone().unwrap_or_default(),
+            reason: reason.into(),
+        })
     };
-    let eff = match effective::resolve(name, &spec, &image.digest, &image.config, &env_files) {
+    let never = spec.pull_policy == PullPolicy::Never || spec.image_file.is_some();
+    let image = match &f.image {
+        ImageState::Pulled(i) => i,
+        ImageState::Local(i) if spec.pull_policy != PullPolicy::Always || f.observed.is_some() => i,
+        _ if never => {
+            return only(Decision::Invalid {
+                error: "image not in the store and pull_policy is never".into(),
+            });
+        }
+        ImageState::Local(_) => return pull("pull_policy is always"),
+        ImageState::Missing => return pull("not in the store"),
+    };
+
+    let eff = match &f.inputs {
+        Err(error) => Err(error.clone()),
+        Ok(inputs) => effective::resolve(&f.name, spec, &image.digest, &image.config, inputs)
+            .map_err(|e| e.to_string()),
+    };
+    let eff = match eff {
         Ok(e) => e,
-        Err(e) => return Ok(invalid(ctx, name, file, observed.as_ref(), e.to_string())),
+        Err(error) => return only(Decision::Invalid { error }),
+    };
+
+    let hash = eff.hash.clone();
+    let unit_with_this_hash = f
+        .observed
+        .as_ref()
+        .filter(|u| u.hash.as_deref() == Some(eff.hash.as_str()));
+    let decision = if f.restart_requested {
+        Decision::Restart {
+            hash,
+            reason: "restart requested".into(),
+        }
+    } else if let Some(u) = unit_with_this_hash {
+        // Up to date: adopt it whatever its state; systemd's Restart= handles exits. Only when
+        // systemd gave up (start limit) on a container that should run is it started again.
+        if u.active_state == "failed" && spec.restart != Restart::No {
+            Decision::Start {
+                hash,
+                reason: format!("unit failed ({}); starting it again", u.sub_state),
+            }
+        } else {
+            Decision::Nothing {
+                reason: format!("up to date ({}/{})", u.active_state, u.sub_state),
+            }
+        }
+    } else if let Some((on, reason)) = unready_dependency(spec, &f.deps) {
+        // Dependencies must have their units before this one asks for them.
+        Decision::Wait { on, reason }
+    } else if let Some(u) = &f.observed {
+        Decision::Replace {
+            old_hash: u.hash.clone(),
+            hash,
+            reason: "spec changed".into(),
+        }
+    } else if f.record.as_ref().is_some_and(|r| r.hash == eff.hash)
+        && spec.restart != Restart::Always
+    {
+        // It ran this very spec and finished: a job stays done until its spec changes.
+        Decision::Nothing {
+            reason: "finished; not restarted (restart policy)".into(),
+        }
+    } else {
+        Decision::Start {
+            hash,
+            reason: "not running".into(),
+        }
+    };
+    Plan {
+        decision,
+        file,
+        target: Some(Target {
+            eff,
+            image: image.clone(),
+        }),
+    }
+}
+
+/// The first required dependency that is not ready, and why.
+fn unready_dependency(spec: &Spec, deps: &BTreeMap<String, DepState>) -> Option<(String, String)> {
+    spec.depends_on
+        .0
+        .iter()
+        .filter(|(_, d)| d.required)
+        .find_map(|(dep, d)| {
+            let state = deps.get(dep).cloned().unwrap_or(DepState {
+                unit: None,
+                declares_healthy: None,
+                has_record: false,
+            });
+            dependency_wait(dep, d.condition, &state).map(|why| (dep.clone(), why))
+        })
+}
+
+/// Why `dep` is not ready for a dependent yet, or None when it is.
+fn dependency_wait(dep: &str, cond: Condition, d: &DepState) -> Option<String> {
+    let unit = d.unit.as_ref();
+    match cond {
+        Condition::ServiceCompletedSuccessfully => match unit {
+            Some(u) if u.active_state == "failed" => Some(format!("{dep} failed")),
+            Some(_) => Some(format!("waiting for {dep} to finish")),
+            None if d.has_record => None,
+            None => Some(format!("waiting for {dep} to run")),
+        },
+        Condition::ServiceHealthy => match unit {
+            _ if d.declares_healthy == Some(false) => Some(format!(
+                "{dep} must set `readiness: healthy` to be waited for as service_healthy"
+            )),
+            Some(u) if u.active_state == "active" => None,
+            Some(u) => Some(format!(
+                "waiting for {dep} to be healthy ({})",
+                u.active_state
+            )),
+            None => Some(format!("waiting for {dep} to start")),
+        },
+        Condition::ServiceStarted => match unit {
+            Some(u) if u.active_state == "active" || u.active_state == "activating" => None,
+            _ => Some(format!("waiting for {dep} to start")),
+        },
+    }
+}
+
+/// What a pass would do for `name`, without doing anything (`berth diff`). Never pulls.
+pub async fn decide<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+) -> Result<Decision, ReconcileError> {
+    Ok(plan(&observe(ctx, name).await?).decision)
+}
+
+/// One reconcile pass for `name`: observe, plan, carry the plan out.
+pub async fn reconcile<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+) -> Result<Action, ReconcileError> {
+    reconcile_traced(ctx, name).await.map(|(action, _)| action)
+}
+
+/// [`reconcile`], also returning the decisions it carried out (a pull, then what came after it).
+async fn reconcile_traced<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+) -> Result<(Action, Vec<Decision>), ReconcileError> {
+    let mut facts = observe(ctx, name).await?;
+    let mut p = plan(&facts);
+    let mut done = Vec::new();
+    if let Decision::Pull { image, .. } = &p.decision
+        && let Some(spec) = facts.spec()
+    {
+        let pulled = pull(ctx, name, spec, image).await?;
+        done.push(p.decision);
+        facts.image = ImageState::Pulled(pulled);
+        p = plan(&facts);
+    }
+    done.push(p.decision.clone());
+    let action = execute(ctx, name, &facts, p).await?;
+    Ok((action, done))
+}
+
+/// Fetches the spec's image, showing the progress on the board.
+async fn pull<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+    spec: &Spec,
+    image_ref: &str,
+) -> Result<ResolvedImage, ReconcileError> {
+    ctx.board.update(name, |s| {
+        s.phase = Phase::Pulling { percent: None };
+        s.image = Some(image_ref.to_owned());
+        s.message = None;
+    });
+    let board = ctx.board.clone();
+    let n = name.to_owned();
+    let progress: Progress =
+        Arc::new(move |p| board.update(&n, |s| s.phase = Phase::Pulling { percent: Some(p) }));
+    tracing::info!(container = name, image = %image_ref, "{name}: pulling {image_ref}");
+    ctx.images
+        .pull(spec, progress)
+        .await
+        .map_err(|message| ReconcileError::Image {
+            name: name.into(),
+            message,
+        })
+}
+
+/// Carries out a plan made from `facts`.
+async fn execute<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+    facts: &Facts,
+    plan: Plan,
+) -> Result<Action, ReconcileError> {
+    let observed = facts.observed.as_ref();
+    let file = plan.file;
+    let Some(Target { eff, image }) = &plan.target else {
+        // Decided before anything resolved.
+        return match plan.decision {
+            Decision::Stop { .. } => {
+                if let Some(u) = observed {
+                    tracing::info!(
+                        container = name,
+                        "{name}: no spec: stopping its unit ({})",
+                        u.active_state
+                    );
+                    ctx.units
+                        .stop(name, Duration::from_secs(120))
+                        .await
+                        .map_err(Ctx::<U, I>::units_err(name))?;
+                }
+                ctx.clean(name).await?;
+                ctx.board.remove(name);
+                Ok(Action::AwaitChange)
+            }
+            Decision::Invalid { error } => Ok(invalid(ctx, name, file, observed, error)),
+            // A pull is carried out before the plan is made again; never left over.
+            _ => Ok(Action::Requeue(Duration::from_secs(1))),
+        };
     };
 
     let set_status = |phase: Phase, message: Option<String>, unit_state: Option<String>| {
@@ -399,70 +699,63 @@ pub async fn reconcile<U: Units, I: Images>(
         st.unit_state = unit_state;
         ctx.board.set(st);
     };
-
-    let restart = ctx.take_restart(name);
-    if restart {
-        tracing::info!(container = name, "{name}: restart requested");
-        if observed.is_some() {
-            ctx.units
-                .stop(name, eff.stop_timeout + Duration::from_secs(30))
-                .await
-                .map_err(Ctx::<U, I>::units_err(name))?;
-        }
-        return start(ctx, name, &eff, &image, file.as_deref()).await;
-    }
-    if let Some(u) = &observed
-        && u.hash.as_deref() == Some(eff.hash.as_str())
-    {
-        // Up to date: adopt it, whatever its state; systemd's Restart= handles exits.
-        let state = format!("{}/{}", u.active_state, u.sub_state);
-        let phase = match u.active_state.as_str() {
-            "active" | "reloading" => Phase::Running,
-            "activating" => Phase::Starting,
-            "failed" => Phase::Failed,
-            _ => Phase::Exited,
-        };
-        let retry = phase == Phase::Failed && spec.restart != Restart::No;
-        let why = (phase == Phase::Failed)
-            .then(|| format!("unit failed ({}); see `berth logs {name}`", u.sub_state));
-        set_status(phase, why, Some(state));
-        if retry {
-            // systemd gave up (start limit) on a container that should run: try again later.
-            tracing::warn!(container = name, "{name}: unit failed; starting it again");
-            return start(ctx, name, &eff, &image, file.as_deref()).await;
-        }
-        if ctx.record(name).is_none_or(|r| r.hash != eff.hash) {
-            ctx.write_record(
-                name,
-                &Record {
-                    hash: eff.hash.clone(),
-                    image_digest: eff.image_digest.clone(),
-                },
-            )?;
-        }
-        return Ok(Action::AwaitChange);
-    }
-
-    // Dependencies must have their units before this one asks for them.
-    for (dep, d) in &spec.depends_on.0 {
-        if let Some(why) = dependency_wait(ctx, dep, d.condition).await? {
-            if !d.required {
-                continue;
-            }
+    let stop_timeout = eff.stop_timeout + Duration::from_secs(30);
+    match plan.decision {
+        Decision::Nothing { reason } => {
+            let Some(u) = observed else {
+                set_status(Phase::Exited, Some(reason), None);
+                return Ok(Action::AwaitChange);
+            };
+            let phase = match u.active_state.as_str() {
+                "active" | "reloading" => Phase::Running,
+                "activating" => Phase::Starting,
+                "failed" => Phase::Failed,
+                _ => Phase::Exited,
+            };
+            let why = (phase == Phase::Failed)
+                .then(|| format!("unit failed ({}); see `berth logs {name}`", u.sub_state));
             set_status(
-                Phase::Waiting { on: dep.clone() },
-                Some(why),
-                observed.as_ref().map(|u| u.active_state.clone()),
+                phase,
+                why,
+                Some(format!("{}/{}", u.active_state, u.sub_state)),
             );
-            return Ok(Action::Requeue(Duration::from_secs(1)));
+            if facts.record.as_ref().is_none_or(|r| r.hash != eff.hash) {
+                ctx.write_record(
+                    name,
+                    &Record {
+                        hash: eff.hash.clone(),
+                        image_digest: eff.image_digest.clone(),
+                    },
+                )?;
+            }
+            Ok(Action::AwaitChange)
         }
-    }
-
-    match &observed {
-        Some(u) => {
-            tracing::info!(container = name, old = u.hash.as_deref().unwrap_or("-"), new = %eff.hash, "{name}: spec changed: replacing");
+        Decision::Start { reason, .. } => {
+            if let Some(u) = observed {
+                tracing::warn!(container = name, "{name}: {reason}");
+                set_status(
+                    Phase::Failed,
+                    Some(reason),
+                    Some(format!("{}/{}", u.active_state, u.sub_state)),
+                );
+            }
+            start(ctx, name, eff, image, file.as_deref()).await
+        }
+        Decision::Restart { .. } => {
+            ctx.take_restart(name);
+            tracing::info!(container = name, "{name}: restart requested");
+            if observed.is_some() {
+                ctx.units
+                    .stop(name, stop_timeout)
+                    .await
+                    .map_err(Ctx::<U, I>::units_err(name))?;
+            }
+            start(ctx, name, eff, image, file.as_deref()).await
+        }
+        Decision::Replace { old_hash, .. } => {
+            tracing::info!(container = name, old = old_hash.as_deref().unwrap_or("-"), new = %eff.hash, "{name}: spec changed: replacing");
             ctx.units
-                .stop(name, eff.stop_timeout + Duration::from_secs(30))
+                .stop(name, stop_timeout)
                 .await
                 .map_err(Ctx::<U, I>::units_err(name))?;
             ctx.unmount_rootfs(name);
@@ -473,67 +766,22 @@ pub async fn reconcile<U: Units, I: Images>(
                     name: name.into(),
                     message,
                 })?;
-            start(ctx, name, &eff, &image, file.as_deref()).await
+            start(ctx, name, eff, image, file.as_deref()).await
         }
-        None => {
-            if let Some(r) = ctx.record(name)
-                && r.hash == eff.hash
-                && !matches!(spec.restart, Restart::Always)
-            {
-                // It ran this very spec and finished: a job stays done until its spec changes.
-                set_status(
-                    Phase::Exited,
-                    Some("finished; not restarted (restart policy)".into()),
-                    None,
-                );
-                return Ok(Action::AwaitChange);
-            }
-            start(ctx, name, &eff, &image, file.as_deref()).await
+        Decision::Wait { on, reason } => {
+            set_status(
+                Phase::Waiting { on },
+                Some(reason),
+                observed.map(|u| u.active_state.clone()),
+            );
+            Ok(Action::Requeue(Duration::from_secs(1)))
+        }
+        Decision::Invalid { error } => Ok(invalid(ctx, name, file, observed, error)),
+        // Made only before the spec resolved (handled above).
+        Decision::Stop { .. } | Decision::Pull { .. } => {
+            Ok(Action::Requeue(Duration::from_secs(1)))
         }
     }
-}
-
-/// Why `dep` is not ready for a dependent yet, or None when it is.
-async fn dependency_wait<U: Units, I: Images>(
-    ctx: &Ctx<U, I>,
-    dep: &str,
-    cond: Condition,
-) -> Result<Option<String>, ReconcileError> {
-    let unit = ctx
-        .units
-        .get(dep)
-        .await
-        .map_err(Ctx::<U, I>::units_err(dep))?;
-    let dep_spec = ctx.desired(dep);
-    Ok(match cond {
-        Condition::ServiceCompletedSuccessfully => match unit {
-            Some(u) if u.active_state == "failed" => Some(format!("{dep} failed")),
-            Some(_) => Some(format!("waiting for {dep} to finish")),
-            None if ctx.record(dep).is_some() => None,
-            None => Some(format!("waiting for {dep} to run")),
-        },
-        Condition::ServiceHealthy => {
-            if let Some(SpecFile { spec: Ok(s), .. }) = &dep_spec
-                && s.readiness != Some(Readiness::Healthy)
-            {
-                return Ok(Some(format!(
-                    "{dep} must set `readiness: healthy` to be waited for as service_healthy"
-                )));
-            }
-            match unit {
-                Some(u) if u.active_state == "active" => None,
-                Some(u) => Some(format!(
-                    "waiting for {dep} to be healthy ({})",
-                    u.active_state
-                )),
-                None => Some(format!("waiting for {dep} to start")),
-            }
-        }
-        Condition::ServiceStarted => match unit {
-            Some(u) if u.active_state == "active" || u.active_state == "activating" => None,
-            _ => Some(format!("waiting for {dep} to start")),
-        },
-    })
 }
 
 /// Marks the name invalid and leaves its unit alone.
@@ -622,72 +870,6 @@ async fn start<U: Units, I: Images>(
         s.spec_file = file.map(str::to_owned);
     });
     Ok(Action::AwaitChange)
-}
-
-/// What a pass would do for `name`, without doing anything (`berth diff`). Never pulls.
-pub async fn decide<U: Units, I: Images>(
-    ctx: &Ctx<U, I>,
-    name: &str,
-) -> Result<Decision, ReconcileError> {
-    let desired = ctx.desired(name);
-    let observed = ctx
-        .units
-        .get(name)
-        .await
-        .map_err(Ctx::<U, I>::units_err(name))?;
-    let spec = match (desired, &observed) {
-        (None, Some(_)) => return Ok(Decision::Stop),
-        (None, None) => {
-            return Ok(Decision::Nothing {
-                reason: "no spec and no unit".into(),
-            });
-        }
-        (Some(SpecFile { spec: Err(e), .. }), _) => {
-            return Ok(Decision::Invalid {
-                error: e.to_string(),
-            });
-        }
-        (Some(SpecFile { spec: Ok(s), .. }), _) => s,
-    };
-    let Some(image) = ctx
-        .images
-        .lookup(&spec)
-        .await
-        .map_err(|message| ReconcileError::Image {
-            name: name.into(),
-            message,
-        })?
-    else {
-        return Ok(Decision::Pull {
-            image: spec.image.clone().unwrap_or_default(),
-        });
-    };
-    let eff = match effective::read_env_files(&spec)
-        .map_err(|e| e.to_string())
-        .and_then(|f| {
-            effective::resolve(name, &spec, &image.digest, &image.config, &f)
-                .map_err(|e| e.to_string())
-        }) {
-        Ok(e) => e,
-        Err(error) => return Ok(Decision::Invalid { error }),
-    };
-    Ok(match observed {
-        Some(u) if u.hash.as_deref() == Some(&eff.hash) => Decision::Nothing {
-            reason: "up to date".into(),
-        },
-        Some(u) => Decision::Replace {
-            old_hash: u.hash,
-            hash: eff.hash,
-        },
-        None if ctx.record(name).is_some_and(|r| r.hash == eff.hash)
-            && spec.restart != Restart::Always =>
-        {
-            Decision::Nothing {
-                reason: "finished; not restarted".into(),
-            }
-        }
-        None => Decision::Start { hash: eff.hash },
-    })
 }
 
 #[cfg(test)]

@@ -82,7 +82,14 @@ mod tests {
             "image: x\ncommand: [a]\nmem_limit: 64M\ncpus: 0.5\npids_limit: 100\nstop_signal: QUIT\nstop_grace_period: 5s\nrestart: on-failure:2\ndepends_on: {db: {condition: service_healthy}, cache: {condition: service_started, required: false}, init: {condition: service_completed_successfully}}\n",
         )
         .unwrap();
-        let e = resolve("web", &spec, "sha256:1", &ImageConfig::default(), &[]).unwrap();
+        let e = resolve(
+            "web",
+            &spec,
+            "sha256:1",
+            &ImageConfig::default(),
+            &Default::default(),
+        )
+        .unwrap();
         let u = unit_spec(
             &e,
             Path::new("/usr/bin/berth-shim"),

@@ -1,5 +1,8 @@
 //! The effective spec: a container's spec merged with its image's config exactly as Docker merges them
 //! (ENTRYPOINT/CMD/ENV/WORKDIR/USER/STOPSIGNAL/HEALTHCHECK), plus the hash that decides restarts.
+//! The hash covers the spec, the resolved image digest and the contents of the host files whose
+//! contents become part of the container ([`Inputs`]: env files, a seccomp profile); those files are
+//! read once per pass and the container is built from what was read, so what runs is what was hashed.
 //! Computed in berthd for reconcile and by `berth diff`/`inspect`.
 
 use super::{HealthTest, NetworkMode, Readiness, Signal, Spec};
@@ -18,11 +21,15 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 #[derive(Debug, thiserror::Error)]
 pub enum EffectiveError {
-    #[error("cannot read env_file {path}: {source}")]
-    EnvFileRead {
+    #[error("cannot read {what} {path}: {source}")]
+    InputRead {
+        /// Which spec field names the file (`env_file`, `seccomp profile`).
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("seccomp profile {path}: {message}")]
+    SeccompProfile { path: PathBuf, message: String },
     #[error("env_file {path}:{line}: {message}")]
     EnvFileSyntax {
         path: PathBuf,
@@ -116,6 +123,9 @@ pub struct Effective {
     pub readiness: Readiness,
     pub exposed_ports: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// The OCI `linux.seccomp` made from the profile file the spec names (`seccomp=/path`), as read
+    /// when this was resolved; None for berth's default profile or `unconfined`.
+    pub seccomp_profile: Option<serde_json::Value>,
     /// `sha256:` hex over what decides what runs.
     pub hash: String,
 }
@@ -126,20 +136,53 @@ const HC_TIMEOUT_MS: u64 = 30_000;
 const HC_RETRIES: u32 = 3;
 const DEFAULT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Reads the env files a spec names (their contents are part of the hash).
-pub fn read_env_files(spec: &Spec) -> Result<Vec<(String, String)>, EffectiveError> {
-    spec.env_file
-        .0
-        .iter()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .map(|c| (p.clone(), c))
-                .map_err(|source| EffectiveError::EnvFileRead {
-                    path: p.into(),
-                    source,
-                })
-        })
-        .collect()
+/// The host files a spec names whose contents become part of the container, as read once: the
+/// hash covers them and the container is built from them (never from a second read).
+///
+/// Files a container only *sees* (bind mounts, `image_file`, whose digest is hashed already) are not
+/// here: their contents are not copied into what berth builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Inputs {
+    /// `env_file:` path and contents, in spec order.
+    pub env_files: Vec<(String, String)>,
+    /// The profile of `security_opt: [seccomp=/path]` (the one in effect): path and contents.
+    pub seccomp_profile: Option<(String, String)>,
+}
+
+impl Inputs {
+    /// Every file read, for watching them.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.env_files
+            .iter()
+            .chain(&self.seccomp_profile)
+            .map(|(p, _)| p.as_str())
+    }
+}
+
+/// Reads the files a spec names (see [`Inputs`]); a file that cannot be read is an error naming
+/// the field and the path.
+pub fn read_inputs(spec: &Spec) -> Result<Inputs, EffectiveError> {
+    let read = |what: &'static str, p: &str| {
+        std::fs::read_to_string(p)
+            .map(|c| (p.to_owned(), c))
+            .map_err(|source| EffectiveError::InputRead {
+                what,
+                path: p.into(),
+                source,
+            })
+    };
+    Ok(Inputs {
+        env_files: spec
+            .env_file
+            .0
+            .iter()
+            .map(|p| read("env_file", p))
+            .collect::<Result<_, _>>()?,
+        seccomp_profile: match spec.seccomp() {
+            Some(Some(p)) => Some(read("seccomp profile", p)?),
+            _ => None,
+        },
+    })
 }
 
 /// Parses an env file the way Docker does: `KEY=value` lines, `#` comments, blank lines.
@@ -169,14 +212,11 @@ pub fn parse_env_file(path: &str, text: &str) -> Result<Vec<(String, String)>, E
     Ok(out)
 }
 
-/// The hash over (spec, resolved image digest, env-file contents). Serialising the parsed spec
-/// (sorted maps, normalised values) makes the hash blind to comments, key order and formatting.
-pub fn spec_hash(
-    name: &str,
-    spec: &Spec,
-    image_digest: &str,
-    env_files: &[(String, String)],
-) -> String {
+/// The hash over (spec, resolved image digest, contents of the [`Inputs`] files). Serialising the
+/// parsed spec (sorted maps, normalised values) makes the hash blind to comments, key order and
+/// formatting; the files count byte for byte, so touching one changes nothing and editing one
+/// replaces the container.
+pub fn spec_hash(name: &str, spec: &Spec, image_digest: &str, inputs: &Inputs) -> String {
     #[derive(Serialize)]
     struct HashInput<'a> {
         version: u32,
@@ -184,13 +224,18 @@ pub fn spec_hash(
         spec: &'a Spec,
         image_digest: &'a str,
         env_files: &'a [(String, String)],
+        // Left out when absent, so that the hash of a spec without a profile is what it was
+        // before profiles were hashed (no restart of every container on upgrade).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seccomp_profile: Option<&'a (String, String)>,
     }
     let json = serde_json::to_vec(&HashInput {
         version: EFFECTIVE_VERSION,
         name,
         spec,
         image_digest,
-        env_files,
+        env_files: &inputs.env_files,
+        seccomp_profile: inputs.seccomp_profile.as_ref(),
     })
     .expect("a spec always serialises");
     let d = Sha256::digest(&json);
@@ -208,7 +253,7 @@ pub fn resolve(
     spec: &Spec,
     image_digest: &str,
     image: &ImageConfig,
-    env_files: &[(String, String)],
+    inputs: &Inputs,
 ) -> Result<Effective, EffectiveError> {
     // ENTRYPOINT/CMD: a spec entrypoint discards the image's CMD too (Docker resets CMD when
     // --entrypoint is given); a spec command replaces only CMD.
@@ -249,7 +294,7 @@ pub fn resolve(
         let (k, v) = e.split_once('=').unwrap_or((e, ""));
         set(k, v);
     }
-    for (path, text) in env_files {
+    for (path, text) in &inputs.env_files {
         for (k, v) in parse_env_file(path, text)? {
             set(&k, &v);
         }
@@ -307,6 +352,31 @@ pub fn resolve(
         });
     }
 
+    // Converted here rather than when the bundle is written, so that a broken profile is reported
+    // like a broken spec and leaves the running container alone.
+    let seccomp_profile = match spec.seccomp() {
+        Some(Some(path)) => {
+            let text = match &inputs.seccomp_profile {
+                Some((p, text)) if p == path => text,
+                _ => {
+                    return Err(EffectiveError::Invalid {
+                        name: name.into(),
+                        message: format!("seccomp profile {path} was not read"),
+                    });
+                }
+            };
+            Some(
+                crate::bundle::seccomp::from_docker_profile(text).map_err(|message| {
+                    EffectiveError::SeccompProfile {
+                        path: path.into(),
+                        message,
+                    }
+                })?,
+            )
+        }
+        _ => None,
+    };
+
     let mut labels = image.labels.clone().unwrap_or_default();
     labels.extend(spec.labels.0.clone());
 
@@ -334,7 +404,8 @@ pub fn resolve(
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default(),
         labels,
-        hash: spec_hash(name, spec, image_digest, env_files),
+        seccomp_profile,
+        hash: spec_hash(name, spec, image_digest, inputs),
     })
 }
 
@@ -396,6 +467,12 @@ mod tests {
     fn spec(t: &str) -> Spec {
         crate::spec::parse(Path::new("/x/web.yaml"), t).unwrap()
     }
+    fn env_inputs(env: &str) -> Inputs {
+        Inputs {
+            env_files: vec![("/e".into(), env.into())],
+            ..Default::default()
+        }
+    }
     fn img() -> ImageConfig {
         ImageConfig::from_config_blob(
             br#"{"architecture":"amd64","config":{"Entrypoint":["/ep.sh"],"Cmd":["serve","--port","80"],
@@ -408,7 +485,14 @@ mod tests {
 
     #[test]
     fn image_defaults_apply() {
-        let e = resolve("web", &spec("image: x\n"), "sha256:aa", &img(), &[]).unwrap();
+        let e = resolve(
+            "web",
+            &spec("image: x\n"),
+            "sha256:aa",
+            &img(),
+            &Inputs::default(),
+        )
+        .unwrap();
         assert_eq!(e.args, vec!["/ep.sh", "serve", "--port", "80"]);
         assert_eq!(e.working_dir, "/app");
         assert_eq!(e.user, "app");
@@ -430,7 +514,7 @@ mod tests {
             &spec("image: x\ncommand: run fast\n"),
             "d",
             &img(),
-            &[],
+            &Inputs::default(),
         )
         .unwrap();
         assert_eq!(e.args, vec!["/ep.sh", "run", "fast"]);
@@ -443,7 +527,7 @@ mod tests {
             &spec("image: x\nentrypoint: [/bin/sh]\n"),
             "d",
             &img(),
-            &[],
+            &Inputs::default(),
         )
         .unwrap();
         assert_eq!(e.args, vec!["/bin/sh"]);
@@ -452,7 +536,7 @@ mod tests {
             &spec("image: x\nentrypoint: [/bin/sh]\ncommand: [-c, 'echo hi']\n"),
             "d",
             &img(),
-            &[],
+            &Inputs::default(),
         )
         .unwrap();
         assert_eq!(e.args, vec!["/bin/sh", "-c", "echo hi"]);
@@ -465,7 +549,7 @@ mod tests {
             &spec("image: x\n"),
             "d",
             &ImageConfig::default(),
-            &[],
+            &Inputs::default(),
         );
         assert!(matches!(r, Err(EffectiveError::NoCommand { .. })));
     }
@@ -473,10 +557,13 @@ mod tests {
     #[test]
     fn env_precedence_and_defaults() {
         let s = spec("image: x\nenv_file: /e.env\nenvironment: {B: spec, C: spec}\n");
-        let files = vec![(
-            "/e.env".to_string(),
-            "# c\nA=file\nB=file\n\nD=file\n".to_string(),
-        )];
+        let files = Inputs {
+            env_files: vec![(
+                "/e.env".to_string(),
+                "# c\nA=file\nB=file\n\nD=file\n".to_string(),
+            )],
+            ..Default::default()
+        };
         let e = resolve("web", &s, "d", &img(), &files).unwrap();
         assert_eq!(
             e.env,
@@ -509,7 +596,7 @@ mod tests {
         let s = spec(
             "image: x\nuser: '1:2'\nworking_dir: /w\nstop_signal: INT\nstop_grace_period: 3s\nhealthcheck: {interval: 1s}\n",
         );
-        let e = resolve("web", &s, "d", &img(), &[]).unwrap();
+        let e = resolve("web", &s, "d", &img(), &Inputs::default()).unwrap();
         assert_eq!(
             (
                 e.user.as_str(),
@@ -526,7 +613,7 @@ mod tests {
             &spec("image: x\nhealthcheck: {disable: true}\n"),
             "d",
             &img(),
-            &[],
+            &Inputs::default(),
         )
         .unwrap();
         assert!(e.healthcheck.is_none());
@@ -535,7 +622,7 @@ mod tests {
             &spec("image: x\nhealthcheck: {test: [NONE]}\n"),
             "d",
             &img(),
-            &[],
+            &Inputs::default(),
         )
         .unwrap();
         assert!(e.healthcheck.is_none());
@@ -553,18 +640,17 @@ mod tests {
                     cmd: Some(vec!["x".into()]),
                     ..Default::default()
                 },
-                &[]
+                &Inputs::default()
             )
             .is_err()
         );
-        assert!(resolve("web", &s, "d", &img(), &[]).is_ok());
+        assert!(resolve("web", &s, "d", &img(), &Inputs::default()).is_ok());
     }
 
     #[test]
     fn hash_changes_exactly_when_what_runs_changes() {
-        let h = |t: &str, digest: &str, env: &str| {
-            spec_hash("web", &spec(t), digest, &[("/e".into(), env.into())])
-        };
+        let h =
+            |t: &str, digest: &str, env: &str| spec_hash("web", &spec(t), digest, &env_inputs(env));
         let base = h("image: x\nenvironment: {A: 1, B: 2}\n", "sha256:1", "X=1");
         // Formatting, comments and key order do not matter.
         assert_eq!(
@@ -598,9 +684,120 @@ mod tests {
                 "db",
                 &spec("image: x\nenvironment: {A: 1, B: 2}\n"),
                 "sha256:1",
-                &[("/e".into(), "X=1".into())]
+                &env_inputs("X=1")
             )
         );
         assert!(base.starts_with("sha256:") && base.len() == 71);
+    }
+
+    const PROFILE: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+
+    /// Resolves `text` with the files it names read from disk, as a pass does.
+    fn resolve_read(text: &str) -> Result<Effective, EffectiveError> {
+        let s = spec(text);
+        resolve("web", &s, "d", &img(), &read_inputs(&s)?)
+    }
+
+    #[test]
+    fn seccomp_profile_contents_are_hashed_and_used() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("profile.json");
+        std::fs::write(&p, PROFILE).unwrap();
+        let text = format!("image: x\nsecurity_opt: [seccomp={}]\n", p.display());
+        let e1 = resolve_read(&text).unwrap();
+        assert_eq!(
+            e1.seccomp_profile.as_ref().unwrap()["syscalls"][0]["names"],
+            serde_json::json!(["mkdir"])
+        );
+        // Rewritten with the same bytes (a touch): same hash.
+        std::fs::write(&p, PROFILE).unwrap();
+        assert_eq!(resolve_read(&text).unwrap().hash, e1.hash);
+        // Edited: a new hash, and the new profile is what the container gets.
+        let edited = PROFILE.replace("mkdir", "rmdir");
+        std::fs::write(&p, &edited).unwrap();
+        let e2 = resolve_read(&text).unwrap();
+        assert_ne!(e2.hash, e1.hash);
+        assert_eq!(
+            e2.seccomp_profile.unwrap()["syscalls"][0]["names"],
+            serde_json::json!(["rmdir"])
+        );
+        // The option in effect is the last one: a later `unconfined` reads no file.
+        let unconfined = format!(
+            "image: x\nsecurity_opt: [seccomp={}, seccomp=unconfined]\n",
+            p.display()
+        );
+        assert_eq!(read_inputs(&spec(&unconfined)).unwrap(), Inputs::default());
+        assert!(resolve_read(&unconfined).unwrap().seccomp_profile.is_none());
+    }
+
+    #[test]
+    fn unreadable_or_broken_files_are_errors_naming_them() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("missing.json");
+        let e = resolve_read(&format!(
+            "image: x\nsecurity_opt: [seccomp={}]\n",
+            p.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("seccomp profile") && e.contains(&*p.to_string_lossy()),
+            "{e}"
+        );
+        let envf = d.path().join("missing.env");
+        let e = resolve_read(&format!("image: x\nenv_file: {}\n", envf.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("env_file") && e.contains(&*envf.to_string_lossy()),
+            "{e}"
+        );
+        // A profile that is not JSON: reported at resolve time, with its path.
+        std::fs::write(&p, "{not json").unwrap();
+        let e = resolve_read(&format!(
+            "image: x\nsecurity_opt: [seccomp={}]\n",
+            p.display()
+        ))
+        .unwrap_err();
+        assert!(matches!(e, EffectiveError::SeccompProfile { .. }), "{e}");
+        assert!(e.to_string().contains(&*p.to_string_lossy()), "{e}");
+        // Inputs that were not read for this spec are refused, not ignored.
+        let s = spec(&format!(
+            "image: x\nsecurity_opt: [seccomp={}]\n",
+            p.display()
+        ));
+        assert!(resolve("web", &s, "d", &img(), &Inputs::default()).is_err());
+    }
+
+    #[test]
+    fn hash_without_a_profile_is_what_it_was_before_profiles_counted() {
+        // The hash input as it was when only env files were hashed: containers without a profile
+        // must keep their hash across the upgrade, or every one of them would restart.
+        #[derive(Serialize)]
+        struct Before<'a> {
+            version: u32,
+            name: &'a str,
+            spec: &'a Spec,
+            image_digest: &'a str,
+            env_files: &'a [(String, String)],
+        }
+        let s = spec("image: x\nenvironment: {A: 1}\n");
+        let inputs = env_inputs("X=1");
+        let json = serde_json::to_vec(&Before {
+            version: EFFECTIVE_VERSION,
+            name: "web",
+            spec: &s,
+            image_digest: "sha256:1",
+            env_files: &inputs.env_files,
+        })
+        .unwrap();
+        let hex: String = Sha256::digest(&json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            spec_hash("web", &s, "sha256:1", &inputs),
+            format!("sha256:{hex}")
+        );
     }
 }

@@ -86,6 +86,18 @@ pub struct Spec {
     pub stdin_open: bool,
 }
 
+impl Spec {
+    /// The `seccomp=` option in effect (the last one wins, as in Docker): None when the spec sets
+    /// none (berth's default profile), `Some(None)` for `unconfined`, `Some(Some(path))` for a
+    /// profile file.
+    pub fn seccomp(&self) -> Option<Option<&str>> {
+        self.security_opt.iter().rev().find_map(|o| match o {
+            SecurityOpt::Seccomp(p) => Some(p.as_deref()),
+            _ => None,
+        })
+    }
+}
+
 /// `tmpfs:` as one path or a list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
