@@ -307,6 +307,283 @@ async fn decide_reports_without_acting() {
     assert!(e.ctx.images.pulls.lock().unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn seccomp_profile_change_restarts_and_unreadable_profile_is_reported() {
+    let e = env();
+    let profile = e.ctx.settings.state_dir.parent().unwrap().join("web.json");
+    let text = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+    std::fs::write(&profile, text).unwrap();
+    e.write(
+        "web",
+        &format!(
+            "image: busybox\nsecurity_opt: [seccomp={}]\n",
+            profile.display()
+        ),
+    );
+    e.write("db", "image: busybox\n");
+    e.pass("web").await;
+    e.pass("db").await;
+    let config = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(e.ctx.settings.bundle_dir.join(name).join("config.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        config("web")["linux"]["seccomp"]["syscalls"][0]["names"][0],
+        "mkdir"
+    );
+    // The same bytes written again (a touch): nothing restarts.
+    std::fs::write(&profile, text).unwrap();
+    e.pass("web").await;
+    assert_eq!(e.calls(), vec!["start web", "start db"]);
+    // An edit: replaced once, with the new profile.
+    std::fs::write(&profile, text.replace("mkdir", "rmdir")).unwrap();
+    e.pass("web").await;
+    e.pass("web").await;
+    assert_eq!(
+        e.calls(),
+        vec!["start web", "start db", "stop web", "start web"]
+    );
+    assert_eq!(
+        config("web")["linux"]["seccomp"]["syscalls"][0]["names"][0],
+        "rmdir"
+    );
+    // Unreadable, then broken: reported with its path, the unit left alone, the others unaffected.
+    let h = e.hash("web");
+    std::fs::remove_file(&profile).unwrap();
+    e.write("db", "image: busybox\ncommand: x\n");
+    e.pass("web").await;
+    e.pass("db").await;
+    std::fs::write(&profile, "{oops").unwrap();
+    e.pass("web").await;
+    assert_eq!(e.hash("web"), h);
+    let st = e.ctx.board.get("web").unwrap();
+    assert_eq!(st.phase, Phase::Invalid);
+    let msg = st.message.unwrap();
+    assert!(msg.contains(&*profile.to_string_lossy()), "{msg}");
+    assert_eq!(
+        e.calls(),
+        vec![
+            "start web",
+            "start db",
+            "stop web",
+            "start web",
+            "stop db",
+            "start db"
+        ]
+    );
+}
+
+/// Runs a pass after asking `decide`, and checks that the pass carried out what `decide`
+/// reported, with the side effects that decision stands for. Returns the decision.
+async fn decide_then_pass(e: &Env, name: &str) -> Decision {
+    let decided = decide(&e.ctx, name).await.unwrap();
+    let had_unit = e.ctx.units.units.lock().unwrap().contains_key(name);
+    let (calls, pulls, released) = (
+        e.calls().len(),
+        e.ctx.images.pulls.lock().unwrap().len(),
+        e.ctx.images.released.lock().unwrap().len(),
+    );
+    let (action, done) = reconcile_traced(&e.ctx, name).await.unwrap();
+    assert_eq!(
+        done[0], decided,
+        "{name}: the pass did not do what diff showed"
+    );
+    let mut want_calls: Vec<String> = Vec::new();
+    let (mut want_pulls, mut want_released) = (0, 0);
+    for d in &done {
+        match d {
+            Decision::Nothing { .. } | Decision::Invalid { .. } | Decision::Wait { .. } => {}
+            Decision::Pull { .. } => want_pulls += 1,
+            Decision::Start { .. } => want_calls.push(format!("start {name}")),
+            Decision::Restart { .. } | Decision::Replace { .. } => {
+                if had_unit {
+                    want_calls.push(format!("stop {name}"));
+                }
+                want_calls.push(format!("start {name}"));
+                want_released += usize::from(matches!(d, Decision::Replace { .. }));
+            }
+            Decision::Stop { .. } => {
+                if had_unit {
+                    want_calls.push(format!("stop {name}"));
+                }
+                want_released += 1;
+            }
+        }
+    }
+    assert_eq!(e.calls()[calls..], want_calls, "{name}: {done:?}");
+    assert_eq!(
+        e.ctx.images.pulls.lock().unwrap().len() - pulls,
+        want_pulls,
+        "{name}: {done:?}"
+    );
+    assert_eq!(
+        e.ctx.images.released.lock().unwrap().len() - released,
+        want_released,
+        "{name}: {done:?}"
+    );
+    let want_action = match done.last().unwrap() {
+        Decision::Wait { .. } => Action::Requeue(Duration::from_secs(1)),
+        _ => Action::AwaitChange,
+    };
+    assert_eq!(action, want_action, "{name}: {done:?}");
+    decided
+}
+
+#[tokio::test]
+async fn a_pass_does_what_decide_reports() {
+    let e = env();
+    let kind = |d: &Decision| {
+        serde_json::to_value(d).unwrap()["action"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut seen = Vec::new();
+    let mut step = async |name: &str, want: &str| {
+        let d = decide_then_pass(&e, name).await;
+        assert_eq!(kind(&d), want, "{name}: {d:?}");
+        seen.push(d);
+    };
+    e.write("web", "image: busybox\nrestart: always\n");
+    step("web", "start").await;
+    step("web", "nothing").await;
+    e.write("web", "image: busybox\nrestart: always\ncommand: x\n");
+    step("web", "replace").await;
+    e.ctx.request_restart("web");
+    step("web", "restart").await;
+    step("web", "nothing").await;
+    // systemd gave up on it: started again, as its restart policy asks.
+    e.ctx
+        .units
+        .units
+        .lock()
+        .unwrap()
+        .get_mut("web")
+        .unwrap()
+        .active_state = "failed".into();
+    step("web", "start").await;
+    // Missing image: pulled, then started.
+    e.write("pulled", "image: nginx\n");
+    step("pulled", "pull").await;
+    step("pulled", "nothing").await;
+    e.write("never", "image: nothere\npull_policy: never\n");
+    step("never", "invalid").await;
+    e.write("bad", "image: busybox\nmem_limt: 1G\n");
+    step("bad", "invalid").await;
+    e.write(
+        "noprofile",
+        "image: busybox\nsecurity_opt: [seccomp=/nonexistent/profile.json]\n",
+    );
+    step("noprofile", "invalid").await;
+    // A dependent of a container that is not there yet waits for it.
+    e.write(
+        "app",
+        "image: busybox\ndepends_on: {dep: {condition: service_started}}\n",
+    );
+    step("app", "wait").await;
+    e.write("dep", "image: busybox\n");
+    step("dep", "start").await;
+    step("app", "start").await;
+    // A finished job stays finished.
+    e.ctx.units.oneshot.lock().unwrap().insert("job".into());
+    e.write("job", "image: busybox\n");
+    step("job", "start").await;
+    step("job", "nothing").await;
+    // Gone from the spec dir: its unit stopped; a leftover record alone is removed too.
+    e.rm("dep");
+    step("dep", "stop").await;
+    e.rm("job");
+    step("job", "stop").await;
+    assert!(!e.ctx.settings.state_dir.join("job.json").exists());
+    // Every decision carries its reason.
+    for d in &seen {
+        let v = serde_json::to_value(d).unwrap();
+        let why = v.get("reason").or(v.get("error")).and_then(|r| r.as_str());
+        assert!(why.is_some_and(|r| !r.is_empty()), "{v}");
+    }
+}
+
+#[test]
+fn plan_is_pure_over_facts() {
+    let spec = |t: &str| SpecFile {
+        name: "web".into(),
+        path: "/etc/berth/containers/web.yaml".into(),
+        spec: crate::spec::parse(std::path::Path::new("/x/web.yaml"), t),
+    };
+    let image = ResolvedImage {
+        digest: "sha256:1".into(),
+        config: ImageConfig {
+            cmd: Some(vec!["x".into()]),
+            ..Default::default()
+        },
+    };
+    let facts = |t: &str, img: ImageState, observed: Option<Observed>| Facts {
+        name: "web".into(),
+        desired: Some(spec(t)),
+        observed,
+        record: None,
+        restart_requested: false,
+        image: img,
+        inputs: Ok(Inputs::default()),
+        deps: BTreeMap::new(),
+    };
+    let unit = |hash: &str| Observed {
+        name: "web".into(),
+        hash: Some(hash.into()),
+        active_state: "active".into(),
+        sub_state: "running".into(),
+        n_restarts: 0,
+    };
+    // pull_policy: always pulls once for a container without a unit, and not after the pull.
+    let f = facts(
+        "image: busybox\npull_policy: always\n",
+        ImageState::Local(image.clone()),
+        None,
+    );
+    assert!(matches!(plan(&f).decision, Decision::Pull { .. }));
+    let f = Facts {
+        image: ImageState::Pulled(image.clone()),
+        ..f
+    };
+    let p = plan(&f);
+    let Decision::Start { hash, .. } = &p.decision else {
+        panic!("{:?}", p.decision)
+    };
+    assert_eq!(&p.target.as_ref().unwrap().eff.hash, hash);
+    // A unit running that hash is left alone; another hash is replaced.
+    let f = facts(
+        "image: busybox\npull_policy: always\n",
+        ImageState::Local(image.clone()),
+        Some(unit(hash)),
+    );
+    assert!(matches!(plan(&f).decision, Decision::Nothing { .. }));
+    let f = Facts {
+        observed: Some(unit("sha256:old")),
+        ..f
+    };
+    assert_eq!(
+        plan(&f).decision,
+        Decision::Replace {
+            old_hash: Some("sha256:old".into()),
+            hash: hash.clone(),
+            reason: "spec changed".into()
+        }
+    );
+    // A file that could not be read makes the spec invalid, with the error as it was.
+    let f = Facts {
+        inputs: Err("cannot read seccomp profile /p.json: gone".into()),
+        ..f
+    };
+    assert_eq!(
+        plan(&f).decision,
+        Decision::Invalid {
+            error: "cannot read seccomp profile /p.json: gone".into()
+        }
+    );
+}
+
 fn spawn(
     e: &Env,
     opts: Options,
