@@ -1,5 +1,6 @@
-//! berthd itself: wires the reconcile controller to its triggers (spec directory watch, systemd unit
-//! events, periodic resync, API requests), speaks sd_notify (READY=1 after the first full pass,
+//! berthd itself: wires the reconcile controller to its triggers (a watch of the spec directories
+//! and of the directories of files the specs name, systemd unit events, periodic resync, API
+//! requests), speaks sd_notify (READY=1 after the first full pass,
 //! STATUS=, WATCHDOG=1) and serves the native API. Runs in berthd (tokio, multi-threaded); it never
 //! forks a container: systemd starts the shims.
 
@@ -130,7 +131,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         }
     });
 
-    let _watcher = watch_dirs(&[cfg.spec_dir.clone(), cfg.api_spec_dir()], tx.clone())?;
+    let spec_dirs = vec![cfg.spec_dir.clone(), cfg.api_spec_dir()];
+    let watcher = watch_dirs(&spec_dirs, ctx.clone(), tx.clone())?;
+    tokio::spawn(watch_named_files(watcher, ctx.clone(), spec_dirs));
 
     let t = tx.clone();
     let every = cfg.resync;
@@ -181,22 +184,29 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 }
 
 /// Watches the spec directories: an event names the file's container; an overflow or an error
-/// asks for a full relist (pitfall 9: editors save by rename, events can be lost).
+/// asks for a full relist (pitfall 9: editors save by rename, events can be lost). Events in the
+/// directories [`watch_named_files`] adds name the containers whose spec names the file.
 fn watch_dirs(
     dirs: &[PathBuf],
+    ctx: Arc<RealCtx>,
     tx: mpsc::UnboundedSender<Trigger>,
 ) -> Result<notify::RecommendedWatcher, DaemonError> {
+    let spec_dirs = dirs.to_vec();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let trig: Vec<Trigger> = match res {
             Ok(ev) if ev.need_rescan() => vec![Trigger::All],
-            // Reading a spec (every pass does) is an event too: only changes count, or each
-            // pass would trigger the next.
+            // Reading a spec or a file it names (every pass does) is an event too: only changes
+            // count, or each pass would trigger the next.
             Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => vec![],
             Ok(ev) => ev
                 .paths
                 .iter()
-                .filter_map(|p| spec::name_of(p))
-                .map(|n| Trigger::Name(n.to_owned()))
+                .flat_map(|p| {
+                    let in_spec_dir = p.parent().is_some_and(|d| spec_dirs.iter().any(|s| s == d));
+                    let spec = spec::name_of(p).filter(|_| in_spec_dir).map(str::to_owned);
+                    spec.into_iter().chain(ctx.files.names_for(p))
+                })
+                .map(Trigger::Name)
                 .collect(),
             Err(e) => {
                 tracing::warn!("spec watch: {e}; relisting");
@@ -219,6 +229,43 @@ fn watch_dirs(
             })?;
     }
     Ok(w)
+}
+
+/// Keeps the watch on the directories of the files the specs name (env files, seccomp profiles)
+/// in step with the specs, so that editing such a file replaces its containers at once. A directory
+/// that cannot be watched (it does not exist yet) is left to the periodic resync and tried again
+/// at the next change of the set.
+async fn watch_named_files(
+    mut w: notify::RecommendedWatcher,
+    ctx: Arc<RealCtx>,
+    spec_dirs: Vec<PathBuf>,
+) {
+    let mut watched: std::collections::BTreeSet<PathBuf> = Default::default();
+    loop {
+        ctx.files.changed().await;
+        let mut want = ctx.files.dirs();
+        want.retain(|d| !spec_dirs.contains(d));
+        for d in watched.difference(&want) {
+            let _ = w.unwatch(d);
+        }
+        watched.retain(|d| want.contains(d));
+        for d in want {
+            if watched.contains(&d) {
+                continue;
+            }
+            match w.watch(&d, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    tracing::debug!(dir = %d.display(), "watching a directory of files specs name");
+                    watched.insert(d);
+                }
+                Err(e) => tracing::warn!(
+                    dir = %d.display(),
+                    "cannot watch {}: {e}; its files are looked at on the periodic resync",
+                    d.display()
+                ),
+            }
+        }
+    }
 }
 
 /// READY=1 after the first full pass; STATUS= whenever the summary changes; WATCHDOG=1 pings.

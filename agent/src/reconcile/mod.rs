@@ -15,6 +15,7 @@
 //! fakes.
 
 pub mod controller;
+pub mod files;
 pub mod status;
 pub mod unit;
 
@@ -149,6 +150,8 @@ pub struct Ctx<U, I> {
     pub board: Arc<Board>,
     /// Names whose next pass restarts them (`berth restart`), even with an unchanged hash.
     pub restarts: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The host files each spec names for their contents, for berthd to watch.
+    pub files: files::FileRefs,
 }
 
 impl<U: Units, I: Images> Ctx<U, I> {
@@ -159,6 +162,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
             settings,
             board: Arc::new(Board::default()),
             restarts: Default::default(),
+            files: Default::default(),
         }
     }
 
@@ -380,15 +384,15 @@ pub struct Plan {
 }
 
 /// Reads the [`Facts`] about `name`. Changes nothing, except that an `image_file` is imported into
-/// the store when it is not there yet (that is how its digest is known).
+/// the store when it is not there yet (that is how its digest is known), and that the files its
+/// spec names are noted in [`Ctx::files`] for berthd to watch.
 pub async fn observe<U: Units, I: Images>(
     ctx: &Ctx<U, I>,
     name: &str,
 ) -> Result<Facts, ReconcileError> {
-    let desired = ctx.desired(name);
     let mut facts = Facts {
         name: name.to_owned(),
-        desired: None,
+        desired: ctx.desired(name),
         observed: ctx
             .units
             .get(name)
@@ -400,7 +404,7 @@ pub async fn observe<U: Units, I: Images>(
         inputs: Ok(Inputs::default()),
         deps: BTreeMap::new(),
     };
-    if let Some(SpecFile { spec: Ok(spec), .. }) = &desired {
+    if let Some(SpecFile { spec: Ok(spec), .. }) = &facts.desired {
         facts.image =
             match ctx
                 .images
@@ -434,7 +438,10 @@ pub async fn observe<U: Units, I: Images>(
             );
         }
     }
-    facts.desired = desired;
+    ctx.files.set(
+        name,
+        facts.spec().map(effective::input_paths).unwrap_or_default(),
+    );
     Ok(facts)
 }
 

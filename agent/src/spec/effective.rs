@@ -149,14 +149,19 @@ pub struct Inputs {
     pub seccomp_profile: Option<(String, String)>,
 }
 
-impl Inputs {
-    /// Every file read, for watching them.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.env_files
-            .iter()
-            .chain(&self.seccomp_profile)
-            .map(|(p, _)| p.as_str())
-    }
+/// The files [`read_inputs`] reads for `spec` (whether they exist or not).
+pub fn input_paths(spec: &Spec) -> std::collections::BTreeSet<PathBuf> {
+    let profile = match spec.seccomp() {
+        Some(Some(p)) => Some(p),
+        _ => None,
+    };
+    spec.env_file
+        .0
+        .iter()
+        .map(String::as_str)
+        .chain(profile)
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Reads the files a spec names (see [`Inputs`]); a file that cannot be read is an error naming
