@@ -312,3 +312,98 @@ fn agent_init_true_runs_tini_as_pid1() {
     assert_eq!(zombies("plain"), "1");
     assert_eq!(zombies("withinit"), "0");
 }
+
+/// A seccomp profile is part of what runs: editing the file replaces the container once (without
+/// a spec edit or the periodic resync), rewriting or touching it with the same bytes does not, and
+/// a profile that goes missing is reported with its path while the container keeps running.
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn agent_seccomp_profile_edit_restarts_once() {
+    let a = Agent::start("agent-seccomp").unwrap();
+    let profile = a.sd.share_dir().join("profile.json");
+    let deny = |calls: &str| {
+        format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":[{calls}],"action":"SCMP_ACT_ERRNO"}}]}}"#
+        )
+    };
+    let no_mkdir = deny(r#""mkdir","mkdirat""#);
+    std::fs::write(&profile, &no_mkdir).unwrap();
+    a.write(
+        "sc",
+        &sleeper("security_opt: [seccomp=/srv/tb/profile.json]\n"),
+    );
+    a.write("other", &sleeper(""));
+    a.start_berthd(true).unwrap();
+    a.wait(T, "sc and other active", || {
+        a.active("sc") && a.active("other")
+    })
+    .unwrap();
+    let (sc0, other0) = (
+        a.show("sc", "InvocationID"),
+        a.show("other", "InvocationID"),
+    );
+    let mkdir = |dir: &str| {
+        a.berth(&["exec", "sc", "mkdir", dir])
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!mkdir("/d0"), "the profile does not deny mkdir");
+
+    // The same bytes written again, then touched; then a pass for sc for sure (a no-op spec
+    // edit): nothing restarts.
+    std::fs::write(&profile, &no_mkdir).unwrap();
+    let out = std::process::Command::new("touch")
+        .arg(&profile)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    a.write(
+        "sc",
+        &format!(
+            "# same meaning\n{}",
+            sleeper("security_opt: [seccomp=/srv/tb/profile.json]\n")
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        a.show("sc", "InvocationID"),
+        sc0,
+        "an unchanged profile restarted sc"
+    );
+
+    // An edit of the profile alone: sc is replaced, once, and runs under the new profile.
+    std::fs::write(&profile, deny(r#""chroot""#)).unwrap();
+    a.wait(T, "sc replaced", || {
+        a.active("sc") && a.show("sc", "InvocationID") != sc0
+    })
+    .unwrap();
+    let sc1 = a.show("sc", "InvocationID");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        a.show("sc", "InvocationID"),
+        sc1,
+        "sc restarted more than once"
+    );
+    assert_eq!(a.starts("sc"), 2);
+    assert!(mkdir("/d1"), "the edited profile is not in force");
+    assert_eq!(a.show("other", "InvocationID"), other0);
+
+    // The profile gone: reported with its path, sc left running, other still reconciled.
+    std::fs::remove_file(&profile).unwrap();
+    a.wait(T, "sc reported invalid", || a.phase("sc") == "invalid")
+        .unwrap();
+    let msg = a.ps().unwrap()["sc"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(msg.contains("/srv/tb/profile.json"), "{msg}");
+    assert_eq!(a.show("sc", "InvocationID"), sc1);
+    a.write("other", &sleeper("environment: {A: b}\n"));
+    a.wait(T, "other replaced", || {
+        a.active("other") && a.show("other", "InvocationID") != other0
+    })
+    .unwrap();
+    assert_eq!(a.show("sc", "InvocationID"), sc1);
+    assert!(a.active("sc"));
+}
