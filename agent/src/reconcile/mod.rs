@@ -324,7 +324,7 @@ pub enum ImageState {
 }
 
 /// What a dependent looks at in a dependency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DepState {
     pub unit: Option<Observed>,
     /// Whether its spec says `readiness: healthy`; None when it has no valid spec.
@@ -405,18 +405,15 @@ pub async fn observe<U: Units, I: Images>(
         deps: BTreeMap::new(),
     };
     if let Some(SpecFile { spec: Ok(spec), .. }) = &facts.desired {
-        facts.image =
-            match ctx
-                .images
-                .lookup(spec)
-                .await
-                .map_err(|message| ReconcileError::Image {
-                    name: name.into(),
-                    message,
-                })? {
-                Some(i) => ImageState::Local(i),
-                None => ImageState::Missing,
-            };
+        let local = ctx
+            .images
+            .lookup(spec)
+            .await
+            .map_err(|message| ReconcileError::Image {
+                name: name.into(),
+                message,
+            })?;
+        facts.image = local.map_or(ImageState::Missing, ImageState::Local);
         facts.inputs = effective::read_inputs(spec).map_err(|e| e.to_string());
         for dep in spec.depends_on.0.keys() {
             let unit = ctx
@@ -457,8 +454,8 @@ pub fn plan(f: &Facts) -> Plan {
     let spec = match &f.desired {
         None => {
             let reason = match &f.observed {
-                Some(u) => format!("no spec: its unit ({}) goes", u.active_state),
-                None => "no spec: what it left on disk goes".into(),
+                Some(u) => format!("no spec; its unit is {}", u.active_state),
+                None => "no spec and no unit; files left on disk".into(),
             };
             return only(Decision::Stop { reason });
         }
@@ -530,7 +527,7 @@ pub fn plan(f: &Facts) -> Plan {
         Decision::Replace {
             old_hash: u.hash.clone(),
             hash,
-            reason: "spec changed".into(),
+            reason: "effective spec changed (the spec, its image or a file it names)".into(),
         }
     } else if f.record.as_ref().is_some_and(|r| r.hash == eff.hash)
         && spec.restart != Restart::Always
@@ -562,11 +559,7 @@ fn unready_dependency(spec: &Spec, deps: &BTreeMap<String, DepState>) -> Option<
         .iter()
         .filter(|(_, d)| d.required)
         .find_map(|(dep, d)| {
-            let state = deps.get(dep).cloned().unwrap_or(DepState {
-                unit: None,
-                declares_healthy: None,
-                has_record: false,
-            });
+            let state = deps.get(dep).cloned().unwrap_or_default();
             dependency_wait(dep, d.condition, &state).map(|why| (dep.clone(), why))
         })
 }
@@ -672,7 +665,8 @@ async fn execute<U: Units, I: Images>(
     let observed = facts.observed.as_ref();
     let file = plan.file;
     let Some(Target { eff, image }) = &plan.target else {
-        // Decided before anything resolved.
+        // Stop and Invalid are decided before the spec resolves (and so is Pull, carried out
+        // before the plan is made again).
         return match plan.decision {
             Decision::Stop { .. } => {
                 if let Some(u) = observed {
@@ -691,7 +685,6 @@ async fn execute<U: Units, I: Images>(
                 Ok(Action::AwaitChange)
             }
             Decision::Invalid { error } => Ok(invalid(ctx, name, file, observed, error)),
-            // A pull is carried out before the plan is made again; never left over.
             _ => Ok(Action::Requeue(Duration::from_secs(1))),
         };
     };

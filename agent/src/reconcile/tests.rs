@@ -568,7 +568,7 @@ fn plan_is_pure_over_facts() {
         Decision::Replace {
             old_hash: Some("sha256:old".into()),
             hash: hash.clone(),
-            reason: "spec changed".into()
+            reason: "effective spec changed (the spec, its image or a file it names)".into()
         }
     );
     // A file that could not be read makes the spec invalid, with the error as it was.
