@@ -231,10 +231,10 @@ fn watch_dirs(
     Ok(w)
 }
 
-/// Keeps the watch on the directories of the files the specs name (env files, seccomp profiles)
-/// in step with the specs, so that editing such a file replaces its containers at once. A directory
-/// that cannot be watched (it does not exist yet) is left to the periodic resync and tried again
-/// at the next change of the set.
+/// Keeps the watch on the directories of the files the specs name (env files, seccomp profiles,
+/// device nodes) in step with the specs, so that editing such a file replaces its containers at
+/// once. A directory that cannot be watched (it does not exist yet) is left to the periodic resync
+/// and tried again at the next change of the set.
 async fn watch_named_files(
     mut w: notify::RecommendedWatcher,
     ctx: Arc<RealCtx>,

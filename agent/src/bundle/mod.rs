@@ -336,30 +336,20 @@ pub fn oci_config(
         dev_rules.push(r);
     }
     let mut devices = Vec::new();
+    // The nodes as the pass read (and hashed) them, not as they are now.
     for d in &s.devices {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let md = std::fs::metadata(&d.host).map_err(|source| BundleError::Device {
-            name: name.clone(),
-            path: d.host.clone(),
-            source,
-        })?;
-        let ft = md.file_type();
-        let t = if ft.is_char_device() {
-            "c"
-        } else if ft.is_block_device() {
-            "b"
-        } else {
-            return Err(BundleError::Device {
+        let n = eff
+            .devices
+            .iter()
+            .find(|n| n.path == d.host)
+            .ok_or_else(|| BundleError::Device {
                 name: name.clone(),
                 path: d.host.clone(),
-                source: std::io::Error::other("not a device node"),
-            });
-        };
-        let rdev = md.rdev();
-        let (maj, min) = (libc::major(rdev), libc::minor(rdev));
-        devices.push(json!({"path": d.container, "type": t, "major": maj, "minor": min, "fileMode": md.mode() & 0o7777, "uid": 0, "gid": 0}));
+                source: std::io::Error::other("not read with the effective spec"),
+            })?;
+        devices.push(json!({"path": d.container, "type": n.kind, "major": n.major, "minor": n.minor, "fileMode": n.mode, "uid": 0, "gid": 0}));
         dev_rules.push(
-            json!({"allow": true, "type": t, "major": maj, "minor": min, "access": d.permissions}),
+            json!({"allow": true, "type": n.kind, "major": n.major, "minor": n.minor, "access": d.permissions}),
         );
     }
 
@@ -706,6 +696,48 @@ init: true
             v["linux"]["seccomp"]["syscalls"][0]["names"],
             json!(["mkdir"])
         );
+    }
+
+    #[test]
+    fn devices_come_from_the_effective_spec() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = crate::spec::parse(
+            Path::new("/x/web.yaml"),
+            "image: x\ndevices: [/dev/null:/dev/mynull:rw]\n",
+        )
+        .unwrap();
+        let img = ImageConfig {
+            cmd: Some(vec!["httpd".into()]),
+            ..Default::default()
+        };
+        let inputs = crate::spec::effective::read_inputs(&spec).unwrap();
+        let mut e = resolve("web", &spec, "sha256:1", &img, &inputs).unwrap();
+        let paths = Paths {
+            volumes: "/v".into(),
+        };
+        let v = serde_json::to_value(
+            oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap(),
+        )
+        .unwrap();
+        let dev = &v["linux"]["devices"][0];
+        assert_eq!(
+            (&dev["path"], &dev["type"], &dev["major"], &dev["minor"]),
+            (&json!("/dev/mynull"), &json!("c"), &json!(1), &json!(3))
+        );
+        assert!(
+            v["linux"]["resources"]["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["major"] == 1 && r["minor"] == 3 && r["access"] == "rw")
+        );
+        // Never stat'ed again: the numbers are the ones the pass read.
+        e.devices[0].minor = 99;
+        let v = serde_json::to_value(
+            oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["linux"]["devices"][0]["minor"], 99);
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Which host files each container's spec names for their contents (env files, a seccomp profile:
-//! [`crate::spec::effective::Inputs`]), kept up to date by every pass, so that berthd can watch
-//! their directories and turn a change of such a file into a pass for the containers that name it
-//! instead of waiting for the periodic resync. Runs in berthd.
+//! Which host files each container's spec names for what they hold (env files, a seccomp profile,
+//! device nodes: [`crate::spec::effective::Inputs`]), kept up to date by every pass, so that berthd
+//! can watch their directories and turn a change of such a file into a pass for the containers that
+//! name it instead of waiting for the periodic resync. Runs in berthd.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

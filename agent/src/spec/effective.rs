@@ -1,8 +1,9 @@
 //! The effective spec: a container's spec merged with its image's config exactly as Docker merges them
 //! (ENTRYPOINT/CMD/ENV/WORKDIR/USER/STOPSIGNAL/HEALTHCHECK), plus the hash that decides restarts.
-//! The hash covers the spec, the resolved image digest and the contents of the host files whose
-//! contents become part of the container ([`Inputs`]: env files, a seccomp profile); those files are
-//! read once per pass and the container is built from what was read, so what runs is what was hashed.
+//! The hash covers the spec, the resolved image digest and the host files whose contents become part
+//! of the container ([`Inputs`]: env files, a seccomp profile, the device nodes passed through);
+//! those are read once per pass and the container is built from what was read, so what runs is what
+//! was hashed.
 //! Computed in berthd for reconcile and by `berth diff`/`inspect`.
 
 use super::{HealthTest, NetworkMode, Readiness, Signal, Spec};
@@ -126,6 +127,8 @@ pub struct Effective {
     /// The OCI `linux.seccomp` made from the profile file the spec names (`seccomp=/path`), as read
     /// when this was resolved; None for berth's default profile or `unconfined`.
     pub seccomp_profile: Option<serde_json::Value>,
+    /// The host nodes of `devices:`, in spec order, as read when this was resolved.
+    pub devices: Vec<DeviceNode>,
     /// `sha256:` hex over what decides what runs.
     pub hash: String,
 }
@@ -147,6 +150,46 @@ pub struct Inputs {
     pub env_files: Vec<(String, String)>,
     /// The profile of `security_opt: [seccomp=/path]` (the one in effect): path and contents.
     pub seccomp_profile: Option<(String, String)>,
+    /// The host nodes of `devices:`, in spec order: their numbers and mode go into the container's
+    /// device list and cgroup rules.
+    pub devices: Vec<DeviceNode>,
+}
+
+/// A host device node as stat(2) showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceNode {
+    pub path: String,
+    /// `c` (character) or `b` (block).
+    pub kind: String,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits, for the node made in the container.
+    pub mode: u32,
+}
+
+/// Reads what `path` is: a device node, or an error saying why not.
+fn device_node(path: &str) -> Result<DeviceNode, EffectiveError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let err = |source| EffectiveError::InputRead {
+        what: "device",
+        path: path.into(),
+        source,
+    };
+    let md = std::fs::metadata(path).map_err(err)?;
+    let kind = if md.file_type().is_char_device() {
+        "c"
+    } else if md.file_type().is_block_device() {
+        "b"
+    } else {
+        return Err(err(std::io::Error::other("not a device node")));
+    };
+    Ok(DeviceNode {
+        path: path.into(),
+        kind: kind.into(),
+        major: libc::major(md.rdev()),
+        minor: libc::minor(md.rdev()),
+        mode: md.mode() & 0o7777,
+    })
 }
 
 /// The files [`read_inputs`] reads for `spec` (whether they exist or not).
@@ -160,6 +203,7 @@ pub fn input_paths(spec: &Spec) -> std::collections::BTreeSet<PathBuf> {
         .iter()
         .map(String::as_str)
         .chain(profile)
+        .chain(spec.devices.iter().map(|d| d.host.as_str()))
         .map(PathBuf::from)
         .collect()
 }
@@ -187,6 +231,11 @@ pub fn read_inputs(spec: &Spec) -> Result<Inputs, EffectiveError> {
             Some(Some(p)) => Some(read("seccomp profile", p)?),
             _ => None,
         },
+        devices: spec
+            .devices
+            .iter()
+            .map(|d| device_node(&d.host))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -233,6 +282,8 @@ pub fn spec_hash(name: &str, spec: &Spec, image_digest: &str, inputs: &Inputs) -
         // before profiles were hashed (no restart of every container on upgrade).
         #[serde(skip_serializing_if = "Option::is_none")]
         seccomp_profile: Option<&'a (String, String)>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        devices: &'a [DeviceNode],
     }
     let json = serde_json::to_vec(&HashInput {
         version: EFFECTIVE_VERSION,
@@ -241,6 +292,7 @@ pub fn spec_hash(name: &str, spec: &Spec, image_digest: &str, inputs: &Inputs) -
         image_digest,
         env_files: &inputs.env_files,
         seccomp_profile: inputs.seccomp_profile.as_ref(),
+        devices: &inputs.devices,
     })
     .expect("a spec always serialises");
     let d = Sha256::digest(&json);
@@ -382,6 +434,19 @@ pub fn resolve(
         _ => None,
     };
 
+    let devices_read = spec.devices.len() == inputs.devices.len()
+        && spec
+            .devices
+            .iter()
+            .zip(&inputs.devices)
+            .all(|(d, n)| d.host == n.path);
+    if !devices_read {
+        return Err(EffectiveError::Invalid {
+            name: name.into(),
+            message: "the device nodes were not read".into(),
+        });
+    }
+
     let mut labels = image.labels.clone().unwrap_or_default();
     labels.extend(spec.labels.0.clone());
 
@@ -410,6 +475,7 @@ pub fn resolve(
             .unwrap_or_default(),
         labels,
         seccomp_profile,
+        devices: inputs.devices.clone(),
         hash: spec_hash(name, spec, image_digest, inputs),
     })
 }
@@ -775,7 +841,37 @@ mod tests {
     }
 
     #[test]
-    fn hash_without_a_profile_is_what_it_was_before_profiles_counted() {
+    fn device_nodes_are_read_and_hashed() {
+        let e = resolve_read("image: x\ndevices: [/dev/null]\n").unwrap();
+        assert_eq!(
+            e.devices,
+            vec![DeviceNode {
+                path: "/dev/null".into(),
+                kind: "c".into(),
+                major: 1,
+                minor: 3,
+                mode: std::os::unix::fs::PermissionsExt::mode(
+                    &std::fs::metadata("/dev/null").unwrap().permissions()
+                ) & 0o7777,
+            }]
+        );
+        let s = spec("image: x\ndevices: [/dev/null]\n");
+        let mut inputs = read_inputs(&s).unwrap();
+        let h = spec_hash("web", &s, "d", &inputs);
+        assert_eq!(h, e.hash);
+        // Another node behind the same path (a replugged device): another hash.
+        inputs.devices[0].minor = 4;
+        assert_ne!(spec_hash("web", &s, "d", &inputs), h);
+        // Not a device, or not there: an error naming the path.
+        for p in ["/dev/shm", "/dev/berth-test-no-such-device"] {
+            let e = resolve_read(&format!("image: x\ndevices: [{p}:/dev/x]\n"));
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains("cannot read device") && e.contains(p), "{e}");
+        }
+    }
+
+    #[test]
+    fn hash_without_profile_or_devices_is_what_it_was_before_they_counted() {
         // The hash input as it was when only env files were hashed: containers without a profile
         // must keep their hash across the upgrade, or every one of them would restart.
         #[derive(Serialize)]
