@@ -1,8 +1,8 @@
 //! berthd itself: wires the reconcile controller to its triggers (a watch of the spec directories
 //! and of the directories of files the specs name, systemd unit events, periodic resync, API
-//! requests), speaks sd_notify (READY=1 after the first full pass,
-//! STATUS=, WATCHDOG=1) and serves the native API. Runs in berthd (tokio, multi-threaded); it never
-//! forks a container: systemd starts the shims.
+//! requests), speaks sd_notify (READY=1 after the first full pass, STATUS=, WATCHDOG=1) and serves
+//! the native API. Runs in berthd (tokio, multi-threaded); it never forks a container: systemd
+//! starts the shims.
 
 use crate::api::{ErrorKind, Request, Response};
 use crate::backends::{StoreImages, SystemdUnits};
