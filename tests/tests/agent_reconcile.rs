@@ -1,5 +1,6 @@
 //! berthd end to end under a real systemd (booted in private namespaces) with an offline OCI image:
-//! spec files written, edited, touched and deleted; what systemd shows is asserted.
+//! spec files (and the files they name) written, edited, touched and deleted; what systemd shows is
+//! asserted.
 
 use berth_tests::agent::{Agent, IMAGE};
 use std::time::Duration;
@@ -371,6 +372,11 @@ fn agent_seccomp_profile_edit_restarts_once() {
         sc0,
         "an unchanged profile restarted sc"
     );
+    // `berth diff` agrees: nothing to do, exit code 0.
+    let out = a.berth(&["diff", "--json"]).unwrap();
+    let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(diff["sc"]["action"], "nothing", "{diff}");
+    assert_eq!(out.status.code(), Some(0), "{diff}");
 
     // An edit of the profile alone: sc is replaced, once, and runs under the new profile.
     std::fs::write(&profile, deny(r#""chroot""#)).unwrap();
@@ -399,6 +405,15 @@ fn agent_seccomp_profile_edit_restarts_once() {
         .to_owned();
     assert!(msg.contains("/srv/tb/profile.json"), "{msg}");
     assert_eq!(a.show("sc", "InvocationID"), sc1);
+    let out = a.berth(&["diff", "--json"]).unwrap();
+    let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(diff["sc"]["action"], "invalid", "{diff}");
+    assert!(
+        diff["sc"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/srv/tb/profile.json")),
+        "{diff}"
+    );
     a.write("other", &sleeper("environment: {A: b}\n"));
     a.wait(T, "other replaced", || {
         a.active("other") && a.show("other", "InvocationID") != other0
