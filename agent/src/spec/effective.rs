@@ -139,8 +139,9 @@ const HC_TIMEOUT_MS: u64 = 30_000;
 const HC_RETRIES: u32 = 3;
 const DEFAULT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The host files a spec names whose contents become part of the container, as read once: the
-/// hash covers them and the container is built from them (never from a second read).
+/// The host files a spec names whose contents (for a device node: its numbers and mode) become part
+/// of the container, as read once: the hash covers them and the container is built from them (never
+/// from a second read).
 ///
 /// Files a container only *sees* (bind mounts, `image_file`, whose digest is hashed already) are not
 /// here: their contents are not copied into what berth builds.
@@ -194,15 +195,11 @@ fn device_node(path: &str) -> Result<DeviceNode, EffectiveError> {
 
 /// The files [`read_inputs`] reads for `spec` (whether they exist or not).
 pub fn input_paths(spec: &Spec) -> std::collections::BTreeSet<PathBuf> {
-    let profile = match spec.seccomp() {
-        Some(Some(p)) => Some(p),
-        _ => None,
-    };
     spec.env_file
         .0
         .iter()
         .map(String::as_str)
-        .chain(profile)
+        .chain(spec.seccomp().flatten())
         .chain(spec.devices.iter().map(|d| d.host.as_str()))
         .map(PathBuf::from)
         .collect()
@@ -227,10 +224,11 @@ pub fn read_inputs(spec: &Spec) -> Result<Inputs, EffectiveError> {
             .iter()
             .map(|p| read("env_file", p))
             .collect::<Result<_, _>>()?,
-        seccomp_profile: match spec.seccomp() {
-            Some(Some(p)) => Some(read("seccomp profile", p)?),
-            _ => None,
-        },
+        seccomp_profile: spec
+            .seccomp()
+            .flatten()
+            .map(|p| read("seccomp profile", p))
+            .transpose()?,
         devices: spec
             .devices
             .iter()
