@@ -266,6 +266,82 @@ async fn image_pull_bearer_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry with TLS and basic auth"]
+async fn image_pull_credentials_from_credential_helper() {
+    let reg = Registry::start(Kind::Basic);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "test/bb:v1", false);
+    let name = format!("{}/test/bb:v1", reg.host());
+    let good = format!("berth-good-{}", std::process::id());
+    let bad = format!("berth-bad-{}", std::process::id());
+    let bin = reg.cred_helper(&good, USER, PASS);
+    reg.cred_helper(&bad, USER, "wrong");
+    let store_with = |config: std::path::PathBuf| {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-store-")
+            .tempdir()
+            .unwrap();
+        let cfg = RegistryConfig {
+            certs_dirs: vec![reg.certs_d()],
+            auth_files: vec![config],
+            credential_helper_dirs: vec![bin.clone()],
+            ..Default::default()
+        };
+        let s = Store::open(dir.path(), cfg).unwrap();
+        (dir, s)
+    };
+
+    // the registry's credHelpers entry wins over a credsStore that has wrong credentials
+    let (dir, s) = store_with(reg.helper_config(&good, Some(&bad)));
+    let img = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with credentials from the helper");
+    assert!(s.layer_path(&img.chain_ids[0]).join("bin/busybox").exists());
+    assert_eq!(assert_intact(dir.path()), vec![name.clone()]);
+    let asked = std::fs::read_to_string(bin.join(format!("{good}.log"))).unwrap();
+    assert_eq!(
+        asked.lines().collect::<Vec<_>>(),
+        vec![reg.host().as_str()],
+        "the helper is asked once, about the registry's host:port"
+    );
+    assert!(!bin.join(format!("{bad}.log")).exists(), "credsStore asked");
+
+    // wrong credentials from the helper: a 401 that names the helper
+    let (dir, s) = store_with(reg.helper_config(&bad, None));
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("wrong credentials from the helper");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("401") && msg.contains(&reg.host()), "{msg}");
+    assert!(
+        msg.contains(&format!("credentials from helper docker-credential-{bad}")),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("wrong"),
+        "the secret stays out of messages: {msg}"
+    );
+    assert!(assert_intact(dir.path()).is_empty());
+
+    // a helper that is not installed: a clear error before any request
+    let (_dir, s) = store_with(reg.helper_config("berth-absent", None));
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("helper not installed");
+    assert!(matches!(e, Error::CredentialHelper { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("docker-credential-berth-absent for registry"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs root: real registry"]
 async fn image_registry_killed_mid_blob_then_resumed() {
     use std::sync::atomic::Ordering;

@@ -224,14 +224,45 @@ impl Store {
         opts: &PullOptions,
     ) -> Result<Image> {
         let client = self.client(host)?;
-        let auth = self.inner.registry.credentials(host, &r.repository);
+        let (auth, from) = self
+            .inner
+            .registry
+            .credentials(host, &r.repository)
+            .await
+            .map_err(|source| Error::CredentialHelper {
+                image: name.to_string(),
+                source: Box::new(source),
+            })?;
+        // A 401/403 says where the rejected credentials came from (or that there were none).
+        let says_source = |e: Error| match e {
+            Error::Unauthorized {
+                image,
+                registry,
+                detail,
+            } => Error::Unauthorized {
+                image,
+                registry,
+                detail: format!("{detail} ({from})"),
+            },
+            Error::Denied {
+                image,
+                registry,
+                detail,
+            } => Error::Denied {
+                image,
+                registry,
+                detail: format!("{detail} ({from})"),
+            },
+            e => e,
+        };
         client
             .auth(oref, &auth, oci_client::RegistryOperation::Pull)
             .await
-            .map_err(|e| map_err(name, host, "authenticating", e))?;
+            .map_err(|e| says_source(map_err(name, host, "authenticating", e)))?;
         let (raw, digest) = self
             .fetch_manifest(&client, host, oref, name, &auth, r.digest.as_deref())
-            .await?;
+            .await
+            .map_err(says_source)?;
         let bad = |detail: String| Error::Manifest {
             image: name.to_string(),
             detail,

@@ -1,7 +1,7 @@
 //! Registry settings and access for the image store: insecure (plain HTTP) registries, docker.io
 //! mirrors, extra CAs from `certs.d/<host>/ca.crt`, credentials from Docker's config.json and
-//! containers' auth.json, and the mapping of registry failures to clear errors. Runs in berthd and
-//! the CLI (async).
+//! containers' auth.json (inline, or through `credHelpers` / `credsStore` credential helpers), and
+//! the mapping of registry failures to clear errors. Runs in berthd and the CLI (async).
 
 use base64::Engine as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Error;
+use super::credhelper::{self, HelperError};
 
 /// Registry settings (a part of berthd's configuration).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,9 @@ pub struct RegistryConfig {
     /// Credential files in Docker `config.json` / containers `auth.json` format, first match wins.
     #[serde(default)]
     pub auth_files: Vec<PathBuf>,
+    /// Directories searched for `docker-credential-<name>` helpers before $PATH.
+    #[serde(default)]
+    pub credential_helper_dirs: Vec<PathBuf>,
     /// Layers fetched at once per image (default 4).
     #[serde(default)]
     pub max_concurrent_downloads: Option<usize>,
@@ -65,6 +69,7 @@ impl RegistryConfig {
                 "/etc/containers/certs.d".into(),
             ],
             auth_files,
+            credential_helper_dirs: Vec::new(),
             max_concurrent_downloads: None,
         }
     }
@@ -114,19 +119,80 @@ impl RegistryConfig {
         Ok(oci_client::Client::new(cfg))
     }
 
-    /// Credentials for `host` (and `repository`, for per-repository auth.json keys).
-    pub fn credentials(&self, host: &str, repository: &str) -> RegistryAuth {
+    /// Credentials for `host` (and `repository`, for per-repository auth.json keys), and where
+    /// they came from (for error messages). The first file with an answer wins; a credential
+    /// helper that has nothing for the registry sends the search on to the next file.
+    pub async fn credentials(
+        &self,
+        host: &str,
+        repository: &str,
+    ) -> Result<(RegistryAuth, Credentials), HelperError> {
         for f in &self.auth_files {
             let Ok(data) = std::fs::read(f) else { continue };
             let Ok(file) = serde_json::from_slice::<AuthFile>(&data) else {
                 tracing::warn!(path = %f.display(), "ignoring unreadable credentials file");
                 continue;
             };
-            if let Some(a) = file.lookup(host, repository) {
-                return a;
+            match file.source(host, repository) {
+                None => {}
+                Some(Source::Inline(a)) => return Ok((a, Credentials::File(f.clone()))),
+                Some(Source::Helper(name)) => {
+                    let req = credhelper::Request {
+                        name,
+                        config: f,
+                        registry: host,
+                        server: &helper_server(host),
+                        dirs: &self.credential_helper_dirs,
+                        timeout: credhelper::TIMEOUT,
+                    };
+                    match credhelper::get(&req).await? {
+                        Some(a) => {
+                            let program = format!("{}{name}", credhelper::PREFIX);
+                            return Ok((a, Credentials::Helper(program, f.clone())));
+                        }
+                        None => {
+                            tracing::debug!(registry = host, helper = name, path = %f.display(),
+                                "credential helper has no credentials for the registry");
+                        }
+                    }
+                }
             }
         }
-        RegistryAuth::Anonymous
+        Ok((RegistryAuth::Anonymous, Credentials::None))
+    }
+}
+
+/// Where the credentials of a pull came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    /// Inline in this config.json / auth.json.
+    File(PathBuf),
+    /// From this helper program, named in this file.
+    Helper(String, PathBuf),
+}
+
+impl std::fmt::Display for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => write!(
+                f,
+                "no credentials were found for it (add them with `docker login` or a credential helper)"
+            ),
+            Credentials::File(p) => write!(f, "credentials from {}", p.display()),
+            Credentials::Helper(h, p) => {
+                write!(f, "credentials from helper {h} named in {}", p.display())
+            }
+        }
+    }
+}
+
+/// The server address Docker stores a registry's credentials under (and asks helpers about).
+fn helper_server(host: &str) -> String {
+    if host == super::reference::DOCKER_HUB {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        host.to_string()
     }
 }
 
@@ -134,6 +200,20 @@ impl RegistryConfig {
 struct AuthFile {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
+    /// Default helper for every registry (Docker's `credsStore`).
+    #[serde(rename = "credsStore", default)]
+    creds_store: Option<String>,
+    /// Per-registry helpers (Docker's `credHelpers`).
+    #[serde(rename = "credHelpers", default)]
+    cred_helpers: HashMap<String, String>,
+}
+
+/// Where one file gets a registry's credentials from.
+#[derive(Debug, PartialEq, Eq)]
+enum Source<'a> {
+    Inline(RegistryAuth),
+    /// A helper's name, without the `docker-credential-` prefix.
+    Helper(&'a str),
 }
 
 #[derive(Deserialize)]
@@ -160,6 +240,22 @@ fn auth_key(k: &str) -> String {
 }
 
 impl AuthFile {
+    /// Docker's order: the registry's `credHelpers` entry, else `credsStore`, else `auths` (with
+    /// a credentials store Docker keeps only e-mail addresses in `auths`, never secrets).
+    fn source(&self, host: &str, repository: &str) -> Option<Source<'_>> {
+        let helper = self
+            .cred_helpers
+            .iter()
+            .find(|(k, _)| auth_key(k) == host)
+            .map(|(_, v)| v)
+            .or(self.creds_store.as_ref())
+            .filter(|h| !h.is_empty());
+        match helper {
+            Some(h) => Some(Source::Helper(h)),
+            None => self.lookup(host, repository).map(Source::Inline),
+        }
+    }
+
     /// The most specific key wins: `host/ns/repo`, then `host/ns`, then `host`.
     fn lookup(&self, host: &str, repository: &str) -> Option<RegistryAuth> {
         let mut best: Option<(usize, &AuthEntry)> = None;
@@ -326,5 +422,126 @@ mod tests {
         // "nocolon" has no user:password separator
         assert!(f.lookup("localhost:5000", "x").is_none());
         assert!(f.lookup("quay.io", "x").is_none());
+    }
+
+    #[test]
+    fn helper_precedence_is_dockers() {
+        let f: AuthFile = serde_json::from_str(
+            r#"{"auths":{"reg.example:5000":{"auth":"dTpw"},"plain.example":{"auth":"dTpw"}},
+                "credHelpers":{"reg.example:5000":"foo","https://index.docker.io/v1/":"hub",
+                               "nohelper.example":""},
+                "credsStore":"store"}"#,
+        )
+        .unwrap();
+        // credHelpers beats auths and credsStore; Docker Hub's legacy key is normalised
+        assert_eq!(
+            f.source("reg.example:5000", "x"),
+            Some(Source::Helper("foo"))
+        );
+        assert_eq!(
+            f.source("docker.io", "library/x"),
+            Some(Source::Helper("hub"))
+        );
+        // credsStore beats auths (Docker keeps no secrets in auths when a store is set)
+        assert_eq!(
+            f.source("plain.example", "x"),
+            Some(Source::Helper("store"))
+        );
+        assert_eq!(f.source("quay.io", "x"), Some(Source::Helper("store")));
+        // the port is part of the key
+        assert_eq!(f.source("reg.example", "x"), Some(Source::Helper("store")));
+        // an empty helper name means the file's own auths, as in Docker
+        assert_eq!(f.source("nohelper.example", "x"), None);
+
+        let f: AuthFile = serde_json::from_str(
+            r#"{"auths":{"plain.example":{"auth":"dTpw"}},"credHelpers":{"reg.example:5000":"foo"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.source("plain.example", "x"),
+            Some(Source::Inline(RegistryAuth::Basic("u".into(), "p".into())))
+        );
+        assert_eq!(
+            f.source("reg.example:5000", "x"),
+            Some(Source::Helper("foo"))
+        );
+        assert_eq!(f.source("quay.io", "x"), None);
+        assert_eq!(helper_server("docker.io"), "https://index.docker.io/v1/");
+        assert_eq!(helper_server("reg.example:5000"), "reg.example:5000");
+    }
+
+    #[tokio::test]
+    async fn credentials_through_helpers_and_files() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        credhelper::tests::helper(
+            &bin,
+            "good",
+            r#"read -r s; [ "$s" = reg.example:5000 ] || exit 9; echo '{"ServerURL":"reg.example:5000","Username":"hu","Secret":"hp"}'"#,
+        );
+        credhelper::tests::helper(
+            &bin,
+            "empty",
+            "echo 'credentials not found in native keychain'; exit 1",
+        );
+        credhelper::tests::helper(&bin, "broken", "echo 'keyring is locked' >&2; exit 1");
+        let write = |n: &str, s: &str| {
+            let p = d.path().join(n);
+            std::fs::write(&p, s).unwrap();
+            p
+        };
+        let a = write(
+            "a.json",
+            r#"{"credHelpers":{"reg.example:5000":"empty","other.example":"broken"}}"#,
+        );
+        let b = write(
+            "b.json",
+            r#"{"auths":{"reg.example:5000":{"auth":"dTpw"}},"credsStore":"good"}"#,
+        );
+        let c = write(
+            "c.json",
+            r#"{"auths":{"reg.example:5000":{"auth":"dTpw"}}}"#,
+        );
+        let cfg = |files: Vec<PathBuf>| RegistryConfig {
+            auth_files: files,
+            credential_helper_dirs: vec![bin.clone()],
+            ..Default::default()
+        };
+        // a.json's helper has nothing: on to b.json, whose credsStore wins over its auths
+        let (auth, from) = cfg(vec![a.clone(), b.clone()])
+            .credentials("reg.example:5000", "x")
+            .await
+            .unwrap();
+        assert_eq!(auth, RegistryAuth::Basic("hu".into(), "hp".into()));
+        assert_eq!(
+            from,
+            Credentials::Helper("docker-credential-good".into(), b.clone())
+        );
+        assert!(from.to_string().contains("docker-credential-good"));
+        // nothing anywhere: anonymous
+        let (auth, from) = cfg(vec![a.clone()])
+            .credentials("reg.example:5000", "x")
+            .await
+            .unwrap();
+        assert_eq!((auth, from), (RegistryAuth::Anonymous, Credentials::None));
+        // inline credentials still work
+        let (auth, from) = cfg(vec![a.clone(), c.clone()])
+            .credentials("reg.example:5000", "x")
+            .await
+            .unwrap();
+        assert_eq!(auth, RegistryAuth::Basic("u".into(), "p".into()));
+        assert_eq!(from, Credentials::File(c.clone()));
+        // a failing helper is an error, not a silent anonymous pull
+        let e = cfg(vec![a.clone(), c.clone()])
+            .credentials("other.example", "x")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker-credential-broken failed for registry other.example")
+                && e.contains("keyring is locked"),
+            "{e}"
+        );
     }
 }
