@@ -138,8 +138,16 @@ impl Leaves {
                     }
                 }
             }
-            let procs = d.join(SUPERVISOR).join("cgroup.procs");
-            fs::write(&procs, &pid).map_err(|source| CgroupError::Io {
+            // v1: the shim (one thread) moves itself through `tasks`, which the kernel does
+            // without its global fork lock and the RCU grace period that lock waits for (see
+            // berth_runtime::cgroups::Join); v2 has only `cgroup.procs`.
+            let (file, who) = if controllers.is_empty() {
+                ("cgroup.procs", pid.as_str())
+            } else {
+                ("tasks", "0")
+            };
+            let procs = d.join(SUPERVISOR).join(file);
+            fs::write(&procs, who).map_err(|source| CgroupError::Io {
                 op: "joining",
                 path: procs.clone(),
                 source,

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -337,6 +338,10 @@ impl Shim {
             let p = opts.bundle.join(NOTIFY_SOCKET_FILE);
             let _ = std::fs::remove_file(&p);
             let s = UnixDatagram::bind(&p).map_err(io_err(format!("binding {}", p.display())))?;
+            // Any user in the container may be the one that reports readiness (systemd's own
+            // notify socket is 0777 likewise); only READY=1 and STATUS= pass the proxy.
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))
+                .map_err(io_err(format!("chmod {}", p.display())))?;
             undo.sockets.push(p);
             Some(s)
         } else {
@@ -369,7 +374,9 @@ impl Shim {
             stdio: Some([stdin_fd, 1, 2]),
             cgroup_path: leaves.as_ref().map(|l| l.container_path()),
             preserve_fds: 0,
-            keep_notify_socket: false,
+            // berthd points NOTIFY_SOCKET at the proxy for `readiness: notify`; any other
+            // NOTIFY_SOCKET in the spec is dropped, so the container cannot speak for the unit.
+            keep_notify_socket: cfg.readiness == Readiness::Notify,
         };
         // A container of this id can only be a leftover of an earlier shim of this unit that was
         // killed before it could clean up (SIGKILL after TimeoutStopSec): remove it first.

@@ -6,7 +6,8 @@ pub mod seccomp;
 
 use crate::spec::effective::Effective;
 use crate::spec::{NetworkMode, SecurityOpt, ULIMITS, VolumeSource};
-use berth_shim::config::{OverlayRootfs, SHIM_CONFIG_FILE, ShimConfig};
+use berth_shim::config::{OverlayRootfs, Readiness, SHIM_CONFIG_FILE, ShimConfig};
+use berth_shim::server::NOTIFY_SOCKET_FILE;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -110,6 +111,8 @@ pub struct Paths {
 /// The init run as PID 1 for `init: true` (package `tini`), and where the container sees it.
 pub const INIT_BINARY: &str = "/usr/bin/tini-static";
 pub const INIT_PATH: &str = "/sbin/docker-init";
+/// Where a `readiness: notify` container finds its notify socket (podman's choice too).
+pub const NOTIFY_SOCKET_PATH: &str = "/run/notify/notify.sock";
 
 /// uid, gid and supplementary groups of `user[:group]`, looked up in the image's files when names are used.
 pub fn resolve_user(
@@ -285,6 +288,16 @@ pub fn oci_config(
         );
     }
 
+    // `readiness: notify`: the application's sd_notify goes to the shim's proxy socket, which
+    // passes READY=1 and STATUS= on to systemd (see berth_shim::config::Readiness::Notify).
+    let mut env = eff.env.clone();
+    if eff.readiness == Readiness::Notify {
+        mounts.push(json!({"destination": NOTIFY_SOCKET_PATH, "type": "bind",
+            "source": bundle.join(NOTIFY_SOCKET_FILE), "options": ["bind", "nosuid", "nodev", "noexec"]}));
+        env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
+        env.push(format!("NOTIFY_SOCKET={NOTIFY_SOCKET_PATH}"));
+    }
+
     // `init: true`: Docker's answer, a tiny init as the container's PID 1 that reaps the
     // orphans reparented to it inside the PID namespace (the shim cannot: it is outside) and
     // forwards signals. Debian's static tini, bind-mounted read-only where Docker puts it.
@@ -400,7 +413,7 @@ pub fn oci_config(
         "terminal": s.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": extra_gids},
         "args": args,
-        "env": eff.env,
+        "env": env,
         "cwd": eff.working_dir,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "rlimits": rlimits,
@@ -576,6 +589,50 @@ mod tests {
         );
         assert_eq!(v["process"]["user"]["uid"], 0);
         assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], false);
+    }
+
+    #[test]
+    fn readiness_notify_gets_the_proxy_socket_and_only_that_notify_socket() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            volumes: "/v".into(),
+        };
+        let bundle = Path::new("/run/berth/b/web");
+        let config = |yaml: &str| {
+            let c = oci_config(&eff(yaml), &rootfs(d.path()), bundle, &paths).unwrap();
+            serde_json::to_value(&c).unwrap()
+        };
+        let notify_env = |v: &Value| -> Vec<String> {
+            v["process"]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e.as_str())
+                .filter(|e| e.starts_with("NOTIFY_SOCKET="))
+                .map(str::to_owned)
+                .collect()
+        };
+        let v = config("image: x\nreadiness: notify\nenvironment: {NOTIFY_SOCKET: /elsewhere}\n");
+        assert_eq!(
+            notify_env(&v),
+            [format!("NOTIFY_SOCKET={NOTIFY_SOCKET_PATH}")]
+        );
+        let m = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == NOTIFY_SOCKET_PATH)
+            .expect("socket mount");
+        assert_eq!(m["source"], "/run/berth/b/web/notify.sock");
+        let v = config("image: x\n");
+        assert!(notify_env(&v).is_empty());
+        assert!(
+            !v["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["destination"] == NOTIFY_SOCKET_PATH)
+        );
     }
 
     #[test]
