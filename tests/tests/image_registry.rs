@@ -341,6 +341,85 @@ async fn image_pull_credentials_from_credential_helper() {
     );
 }
 
+/// Unmounts on drop (a failed assertion must not leave the overlay behind).
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry, overlayfs mounts"]
+async fn image_pull_60_layers_mounts_as_overlay() {
+    const N: usize = 60;
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    let names: Vec<String> = (0..N).map(|i| format!("layers/{i}")).collect();
+    let layers: Vec<Vec<(&str, Vec<u8>)>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            vec![
+                (n.as_str(), format!("layer {i}").into_bytes()),
+                ("top", i.to_string().into_bytes()),
+            ]
+        })
+        .collect();
+    l.image("many", "amd64", &layers);
+    reg.push(&l.path(), "many", "test/many:v1", false);
+    let (dir, s) = store(&reg, None, false);
+    let name = format!("{}/test/many:v1", reg.host());
+    let img = s.pull(&name, &PullOptions::default()).await.expect("pull");
+    assert_eq!(img.chain_ids.len(), N);
+
+    let id = format!("many-{}", std::process::id());
+    let p = s.prepare_rootfs(&id, &name).await.expect("prepare rootfs");
+    let opts = berth_shim::rootfs::overlay_options(&p.rootfs).unwrap();
+    assert!(
+        opts.len() > 4096,
+        "the lowerdir= option string ({} bytes) must not fit in mount(2)'s page for this test",
+        opts.len()
+    );
+    let target = dir.path().join("merged");
+    berth_shim::rootfs::mount_overlay(&p.rootfs, &target).expect("mount 60-layer overlay");
+    let guard = Unmount(target.clone());
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(target.join(n)).unwrap(),
+            format!("layer {i}"),
+            "{n}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(target.join("top")).unwrap(),
+        (N - 1).to_string(),
+        "the topmost layer wins"
+    );
+    std::fs::write(target.join("new"), "x").unwrap();
+    assert!(
+        p.rootfs.upper.join("new").exists(),
+        "writes go to the upper dir"
+    );
+    berth_shim::rootfs::unmount(&target).expect("unmount");
+    drop(guard);
+    assert!(!target.join("top").exists());
+
+    // a missing layer among many: the error names it
+    let mut bad = p.rootfs.clone();
+    bad.lower.insert(N / 2, dir.path().join("no-such-layer"));
+    let e = berth_shim::rootfs::mount_overlay(&bad, &target)
+        .expect_err("missing lower dir")
+        .to_string();
+    let _guard = Unmount(target.clone());
+    assert!(
+        e.contains("lowerdir+") && e.contains("no-such-layer") && e.contains("61 layers"),
+        "{e}"
+    );
+    assert!(e.contains("No such file"), "{e}");
+    s.release_rootfs(&id).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs root: real registry"]
 async fn image_registry_killed_mid_blob_then_resumed() {
