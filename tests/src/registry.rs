@@ -1,6 +1,6 @@
 //! A real OCI registry for image tests (runs in the test process): Debian's `docker-registry`
 //! (CNCF distribution) on free loopback ports, plain HTTP, TLS + htpasswd basic auth, or TLS +
-//! bearer tokens from a small token server; test images built with umoci and pushed with skopeo;
+//! bearer tokens from a small token server (which also trades identity tokens); test images built with umoci and pushed with skopeo;
 //! a TCP proxy that can cut a transfer mid-blob. Everything is killed and removed on Drop.
 
 use std::io::{Read, Write};
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 pub const USER: &str = "tbuser";
 pub const PASS: &str = "tbpass";
+/// The identity (OAuth2 refresh) token the token server trades for USER's tokens.
+pub const IDENTITY_TOKEN: &str = "tb-refresh-token";
 const TOKEN_SERVER: &str = include_str!("token_server.py");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //! umoci, and fault cases that must each give a clear error and leave the store intact.
 
 use berth_agent::image::{Error, Progress, PullOptions, RegistryConfig, Store};
-use berth_tests::registry::{CutProxy, Kind, Layout, PASS, Registry, USER, random_bytes};
+use berth_tests::registry::{
+    CutProxy, IDENTITY_TOKEN, Kind, Layout, PASS, Registry, USER, random_bytes,
+};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -337,6 +339,94 @@ async fn image_pull_credentials_from_credential_helper() {
     assert!(
         e.to_string()
             .contains("docker-credential-berth-absent for registry"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry with TLS and a bearer token server"]
+async fn image_pull_identity_token_from_helper_and_config() {
+    let reg = Registry::start(Kind::Token);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "test/bb:v1", false);
+    let name = format!("{}/test/bb:v1", reg.host());
+    let good = format!("berth-idtok-{}", std::process::id());
+    let bad = format!("berth-badtok-{}", std::process::id());
+    let bin = reg.cred_helper(&good, "<token>", IDENTITY_TOKEN);
+    reg.cred_helper(&bad, "<token>", "not-the-token");
+    let store_with = |config: std::path::PathBuf| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RegistryConfig {
+            certs_dirs: vec![reg.certs_d()],
+            auth_files: vec![config],
+            credential_helper_dirs: vec![bin.clone()],
+            ..Default::default()
+        };
+        let s = Store::open(dir.path(), cfg).unwrap();
+        (dir, s)
+    };
+
+    // a helper's `<token>` answer is traded at the token server for a pull token
+    let (dir, s) = store_with(reg.helper_config(&good, None));
+    s.pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with an identity token from the helper");
+    assert_eq!(assert_intact(dir.path()), vec![name.clone()]);
+
+    // so is config.json's `identitytoken`
+    let cfg = reg.dir.path().join("config-identitytoken.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"auths": {reg.host(): {"identitytoken": IDENTITY_TOKEN}}}).to_string(),
+    )
+    .unwrap();
+    let (dir, s) = store_with(cfg);
+    s.pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with an identity token from config.json");
+    assert_eq!(assert_intact(dir.path()), vec![name.clone()]);
+
+    // a refused identity token: 401, naming the token server and the helper
+    let (dir, s) = store_with(reg.helper_config(&bad, None));
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("refused identity token");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("refused the identity token"), "{msg}");
+    assert!(msg.contains(&format!("docker-credential-{bad}")), "{msg}");
+    assert!(
+        !msg.contains("not-the-token"),
+        "the secret stays out: {msg}"
+    );
+    assert!(assert_intact(dir.path()).is_empty());
+
+    // a registry with basic auth only cannot take an identity token
+    let basic = Registry::start(Kind::Basic);
+    basic.push(&l.path(), "v1", "test/bb:v1", false);
+    let bin2 = basic.cred_helper(&good, "<token>", IDENTITY_TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(
+        dir.path(),
+        RegistryConfig {
+            certs_dirs: vec![basic.certs_d()],
+            auth_files: vec![basic.helper_config(&good, None)],
+            credential_helper_dirs: vec![bin2],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = s
+        .pull(
+            &format!("{}/test/bb:v1", basic.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect_err("identity token on a basic-auth registry");
+    assert!(
+        e.to_string().contains("does not use token authentication"),
         "{e}"
     );
 }

@@ -7,6 +7,7 @@
 //! message and exits non-zero; the message `credentials not found in native keychain` means it
 //! has nothing for that server. The username `<token>` marks the secret as an identity token.
 
+use super::registry::Secret;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 use std::io;
@@ -79,12 +80,6 @@ pub enum HelperError {
         registry: String,
         detail: String,
     },
-    #[error(
-        "credential helper {program} returned an identity token (username <token>) for registry \
-         {registry}, which berth cannot use yet: store a username and password or an access token \
-         for {registry} in the helper instead"
-    )]
-    IdentityToken { program: String, registry: String },
 }
 
 /// The helper's answer on success.
@@ -110,7 +105,7 @@ pub struct Request<'a> {
 }
 
 /// Runs the helper: `Ok(None)` when it has no credentials for the server.
-pub async fn get(req: &Request<'_>) -> Result<Option<RegistryAuth>, HelperError> {
+pub async fn get(req: &Request<'_>) -> Result<Option<Secret>, HelperError> {
     let program = format!("{PREFIX}{}", req.name);
     let registry = req.registry.to_string();
     // A name with a slash would escape the helper naming scheme (Docker only looks in $PATH).
@@ -221,13 +216,15 @@ pub async fn get(req: &Request<'_>) -> Result<Option<RegistryAuth>, HelperError>
             e.to_string()
         },
     })?;
-    if a.username == TOKEN_USERNAME {
-        return Err(HelperError::IdentityToken { program, registry });
-    }
     if a.username.is_empty() && a.secret.is_empty() {
         return Ok(None);
     }
-    Ok(Some(RegistryAuth::Basic(a.username, a.secret)))
+    if a.username == TOKEN_USERNAME {
+        return Ok(Some(Secret::IdentityToken(a.secret)));
+    }
+    Ok(Some(Secret::Auth(RegistryAuth::Basic(
+        a.username, a.secret,
+    ))))
 }
 
 #[cfg(test)]
@@ -284,14 +281,23 @@ pub(crate) mod tests {
             "empty",
             r#"echo '{"ServerURL":"x","Username":"","Secret":""}'"#,
         );
+        helper(
+            d.path(),
+            "token",
+            r#"echo '{"ServerURL":"x","Username":"<token>","Secret":"refresh"}'"#,
+        );
         let t = Duration::from_secs(10);
         let a = get(&req("echo", &dirs, t)).await.unwrap();
         assert_eq!(
             a,
-            Some(RegistryAuth::Basic(
+            Some(Secret::Auth(RegistryAuth::Basic(
                 "u-reg.example:5000".into(),
                 "pw".into()
-            ))
+            )))
+        );
+        assert_eq!(
+            get(&req("token", &dirs, t)).await.unwrap(),
+            Some(Secret::IdentityToken("refresh".into()))
         );
         assert_eq!(get(&req("none", &dirs, t)).await.unwrap(), None);
         assert_eq!(get(&req("empty", &dirs, t)).await.unwrap(), None);
@@ -308,14 +314,9 @@ pub(crate) mod tests {
         );
         helper(d.path(), "garbage", "echo 'Username: bob'");
         helper(d.path(), "silent", "exit 0");
-        helper(
-            d.path(),
-            "token",
-            r#"echo '{"ServerURL":"x","Username":"<token>","Secret":"refresh"}'"#,
-        );
         helper(d.path(), "hang", "sleep 60");
         let t = Duration::from_secs(10);
-        let msg = |r: Result<Option<RegistryAuth>, HelperError>| r.unwrap_err().to_string();
+        let msg = |r: Result<Option<Secret>, HelperError>| r.unwrap_err().to_string();
 
         let e = msg(get(&req("fail", &dirs, t)).await);
         assert!(e.contains("docker-credential-fail failed"), "{e}");
@@ -334,13 +335,6 @@ pub(crate) mod tests {
         assert!(
             e.contains("invalid output") && e.contains("empty output"),
             "{e}"
-        );
-
-        let e = msg(get(&req("token", &dirs, t)).await);
-        assert!(e.contains("identity token"), "{e}");
-        assert!(
-            !e.contains("refresh"),
-            "the secret stays out of messages: {e}"
         );
 
         let e = msg(get(&req("missing-xyz", &dirs, t)).await);

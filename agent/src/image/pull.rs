@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::manifest::{self, Descriptor, Document, Platform, digest_hex, parse_document};
-use super::registry::{chain, map_err};
+use super::registry::{Secret, chain, map_err};
 use super::unpack::{Unpacked, unpack_layer};
 use super::{Error, Image, ImageRef, Result, Store, io_err};
 
@@ -224,7 +224,7 @@ impl Store {
         opts: &PullOptions,
     ) -> Result<Image> {
         let client = self.client(host)?;
-        let (auth, from) = self
+        let (secret, from) = self
             .inner
             .registry
             .credentials(host, &r.repository)
@@ -254,6 +254,15 @@ impl Store {
                 detail: format!("{detail} ({from})"),
             },
             e => e,
+        };
+        let auth = match secret {
+            Secret::Auth(a) => a,
+            Secret::IdentityToken(t) => self
+                .inner
+                .registry
+                .exchange_identity_token(name, host, &r.repository, &t, &from)
+                .await
+                .map_err(says_source)?,
         };
         client
             .auth(oref, &auth, oci_client::RegistryOperation::Pull)

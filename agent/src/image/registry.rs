@@ -1,6 +1,7 @@
 //! Registry settings and access for the image store: insecure (plain HTTP) registries, docker.io
 //! mirrors, extra CAs from `certs.d/<host>/ca.crt`, credentials from Docker's config.json and
-//! containers' auth.json (inline, or through `credHelpers` / `credsStore` credential helpers), and
+//! containers' auth.json (inline, or through `credHelpers` / `credsStore` credential helpers; identity
+//! tokens traded at the registry's token server), and
 //! the mapping of registry failures to clear errors. Runs in berthd and the CLI (async).
 
 use base64::Engine as _;
@@ -14,6 +15,45 @@ use std::time::Duration;
 
 use super::Error;
 use super::credhelper::{self, HelperError};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+const USER_AGENT: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
+
+/// Credentials found for a registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Usable by oci-client as they are (basic auth).
+    Auth(RegistryAuth),
+    /// An OAuth2 refresh token (Docker's "identity token"), to trade at the registry's token
+    /// server for a pull token first.
+    IdentityToken(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Auth(a) => a.fmt(f),
+            Secret::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
+/// `(realm, service)` of the Bearer challenge in a `WWW-Authenticate` header.
+fn bearer_challenge(header: &str) -> Option<(String, Option<String>)> {
+    http_auth::parser::ChallengeParser::new(header)
+        .filter_map(Result::ok)
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|c| {
+            let get = |name: &str| {
+                c.params
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.to_unescaped())
+            };
+            Some((get("realm")?, get("service")))
+        })
+}
 
 /// Registry settings (a part of berthd's configuration).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +120,29 @@ impl RegistryConfig {
 
     /// Builds an oci-client for one registry host with that host's protocol and CAs.
     pub(crate) fn client_for(&self, host: &str) -> Result<oci_client::Client, Error> {
+        let cfg = ClientConfig {
+            protocol: if self.is_insecure(host) {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: self.extra_cas(host)?,
+            platform_resolver: None,
+            max_concurrent_download: self.concurrency(),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
+            ..Default::default()
+        };
+        Ok(oci_client::Client::new(cfg))
+    }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        self.insecure.iter().any(|h| h == host)
+    }
+
+    /// The extra CA certificates for `host` (`<certs dir>/<host>/*.crt`).
+    fn extra_cas(&self, host: &str) -> Result<Vec<Certificate>, Error> {
         let mut extra = Vec::new();
         for dir in &self.certs_dirs {
             let d = dir.join(host);
@@ -101,22 +164,110 @@ impl RegistryConfig {
                 }
             }
         }
-        let protocol = if self.insecure.iter().any(|h| h == host) {
-            ClientProtocol::Http
+        Ok(extra)
+    }
+
+    /// Trades an identity token (an OAuth2 refresh token, what `docker login` keeps for
+    /// registries that hand them out) for a pull token of `repository`, as Docker does: the
+    /// registry's Bearer challenge names the token server, which gets a `refresh_token` grant.
+    /// oci-client then uses the result as a ready bearer token.
+    pub(crate) async fn exchange_identity_token(
+        &self,
+        image: &str,
+        host: &str,
+        repository: &str,
+        token: &str,
+        from: &Credentials,
+    ) -> Result<RegistryAuth, Error> {
+        let transport = |e: reqwest::Error| Error::Transport {
+            image: image.to_string(),
+            registry: host.to_string(),
+            detail: chain(&e),
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT);
+        for c in self.extra_cas(host)? {
+            let c = reqwest::Certificate::from_pem(&c.data).map_err(transport)?;
+            b = b.tls_certs_merge([c]);
+        }
+        let http = b.build().map_err(transport)?;
+        let scheme = if self.is_insecure(host) {
+            "http"
         } else {
-            ClientProtocol::Https
+            "https"
         };
-        let cfg = ClientConfig {
-            protocol,
-            extra_root_certificates: extra,
-            platform_resolver: None,
-            max_concurrent_download: self.concurrency(),
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
+        let res = http
+            .get(format!("{scheme}://{host}/v2/"))
+            .send()
+            .await
+            .map_err(transport)?;
+        let Some(challenge) = res
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .filter(|_| res.status() == reqwest::StatusCode::UNAUTHORIZED)
+        else {
+            // The registry wants no credentials at all.
+            return Ok(RegistryAuth::Anonymous);
         };
-        Ok(oci_client::Client::new(cfg))
+        let (realm, service) = bearer_challenge(challenge.to_str().unwrap_or("")).ok_or_else(|| {
+            Error::Registry {
+                image: image.to_string(),
+                registry: host.to_string(),
+                detail: format!(
+                    "the registry does not use token authentication, so the identity token ({from}) \
+                     cannot be used: store a username and password for it instead"
+                ),
+            }
+        })?;
+        let scope = format!("repository:{repository}:pull");
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", "berth"),
+            ("scope", scope.as_str()),
+        ];
+        if let Some(s) = &service {
+            form.push(("service", s.as_str()));
+        }
+        let res = http
+            .post(&realm)
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(Error::Unauthorized {
+                image: image.to_string(),
+                registry: host.to_string(),
+                detail: format!(
+                    "token server {realm} refused the identity token ({status}: {})",
+                    text.trim().chars().take(200).collect::<String>()
+                ),
+            });
+        }
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            access_token: Option<String>,
+            token: Option<String>,
+        }
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Registry {
+            image: image.to_string(),
+            registry: host.to_string(),
+            detail: format!("invalid answer from token server {realm}: {e}"),
+        })?;
+        match t.access_token.or(t.token).filter(|t| !t.is_empty()) {
+            Some(t) => Ok(RegistryAuth::Bearer(t)),
+            None => Err(Error::Registry {
+                image: image.to_string(),
+                registry: host.to_string(),
+                detail: format!("token server {realm} answered without a token"),
+            }),
+        }
     }
 
     /// Credentials for `host` (and `repository`, for per-repository auth.json keys), and where
@@ -126,7 +277,7 @@ impl RegistryConfig {
         &self,
         host: &str,
         repository: &str,
-    ) -> Result<(RegistryAuth, Credentials), HelperError> {
+    ) -> Result<(Secret, Credentials), HelperError> {
         for f in &self.auth_files {
             let Ok(data) = std::fs::read(f) else { continue };
             let Ok(file) = serde_json::from_slice::<AuthFile>(&data) else {
@@ -158,7 +309,7 @@ impl RegistryConfig {
                 }
             }
         }
-        Ok((RegistryAuth::Anonymous, Credentials::None))
+        Ok((Secret::Auth(RegistryAuth::Anonymous), Credentials::None))
     }
 }
 
@@ -211,7 +362,7 @@ struct AuthFile {
 /// Where one file gets a registry's credentials from.
 #[derive(Debug, PartialEq, Eq)]
 enum Source<'a> {
-    Inline(RegistryAuth),
+    Inline(Secret),
     /// A helper's name, without the `docker-credential-` prefix.
     Helper(&'a str),
 }
@@ -221,6 +372,8 @@ struct AuthEntry {
     auth: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    /// What `docker login` keeps when the registry gave it a refresh token.
+    identitytoken: Option<String>,
 }
 
 /// Normalises an auth-file key: scheme and Docker Hub's legacy `/v1/` URL removed.
@@ -257,7 +410,7 @@ impl AuthFile {
     }
 
     /// The most specific key wins: `host/ns/repo`, then `host/ns`, then `host`.
-    fn lookup(&self, host: &str, repository: &str) -> Option<RegistryAuth> {
+    fn lookup(&self, host: &str, repository: &str) -> Option<Secret> {
         let mut best: Option<(usize, &AuthEntry)> = None;
         let full = format!("{host}/{repository}");
         for (k, v) in &self.auths {
@@ -269,15 +422,22 @@ impl AuthFile {
             }
         }
         let e = best?.1;
+        // the daemon prefers the identity token when an entry has both
+        if let Some(t) = e.identitytoken.as_ref().filter(|t| !t.is_empty()) {
+            return Some(Secret::IdentityToken(t.clone()));
+        }
         if let (Some(u), Some(p)) = (&e.username, &e.password) {
-            return Some(RegistryAuth::Basic(u.clone(), p.clone()));
+            return Some(Secret::Auth(RegistryAuth::Basic(u.clone(), p.clone())));
         }
         let raw = base64::engine::general_purpose::STANDARD
             .decode(e.auth.as_deref()?.trim())
             .ok()?;
         let s = String::from_utf8(raw).ok()?;
         let (u, p) = s.split_once(':')?;
-        Some(RegistryAuth::Basic(u.to_string(), p.to_string()))
+        Some(Secret::Auth(RegistryAuth::Basic(
+            u.to_string(),
+            p.to_string(),
+        )))
     }
 }
 
@@ -402,13 +562,18 @@ mod tests {
                 "https://index.docker.io/v1/":{"auth":"aHViOmh1YnB3"},
                 "ghcr.io":{"auth":"Z2g6Z2hwdw=="},
                 "ghcr.io/org":{"username":"org","password":"orgpw"},
-                "localhost:5000":{"auth":"bm9jb2xvbg=="}
+                "localhost:5000":{"auth":"bm9jb2xvbg=="},
+                "acr.example":{"auth":"MDAwMDo=","identitytoken":"refresh"}
             }}"#,
         )
         .unwrap();
-        let basic = |u: &str, p: &str| Some(RegistryAuth::Basic(u.into(), p.into()));
-        let eq =
-            |a: Option<RegistryAuth>, b: Option<RegistryAuth>| format!("{a:?}") == format!("{b:?}");
+        let basic = |u: &str, p: &str| Some(Secret::Auth(RegistryAuth::Basic(u.into(), p.into())));
+        let eq = |a: Option<Secret>, b: Option<Secret>| a == b;
+        assert_eq!(
+            f.lookup("acr.example", "x"),
+            Some(Secret::IdentityToken("refresh".into()))
+        );
+        assert!(!format!("{:?}", f.lookup("acr.example", "x")).contains("refresh"));
         assert!(eq(
             f.lookup("docker.io", "library/x"),
             basic("hub", "hubpw")
@@ -422,6 +587,25 @@ mod tests {
         // "nocolon" has no user:password separator
         assert!(f.lookup("localhost:5000", "x").is_none());
         assert!(f.lookup("quay.io", "x").is_none());
+    }
+
+    #[test]
+    fn bearer_challenges() {
+        assert_eq!(
+            bearer_challenge(
+                r#"Bearer realm="https://auth.example/token",service="reg.example",scope="x""#
+            ),
+            Some((
+                "https://auth.example/token".into(),
+                Some("reg.example".into())
+            ))
+        );
+        assert_eq!(
+            bearer_challenge(r#"Basic realm="x", Bearer realm="https://a/t""#),
+            Some(("https://a/t".into(), None))
+        );
+        assert_eq!(bearer_challenge(r#"Basic realm="registry""#), None);
+        assert_eq!(bearer_challenge("Bearer service=x"), None);
     }
 
     #[test]
@@ -459,7 +643,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             f.source("plain.example", "x"),
-            Some(Source::Inline(RegistryAuth::Basic("u".into(), "p".into())))
+            Some(Source::Inline(Secret::Auth(RegistryAuth::Basic(
+                "u".into(),
+                "p".into()
+            ))))
         );
         assert_eq!(
             f.source("reg.example:5000", "x"),
@@ -513,7 +700,10 @@ mod tests {
             .credentials("reg.example:5000", "x")
             .await
             .unwrap();
-        assert_eq!(auth, RegistryAuth::Basic("hu".into(), "hp".into()));
+        assert_eq!(
+            auth,
+            Secret::Auth(RegistryAuth::Basic("hu".into(), "hp".into()))
+        );
         assert_eq!(
             from,
             Credentials::Helper("docker-credential-good".into(), b.clone())
@@ -524,13 +714,19 @@ mod tests {
             .credentials("reg.example:5000", "x")
             .await
             .unwrap();
-        assert_eq!((auth, from), (RegistryAuth::Anonymous, Credentials::None));
+        assert_eq!(
+            (auth, from),
+            (Secret::Auth(RegistryAuth::Anonymous), Credentials::None)
+        );
         // inline credentials still work
         let (auth, from) = cfg(vec![a.clone(), c.clone()])
             .credentials("reg.example:5000", "x")
             .await
             .unwrap();
-        assert_eq!(auth, RegistryAuth::Basic("u".into(), "p".into()));
+        assert_eq!(
+            auth,
+            Secret::Auth(RegistryAuth::Basic("u".into(), "p".into()))
+        );
         assert_eq!(from, Credentials::File(c.clone()));
         // a failing helper is an error, not a silent anonymous pull
         let e = cfg(vec![a.clone(), c.clone()])
