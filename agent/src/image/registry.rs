@@ -1,8 +1,8 @@
 //! Registry settings and access for the image store: insecure (plain HTTP) registries, docker.io
 //! mirrors, extra CAs from `certs.d/<host>/ca.crt`, credentials from Docker's config.json and
-//! containers' auth.json (inline, or through `credHelpers` / `credsStore` credential helpers; identity
-//! tokens traded at the registry's token server), and
-//! the mapping of registry failures to clear errors. Runs in berthd and the CLI (async).
+//! containers' auth.json (inline, or through `credHelpers` / `credsStore` credential helpers;
+//! identity tokens traded at the registry's token server), and the mapping of registry failures
+//! to clear errors. Runs in berthd and the CLI (async).
 
 use base64::Engine as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
