@@ -260,7 +260,7 @@ impl Store {
             Secret::IdentityToken(t) => self
                 .inner
                 .registry
-                .exchange_identity_token(name, host, &r.repository, &t, &from)
+                .exchange_identity_token(name, host, oref, &t, &from)
                 .await
                 .map_err(says_source)?,
         };

@@ -168,14 +168,14 @@ impl RegistryConfig {
     }
 
     /// Trades an identity token (an OAuth2 refresh token, what `docker login` keeps for
-    /// registries that hand them out) for a pull token of `repository`, as Docker does: the
+    /// registries that hand them out) for a pull token of `oref`'s repository, as Docker does: the
     /// registry's Bearer challenge names the token server, which gets a `refresh_token` grant.
     /// oci-client then uses the result as a ready bearer token.
     pub(crate) async fn exchange_identity_token(
         &self,
         image: &str,
         host: &str,
-        repository: &str,
+        oref: &oci_client::Reference,
         token: &str,
         from: &Credentials,
     ) -> Result<RegistryAuth, Error> {
@@ -198,8 +198,10 @@ impl RegistryConfig {
         } else {
             "https"
         };
+        // `host` names the settings; the endpoint is where oci-client goes (docker.io's is
+        // index.docker.io, a mirror's its own)
         let res = http
-            .get(format!("{scheme}://{host}/v2/"))
+            .get(format!("{scheme}://{}/v2/", oref.resolve_registry()))
             .send()
             .await
             .map_err(transport)?;
@@ -221,7 +223,7 @@ impl RegistryConfig {
                 ),
             }
         })?;
-        let scope = format!("repository:{repository}:pull");
+        let scope = format!("repository:{}:pull", oref.repository());
         let mut form = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", token),
