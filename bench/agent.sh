@@ -115,3 +115,4 @@ out=bench/results/agent.md
   echo "Raw seconds, berth: $(tr '\n' ' ' < "$W/berth.txt"); podman: $(tr '\n' ' ' < "$W/podman.txt")"
 } > "$out"
 cat "$out"
+bash bench/readme.sh   # README.md shows these results

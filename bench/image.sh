@@ -126,3 +126,4 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
   echo
   echo "Speed-up = peer time / berth time (pull vs skopeo; pull+unpack vs podman and ctr)."
 } | tee bench/results/image.md
+bash bench/readme.sh   # README.md shows these results

@@ -135,3 +135,4 @@ out=bench/results/shim.md
   echo "goes to journald without passing through the shim."
 } > "$out"
 cat "$out"
+bash bench/readme.sh   # README.md shows these results

@@ -13,9 +13,6 @@ pub enum NsError {
     /// The same namespace type is listed twice.
     #[error("malformed spec: duplicated {0} namespace")]
     Duplicate(&'static str),
-    /// A namespace type this runtime cannot set up.
-    #[error("unsupported: {0} namespace")]
-    Unsupported(&'static str),
 }
 
 /// How a container's namespaces come to be.
@@ -36,7 +33,13 @@ pub struct NsPlan {
     /// A new cgroup namespace, unshared by the init once it sits in its cgroup (its root is the
     /// cgroup it is in at that moment).
     pub new_cgroup: bool,
+    /// A new time namespace, unshared by the init, which sets its clock offsets before anything
+    /// enters it; the init itself enters it with the exec of the user's program.
+    pub new_time: bool,
 }
+
+/// `CLONE_NEWTIME` (Linux 5.6), which nix does not name.
+pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
 
 impl Default for NsPlan {
     fn default() -> Self {
@@ -47,6 +50,7 @@ impl Default for NsPlan {
             join_user: None,
             unshare_after_user: CloneFlags::empty(),
             new_cgroup: false,
+            new_time: false,
         }
     }
 }
@@ -60,6 +64,7 @@ impl NsPlan {
             || (ns == CloneFlags::CLONE_NEWPID && self.join_pid.is_some())
             || (ns == CloneFlags::CLONE_NEWUSER && self.join_user.is_some())
             || (ns == CloneFlags::CLONE_NEWCGROUP && self.new_cgroup)
+            || (ns == CLONE_NEWTIME && self.new_time)
     }
 
     /// Whether the clone creates a new user namespace (the parent must write the id maps).
@@ -78,7 +83,7 @@ pub fn flag(t: LinuxNamespaceType) -> Result<(CloneFlags, &'static str), NsError
         LinuxNamespaceType::Network => (CloneFlags::CLONE_NEWNET, "network"),
         LinuxNamespaceType::User => (CloneFlags::CLONE_NEWUSER, "user"),
         LinuxNamespaceType::Cgroup => (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
-        LinuxNamespaceType::Time => return Err(NsError::Unsupported("time")),
+        LinuxNamespaceType::Time => (CLONE_NEWTIME, "time"),
     })
 }
 
@@ -91,17 +96,19 @@ pub fn proc_name(f: CloneFlags) -> &'static str {
         CloneFlags::CLONE_NEWIPC => "ipc",
         CloneFlags::CLONE_NEWNET => "net",
         CloneFlags::CLONE_NEWUSER => "user",
+        CLONE_NEWTIME => "time",
         _ => "cgroup",
     }
 }
 
 /// Join order for namespaces entered by path: mount last, because entering it changes the root
 /// and cwd the other joins do not care about.
-const JOIN_ORDER: [CloneFlags; 5] = [
+const JOIN_ORDER: [CloneFlags; 6] = [
     CloneFlags::CLONE_NEWIPC,
     CloneFlags::CLONE_NEWUTS,
     CloneFlags::CLONE_NEWNET,
     CloneFlags::CLONE_NEWCGROUP,
+    CLONE_NEWTIME,
     CloneFlags::CLONE_NEWNS,
 ];
 
@@ -133,6 +140,10 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<NsPlan, NsError> {
     }
     p.new_cgroup = new.contains(CloneFlags::CLONE_NEWCGROUP);
     new.remove(CloneFlags::CLONE_NEWCGROUP);
+    // Not by the clone: a process cloned into a new time namespace is in it at once, and the
+    // kernel accepts clock offsets only before any process entered.
+    p.new_time = new.contains(CLONE_NEWTIME);
+    new.remove(CLONE_NEWTIME);
     if p.join_user.is_some() {
         // Only the PID namespace must come from the clone (the init has to be its PID 1); the
         // rest is unshared after entering the user namespace so that it owns them.
@@ -197,15 +208,27 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_and_time_are_refused() {
+    fn duplicates_are_refused() {
         use LinuxNamespaceType::*;
         assert!(matches!(
             plan(&[ns(Pid, None), ns(Pid, None)]),
             Err(NsError::Duplicate("pid"))
         ));
-        assert!(matches!(
-            plan(&[ns(Time, None)]),
-            Err(NsError::Unsupported("time"))
-        ));
+    }
+
+    #[test]
+    fn time_is_unshared_by_the_init_or_joined_before_mount() {
+        use LinuxNamespaceType::*;
+        let p = plan(&[ns(Pid, None), ns(Time, None)]).unwrap();
+        assert!(p.new_time && p.has(CLONE_NEWTIME));
+        assert_eq!(p.clone_flags, CloneFlags::CLONE_NEWPID);
+        let p = plan(&[
+            ns(Mount, Some("/proc/1/ns/mnt")),
+            ns(Time, Some("/proc/1/ns/time")),
+        ])
+        .unwrap();
+        assert!(!p.new_time && p.has(CLONE_NEWTIME));
+        let order: Vec<_> = p.join.iter().map(|(f, _)| proc_name(*f)).collect();
+        assert_eq!(order, ["time", "mnt"]);
     }
 }

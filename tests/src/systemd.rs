@@ -68,8 +68,8 @@ impl TestSystemd {
         Self::boot_mode(name, "hybrid")
     }
 
-    /// `mode`: `hybrid` (v1 hierarchies + cgroup2 at unified/) or `unified` (cgroup2 only; needs a
-    /// host whose cgroup2 has controllers).
+    /// `mode`: `hybrid` (v1 hierarchies + cgroup2 at unified/) or `unified` (cgroup2 only; on a
+    /// hybrid host its hierarchy has no controllers, which still shows cgroup placement).
     pub fn boot_mode(name: &str, mode: &str) -> Result<Self> {
         let name = sanitize(name);
         let dir = Path::new(TB_BASE).join(&name);

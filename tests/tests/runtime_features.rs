@@ -539,3 +539,52 @@ fn runtime_pure_cgroup_v2_host() {
     assert_eq!(line(&stdout, "null="), "allowed");
     assert_nothing_left(&rt, &b, &cg, None);
 }
+
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_time_namespace_with_clock_offsets() {
+    // A boottime offset of ~100 days shows in /proc/uptime inside, not on the host; monotonic
+    // moves by its own offset.
+    let script = "echo up=$(cut -d. -f1 /proc/uptime); echo ns=$(readlink /proc/self/ns/time)";
+    let (rt, mut b, id, cg) = setup("timens", script);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({
+        "boottime": {"secs": 8_640_000, "nanosecs": 0},
+        "monotonic": {"secs": 86_400, "nanosecs": 0}
+    });
+    b.save();
+    let out = run(&rt, &b, &id);
+    let host_up: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let inside: f64 = line(&out, "up=").parse().unwrap();
+    assert!(
+        inside >= 8_640_000.0 + host_up - 5.0 && inside < 8_640_000.0 + host_up + 60.0,
+        "uptime inside {inside}, host {host_up}"
+    );
+    let host_ns = std::fs::read_link("/proc/self/ns/time").unwrap();
+    assert_ne!(line(&out, "ns="), host_ns.to_string_lossy(), "{out}");
+    assert_nothing_left(&rt, &b, &cg, None);
+
+    // Offsets without a new time namespace are refused with a clear error, leaving nothing.
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "time");
+    b.save();
+    let out = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("timeOffsets"),
+        "{}: {err}",
+        out.status
+    );
+    assert_nothing_left(&rt, &b, &cg, None);
+}

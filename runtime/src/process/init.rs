@@ -153,6 +153,7 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         )?;
     }
     let spec = a.spec;
+    early(enter_time_namespace(&sysc, a.ns, spec))?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !a.ns.has(CloneFlags::CLONE_NEWUTS) {
             return early(Err(ProcessError::Other(
@@ -290,4 +291,45 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     crate::sys::keep_fds(a.preserve_fds);
     let _ = a.fifo.as_raw_fd();
     Err((true, super::exec(&path, &args, &env)))
+}
+
+/// A new time namespace: unshared here (after the user namespace, which then owns it), its clock
+/// offsets written while nothing is in it yet; the exec of the user's program enters it.
+fn enter_time_namespace(
+    sysc: &LinuxSyscall,
+    ns: &crate::namespaces::NsPlan,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<(), ProcessError> {
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref());
+    if !ns.new_time {
+        if offsets.is_some_and(|o| !o.is_empty()) {
+            return Err(ProcessError::Other(
+                "linux.timeOffsets set, but no new time namespace in linux.namespaces".into(),
+            ));
+        }
+        return Ok(());
+    }
+    sysc.unshare(crate::namespaces::CLONE_NEWTIME)
+        .map_err(sys("unshare time namespace"))?;
+    let Some(offsets) = offsets else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (clock, o) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(ProcessError::Other(format!(
+                "linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+            )));
+        }
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            o.secs().unwrap_or(0),
+            o.nanosecs().unwrap_or(0)
+        ));
+    }
+    std::fs::write("/proc/self/timens_offsets", text)
+        .map_err(|e| ProcessError::Other(format!("writing /proc/self/timens_offsets: {e}")))
 }
