@@ -3,7 +3,11 @@
 //! host's mount namespace, the unit's).
 
 use crate::config::OverlayRootfs;
+use crate::sys;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,20 @@ pub enum RootfsError {
         path: PathBuf,
         #[source]
         source: nix::Error,
+    },
+    /// The new mount API, for lower dir lists too long for mount(2)'s one-page option string.
+    #[error(
+        "mounting overlay of {layers} layers at {path} (fsopen/fsconfig): {step}: {source}{log}{hint}"
+    )]
+    MountApi {
+        path: PathBuf,
+        layers: usize,
+        step: String,
+        #[source]
+        source: std::io::Error,
+        /// What the kernel logged on the filesystem context.
+        log: String,
+        hint: &'static str,
     },
     #[error("unmounting {path}: {source}")]
     Unmount {
@@ -61,17 +79,91 @@ pub fn mount_overlay(o: &OverlayRootfs, target: &Path) -> Result<(), RootfsError
             break;
         }
     }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::MS_NODEV,
-        Some(opts.as_str()),
-    )
-    .map_err(|source| RootfsError::Mount {
-        path: target.to_path_buf(),
-        source,
-    })
+    // mount(2) copies at most one page of options (with its NUL): images of ~45 layers and more
+    // need the new mount API, which takes the lower dirs one at a time.
+    if opts.len() < page_size() {
+        return mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(opts.as_str()),
+        )
+        .map_err(|source| RootfsError::Mount {
+            path: target.to_path_buf(),
+            source,
+        });
+    }
+    mount_overlay_fsconfig(o, target)
+}
+
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(4096)
+}
+
+fn cstring(p: &Path) -> Result<CString, RootfsError> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| RootfsError::BadPath(p.to_path_buf()))
+}
+
+/// Mounts the overlay through fsopen/fsconfig/fsmount/move_mount, one `lowerdir+` per layer
+/// (Linux 6.8+), topmost first as in `lowerdir=`.
+fn mount_overlay_fsconfig(o: &OverlayRootfs, target: &Path) -> Result<(), RootfsError> {
+    let fail = |step: String, fd: Option<&OwnedFd>, source: std::io::Error| {
+        let hint = if step.starts_with("lowerdir+") && source.raw_os_error() == Some(libc::EINVAL) {
+            " (an overlay of this many layers needs Linux 6.8 or later)"
+        } else {
+            ""
+        };
+        RootfsError::MountApi {
+            path: target.to_path_buf(),
+            layers: o.lower.len(),
+            step,
+            source,
+            log: fd.map(context_log).unwrap_or_default(),
+            hint,
+        }
+    };
+    let fs = sys::fsopen(c"overlay").map_err(|e| fail("fsopen".into(), None, e))?;
+    let set = |key: &CStr, p: &Path| {
+        sys::fsconfig_set_string(fs.as_fd(), key, &cstring(p)?).map_err(|e| {
+            fail(
+                format!("{} {}", key.to_string_lossy(), p.display()),
+                Some(&fs),
+                e,
+            )
+        })
+    };
+    for l in &o.lower {
+        set(c"lowerdir+", l)?;
+    }
+    set(c"upperdir", &o.upper)?;
+    set(c"workdir", &o.work)?;
+    sys::fsconfig_create(fs.as_fd()).map_err(|e| fail("creating".into(), Some(&fs), e))?;
+    let mnt = sys::fsmount(fs.as_fd(), libc::MOUNT_ATTR_NODEV)
+        .map_err(|e| fail("fsmount".into(), Some(&fs), e))?;
+    sys::move_mount_to(mnt.as_fd(), &cstring(target)?)
+        .map_err(|e| fail("move_mount".into(), None, e))
+}
+
+/// The messages the kernel left on a filesystem context (`e overlay: …` lines), for errors.
+fn context_log(fd: &OwnedFd) -> String {
+    let mut out = String::new();
+    let mut buf = [0u8; 1024];
+    // The context may hold a few messages; each read returns one, ENODATA when none are left.
+    for _ in 0..8 {
+        match nix::unistd::read(fd.as_fd(), &mut buf) {
+            Ok(n) if n > 0 => {
+                out.push_str("; kernel: ");
+                out.push_str(String::from_utf8_lossy(&buf[..n]).trim());
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 /// Unmounts; a busy mount (a process of ours still holds it) is detached instead.

@@ -1,7 +1,9 @@
-//! The shim's few raw system calls that nix does not wrap: pidfds and the pty window size.
+//! The shim's few raw system calls that nix does not wrap: pidfds, the pty window size and the
+//! new mount API (fsopen/fsconfig/fsmount/move_mount).
 //! Runs in berth-shim. Every unsafe block of the shim lives here.
 #![allow(unsafe_code)]
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -211,4 +213,94 @@ pub fn release_startup_memory() {
             libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED);
         }
     }
+}
+
+/// `fsopen(fs_type, FSOPEN_CLOEXEC)`: a filesystem context to configure.
+pub fn fsopen(fs_type: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: fs_type is a valid NUL-terminated string for the call; on success the kernel
+    // returns a new fd that we own.
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, fs_type.as_ptr(), libc::FSOPEN_CLOEXEC) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a freshly opened file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// `fsconfig(fd, FSCONFIG_SET_STRING, key, value, 0)`.
+pub fn fsconfig_set_string(fd: BorrowedFd<'_>, key: &CStr, value: &CStr) -> io::Result<()> {
+    // SAFETY: fd is a valid fs context for the call; key and value are NUL-terminated strings
+    // the kernel only reads.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            libc::FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0)`: creates the superblock.
+pub fn fsconfig_create(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fd is a valid fs context for the call; NULL key and value are what the command
+    // expects.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fsmount(fd, FSMOUNT_CLOEXEC, attrs)`: a detached mount of the created superblock.
+pub fn fsmount(fd: BorrowedFd<'_>, attrs: u64) -> io::Result<OwnedFd> {
+    // SAFETY: fd is a valid fs context with a created superblock; integer arguments only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fd.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a freshly opened mount fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// `move_mount(mnt, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches a detached mount.
+pub fn move_mount_to(mnt: BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
+    // SAFETY: mnt is a valid mount fd; both paths are NUL-terminated strings the kernel only
+    // reads.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

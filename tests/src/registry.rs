@@ -1,6 +1,6 @@
 //! A real OCI registry for image tests (runs in the test process): Debian's `docker-registry`
 //! (CNCF distribution) on free loopback ports, plain HTTP, TLS + htpasswd basic auth, or TLS +
-//! bearer tokens from a small token server; test images built with umoci and pushed with skopeo;
+//! bearer tokens from a small token server (which also trades identity tokens); test images built with umoci and pushed with skopeo;
 //! a TCP proxy that can cut a transfer mid-blob. Everything is killed and removed on Drop.
 
 use std::io::{Read, Write};
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 pub const USER: &str = "tbuser";
 pub const PASS: &str = "tbpass";
+/// The identity (OAuth2 refresh) token the token server trades for USER's tokens.
+pub const IDENTITY_TOKEN: &str = "tb-refresh-token";
 const TOKEN_SERVER: &str = include_str!("token_server.py");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +165,46 @@ htpasswd -Bbn {USER} {PASS} > htpasswd"
             format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, self.host()),
         )
         .expect("auth file");
+        p
+    }
+
+    /// Writes a Docker credential helper `docker-credential-<name>` into `<dir>/helpers` that
+    /// answers `get` for this registry with these credentials (and "not found" for any other
+    /// server), logging each server address it is asked about to `<dir>/helpers/<name>.log`;
+    /// returns the helpers directory.
+    pub fn cred_helper(&self, name: &str, user: &str, pass: &str) -> PathBuf {
+        let bin = self.dir.path().join("helpers");
+        std::fs::create_dir_all(&bin).expect("helpers dir");
+        let host = self.host();
+        let script = format!(
+            r#"#!/bin/sh
+[ "$1" = get ] || {{ echo "unsupported: $1"; exit 1; }}
+read -r server || true
+printf '%s\n' "$server" >> "{log}"
+if [ "$server" != "{host}" ]; then echo 'credentials not found in native keychain'; exit 1; fi
+printf '{{"ServerURL":"%s","Username":"%s","Secret":"%s"}}\n' "$server" '{user}' '{pass}'
+"#,
+            log = bin.join(format!("{name}.log")).display()
+        );
+        let p = bin.join(format!("docker-credential-{name}"));
+        // written by a child process, so no fd of this multi-threaded test process is open for
+        // writing on it when another test forks (exec would fail with ETXTBSY)
+        run(Command::new("sh")
+            .args(["-c", r#"printf %s "$2" > "$1" && chmod 755 "$1""#, "sh"])
+            .arg(&p)
+            .arg(script));
+        bin
+    }
+
+    /// Writes a Docker config.json with `credHelpers` for this registry (and an optional default
+    /// `credsStore`), no inline credentials, and returns its path.
+    pub fn helper_config(&self, helper: &str, store: Option<&str>) -> PathBuf {
+        let p = self.dir.path().join(format!("config-{helper}.json"));
+        let mut v = serde_json::json!({"credHelpers": {self.host(): helper}});
+        if let Some(s) = store {
+            v["credsStore"] = s.into();
+        }
+        std::fs::write(&p, v.to_string()).expect("config.json");
         p
     }
 

@@ -3,7 +3,9 @@
 //! umoci, and fault cases that must each give a clear error and leave the store intact.
 
 use berth_agent::image::{Error, Progress, PullOptions, RegistryConfig, Store};
-use berth_tests::registry::{CutProxy, Kind, Layout, PASS, Registry, USER, random_bytes};
+use berth_tests::registry::{
+    CutProxy, IDENTITY_TOKEN, Kind, Layout, PASS, Registry, USER, random_bytes,
+};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -263,6 +265,249 @@ async fn image_pull_bearer_token() {
         .await
         .expect("token pull");
     assert_eq!(assert_intact(dir.path()), vec![name]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry with TLS and basic auth"]
+async fn image_pull_credentials_from_credential_helper() {
+    let reg = Registry::start(Kind::Basic);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "test/bb:v1", false);
+    let name = format!("{}/test/bb:v1", reg.host());
+    let good = format!("berth-good-{}", std::process::id());
+    let bad = format!("berth-bad-{}", std::process::id());
+    let bin = reg.cred_helper(&good, USER, PASS);
+    reg.cred_helper(&bad, USER, "wrong");
+    let store_with = |config: std::path::PathBuf| {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-store-")
+            .tempdir()
+            .unwrap();
+        let cfg = RegistryConfig {
+            certs_dirs: vec![reg.certs_d()],
+            auth_files: vec![config],
+            credential_helper_dirs: vec![bin.clone()],
+            ..Default::default()
+        };
+        let s = Store::open(dir.path(), cfg).unwrap();
+        (dir, s)
+    };
+
+    // the registry's credHelpers entry wins over a credsStore that has wrong credentials
+    let (dir, s) = store_with(reg.helper_config(&good, Some(&bad)));
+    let img = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with credentials from the helper");
+    assert!(s.layer_path(&img.chain_ids[0]).join("bin/busybox").exists());
+    assert_eq!(assert_intact(dir.path()), vec![name.clone()]);
+    let asked = std::fs::read_to_string(bin.join(format!("{good}.log"))).unwrap();
+    assert_eq!(
+        asked.lines().collect::<Vec<_>>(),
+        vec![reg.host().as_str()],
+        "the helper is asked once, about the registry's host:port"
+    );
+    assert!(!bin.join(format!("{bad}.log")).exists(), "credsStore asked");
+
+    // wrong credentials from the helper: a 401 that names the helper
+    let (dir, s) = store_with(reg.helper_config(&bad, None));
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("wrong credentials from the helper");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("401") && msg.contains(&reg.host()), "{msg}");
+    assert!(
+        msg.contains(&format!("credentials from helper docker-credential-{bad}")),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("wrong"),
+        "the secret stays out of messages: {msg}"
+    );
+    assert!(assert_intact(dir.path()).is_empty());
+
+    // a helper that is not installed: a clear error before any request
+    let (_dir, s) = store_with(reg.helper_config("berth-absent", None));
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("helper not installed");
+    assert!(matches!(e, Error::CredentialHelper { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("docker-credential-berth-absent for registry"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry with TLS and a bearer token server"]
+async fn image_pull_identity_token_from_helper_and_config() {
+    let reg = Registry::start(Kind::Token);
+    let l = Layout::new();
+    l.busybox("v1");
+    reg.push(&l.path(), "v1", "test/bb:v1", false);
+    let name = format!("{}/test/bb:v1", reg.host());
+    let good = format!("berth-idtok-{}", std::process::id());
+    let bad = format!("berth-badtok-{}", std::process::id());
+    let bin = reg.cred_helper(&good, "<token>", IDENTITY_TOKEN);
+    reg.cred_helper(&bad, "<token>", "not-the-token");
+    let store_with = |config: std::path::PathBuf| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RegistryConfig {
+            certs_dirs: vec![reg.certs_d()],
+            auth_files: vec![config],
+            credential_helper_dirs: vec![bin.clone()],
+            ..Default::default()
+        };
+        let s = Store::open(dir.path(), cfg).unwrap();
+        (dir, s)
+    };
+
+    // a helper's `<token>` answer is traded at the token server for a pull token
+    let (dir, s) = store_with(reg.helper_config(&good, None));
+    s.pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with an identity token from the helper");
+    assert_eq!(assert_intact(dir.path()), vec![name.clone()]);
+
+    // so is config.json's `identitytoken`
+    let cfg = reg.dir.path().join("config-identitytoken.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"auths": {reg.host(): {"identitytoken": IDENTITY_TOKEN}}}).to_string(),
+    )
+    .unwrap();
+    let (dir, s) = store_with(cfg);
+    s.pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with an identity token from config.json");
+    assert_eq!(assert_intact(dir.path()), vec![name.clone()]);
+
+    // a refused identity token: 401, naming the token server and the helper
+    let (dir, s) = store_with(reg.helper_config(&bad, None));
+    let e = s
+        .pull(&name, &PullOptions::default())
+        .await
+        .expect_err("refused identity token");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("refused the identity token"), "{msg}");
+    assert!(msg.contains(&format!("docker-credential-{bad}")), "{msg}");
+    assert!(
+        !msg.contains("not-the-token"),
+        "the secret stays out: {msg}"
+    );
+    assert!(assert_intact(dir.path()).is_empty());
+
+    // a registry with basic auth only cannot take an identity token
+    let basic = Registry::start(Kind::Basic);
+    basic.push(&l.path(), "v1", "test/bb:v1", false);
+    let bin2 = basic.cred_helper(&good, "<token>", IDENTITY_TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(
+        dir.path(),
+        RegistryConfig {
+            certs_dirs: vec![basic.certs_d()],
+            auth_files: vec![basic.helper_config(&good, None)],
+            credential_helper_dirs: vec![bin2],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = s
+        .pull(
+            &format!("{}/test/bb:v1", basic.host()),
+            &PullOptions::default(),
+        )
+        .await
+        .expect_err("identity token on a basic-auth registry");
+    assert!(
+        e.to_string().contains("does not use token authentication"),
+        "{e}"
+    );
+}
+
+/// Unmounts on drop (a failed assertion must not leave the overlay behind).
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry, overlayfs mounts"]
+async fn image_pull_60_layers_mounts_as_overlay() {
+    const N: usize = 60;
+    let reg = Registry::start(Kind::Plain);
+    let l = Layout::new();
+    let names: Vec<String> = (0..N).map(|i| format!("layers/{i}")).collect();
+    let layers: Vec<Vec<(&str, Vec<u8>)>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            vec![
+                (n.as_str(), format!("layer {i}").into_bytes()),
+                ("top", i.to_string().into_bytes()),
+            ]
+        })
+        .collect();
+    l.image("many", "amd64", &layers);
+    reg.push(&l.path(), "many", "test/many:v1", false);
+    let (dir, s) = store(&reg, None, false);
+    let name = format!("{}/test/many:v1", reg.host());
+    let img = s.pull(&name, &PullOptions::default()).await.expect("pull");
+    assert_eq!(img.chain_ids.len(), N);
+
+    let id = format!("many-{}", std::process::id());
+    let p = s.prepare_rootfs(&id, &name).await.expect("prepare rootfs");
+    let opts = berth_shim::rootfs::overlay_options(&p.rootfs).unwrap();
+    assert!(
+        opts.len() > 4096,
+        "the lowerdir= option string ({} bytes) must not fit in mount(2)'s page for this test",
+        opts.len()
+    );
+    let target = dir.path().join("merged");
+    berth_shim::rootfs::mount_overlay(&p.rootfs, &target).expect("mount 60-layer overlay");
+    let guard = Unmount(target.clone());
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(target.join(n)).unwrap(),
+            format!("layer {i}"),
+            "{n}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(target.join("top")).unwrap(),
+        (N - 1).to_string(),
+        "the topmost layer wins"
+    );
+    std::fs::write(target.join("new"), "x").unwrap();
+    assert!(
+        p.rootfs.upper.join("new").exists(),
+        "writes go to the upper dir"
+    );
+    berth_shim::rootfs::unmount(&target).expect("unmount");
+    drop(guard);
+    assert!(!target.join("top").exists());
+
+    // a missing layer among many: the error names it
+    let mut bad = p.rootfs.clone();
+    bad.lower.insert(N / 2, dir.path().join("no-such-layer"));
+    let e = berth_shim::rootfs::mount_overlay(&bad, &target)
+        .expect_err("missing lower dir")
+        .to_string();
+    let _guard = Unmount(target.clone());
+    assert!(
+        e.contains("lowerdir+") && e.contains("no-such-layer") && e.contains("61 layers"),
+        "{e}"
+    );
+    assert!(e.contains("No such file"), "{e}");
+    s.release_rootfs(&id).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

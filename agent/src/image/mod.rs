@@ -15,6 +15,7 @@
 //! is checked against its diff id before it is renamed into `layers/`; index.json is replaced
 //! atomically under a lock. Pulls hold a shared lock on `gc.lock`, garbage collection an exclusive one.
 
+pub mod credhelper;
 pub mod import;
 pub mod manifest;
 pub mod pull;
@@ -47,6 +48,11 @@ pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 pub enum Error {
     #[error(transparent)]
     Reference(#[from] RefError),
+    #[error("{image}: {source}")]
+    CredentialHelper {
+        image: String,
+        source: Box<credhelper::HelperError>,
+    },
     #[error("{image}: registry {registry} rejected the credentials (401 unauthorized): {detail}")]
     Unauthorized {
         image: String,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::manifest::{self, Descriptor, Document, Platform, digest_hex, parse_document};
-use super::registry::{chain, map_err};
+use super::registry::{Secret, chain, map_err};
 use super::unpack::{Unpacked, unpack_layer};
 use super::{Error, Image, ImageRef, Result, Store, io_err};
 
@@ -224,14 +224,54 @@ impl Store {
         opts: &PullOptions,
     ) -> Result<Image> {
         let client = self.client(host)?;
-        let auth = self.inner.registry.credentials(host, &r.repository);
+        let (secret, from) = self
+            .inner
+            .registry
+            .credentials(host, &r.repository)
+            .await
+            .map_err(|source| Error::CredentialHelper {
+                image: name.to_string(),
+                source: Box::new(source),
+            })?;
+        // A 401/403 says where the rejected credentials came from (or that there were none).
+        let says_source = |e: Error| match e {
+            Error::Unauthorized {
+                image,
+                registry,
+                detail,
+            } => Error::Unauthorized {
+                image,
+                registry,
+                detail: format!("{detail} ({from})"),
+            },
+            Error::Denied {
+                image,
+                registry,
+                detail,
+            } => Error::Denied {
+                image,
+                registry,
+                detail: format!("{detail} ({from})"),
+            },
+            e => e,
+        };
+        let auth = match secret {
+            Secret::Auth(a) => a,
+            Secret::IdentityToken(t) => self
+                .inner
+                .registry
+                .exchange_identity_token(name, host, oref, &t, &from)
+                .await
+                .map_err(says_source)?,
+        };
         client
             .auth(oref, &auth, oci_client::RegistryOperation::Pull)
             .await
-            .map_err(|e| map_err(name, host, "authenticating", e))?;
+            .map_err(|e| says_source(map_err(name, host, "authenticating", e)))?;
         let (raw, digest) = self
             .fetch_manifest(&client, host, oref, name, &auth, r.digest.as_deref())
-            .await?;
+            .await
+            .map_err(says_source)?;
         let bad = |detail: String| Error::Manifest {
             image: name.to_string(),
             detail,

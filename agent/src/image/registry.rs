@@ -1,7 +1,8 @@
 //! Registry settings and access for the image store: insecure (plain HTTP) registries, docker.io
 //! mirrors, extra CAs from `certs.d/<host>/ca.crt`, credentials from Docker's config.json and
-//! containers' auth.json, and the mapping of registry failures to clear errors. Runs in berthd and
-//! the CLI (async).
+//! containers' auth.json (inline, or through `credHelpers` / `credsStore` credential helpers;
+//! identity tokens traded at the registry's token server), and the mapping of registry failures
+//! to clear errors. Runs in berthd and the CLI (async).
 
 use base64::Engine as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -13,6 +14,46 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Error;
+use super::credhelper::{self, HelperError};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+const USER_AGENT: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
+
+/// Credentials found for a registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Usable by oci-client as they are (basic auth).
+    Auth(RegistryAuth),
+    /// An OAuth2 refresh token (Docker's "identity token"), to trade at the registry's token
+    /// server for a pull token first.
+    IdentityToken(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Auth(a) => a.fmt(f),
+            Secret::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
+/// `(realm, service)` of the Bearer challenge in a `WWW-Authenticate` header.
+fn bearer_challenge(header: &str) -> Option<(String, Option<String>)> {
+    http_auth::parser::ChallengeParser::new(header)
+        .filter_map(Result::ok)
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|c| {
+            let get = |name: &str| {
+                c.params
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.to_unescaped())
+            };
+            Some((get("realm")?, get("service")))
+        })
+}
 
 /// Registry settings (a part of berthd's configuration).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +71,9 @@ pub struct RegistryConfig {
     /// Credential files in Docker `config.json` / containers `auth.json` format, first match wins.
     #[serde(default)]
     pub auth_files: Vec<PathBuf>,
+    /// Directories searched for `docker-credential-<name>` helpers before $PATH.
+    #[serde(default)]
+    pub credential_helper_dirs: Vec<PathBuf>,
     /// Layers fetched at once per image (default 4).
     #[serde(default)]
     pub max_concurrent_downloads: Option<usize>,
@@ -65,6 +109,7 @@ impl RegistryConfig {
                 "/etc/containers/certs.d".into(),
             ],
             auth_files,
+            credential_helper_dirs: Vec::new(),
             max_concurrent_downloads: None,
         }
     }
@@ -75,6 +120,29 @@ impl RegistryConfig {
 
     /// Builds an oci-client for one registry host with that host's protocol and CAs.
     pub(crate) fn client_for(&self, host: &str) -> Result<oci_client::Client, Error> {
+        let cfg = ClientConfig {
+            protocol: if self.is_insecure(host) {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: self.extra_cas(host)?,
+            platform_resolver: None,
+            max_concurrent_download: self.concurrency(),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
+            ..Default::default()
+        };
+        Ok(oci_client::Client::new(cfg))
+    }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        self.insecure.iter().any(|h| h == host)
+    }
+
+    /// The extra CA certificates for `host` (`<certs dir>/<host>/*.crt`).
+    fn extra_cas(&self, host: &str) -> Result<Vec<Certificate>, Error> {
         let mut extra = Vec::new();
         for dir in &self.certs_dirs {
             let d = dir.join(host);
@@ -96,37 +164,188 @@ impl RegistryConfig {
                 }
             }
         }
-        let protocol = if self.insecure.iter().any(|h| h == host) {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        };
-        let cfg = ClientConfig {
-            protocol,
-            extra_root_certificates: extra,
-            platform_resolver: None,
-            max_concurrent_download: self.concurrency(),
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        };
-        Ok(oci_client::Client::new(cfg))
+        Ok(extra)
     }
 
-    /// Credentials for `host` (and `repository`, for per-repository auth.json keys).
-    pub fn credentials(&self, host: &str, repository: &str) -> RegistryAuth {
+    /// Trades an identity token (an OAuth2 refresh token, what `docker login` keeps for
+    /// registries that hand them out) for a pull token of `oref`'s repository, as Docker does: the
+    /// registry's Bearer challenge names the token server, which gets a `refresh_token` grant.
+    /// oci-client then uses the result as a ready bearer token.
+    pub(crate) async fn exchange_identity_token(
+        &self,
+        image: &str,
+        host: &str,
+        oref: &oci_client::Reference,
+        token: &str,
+        from: &Credentials,
+    ) -> Result<RegistryAuth, Error> {
+        let transport = |e: reqwest::Error| Error::Transport {
+            image: image.to_string(),
+            registry: host.to_string(),
+            detail: chain(&e),
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT);
+        for c in self.extra_cas(host)? {
+            let c = reqwest::Certificate::from_pem(&c.data).map_err(transport)?;
+            b = b.tls_certs_merge([c]);
+        }
+        let http = b.build().map_err(transport)?;
+        let scheme = if self.is_insecure(host) {
+            "http"
+        } else {
+            "https"
+        };
+        // `host` names the settings; the endpoint is where oci-client goes (docker.io's is
+        // index.docker.io, a mirror's its own)
+        let res = http
+            .get(format!("{scheme}://{}/v2/", oref.resolve_registry()))
+            .send()
+            .await
+            .map_err(transport)?;
+        let Some(challenge) = res
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .filter(|_| res.status() == reqwest::StatusCode::UNAUTHORIZED)
+        else {
+            // The registry wants no credentials at all.
+            return Ok(RegistryAuth::Anonymous);
+        };
+        let (realm, service) = bearer_challenge(challenge.to_str().unwrap_or("")).ok_or_else(|| {
+            Error::Registry {
+                image: image.to_string(),
+                registry: host.to_string(),
+                detail: format!(
+                    "the registry does not use token authentication, so the identity token ({from}) \
+                     cannot be used: store a username and password for it instead"
+                ),
+            }
+        })?;
+        let scope = format!("repository:{}:pull", oref.repository());
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", "berth"),
+            ("scope", scope.as_str()),
+        ];
+        if let Some(s) = &service {
+            form.push(("service", s.as_str()));
+        }
+        let res = http
+            .post(&realm)
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(Error::Unauthorized {
+                image: image.to_string(),
+                registry: host.to_string(),
+                detail: format!(
+                    "token server {realm} refused the identity token ({status}: {})",
+                    text.trim().chars().take(200).collect::<String>()
+                ),
+            });
+        }
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            access_token: Option<String>,
+            token: Option<String>,
+        }
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Registry {
+            image: image.to_string(),
+            registry: host.to_string(),
+            detail: format!("invalid answer from token server {realm}: {e}"),
+        })?;
+        match t.access_token.or(t.token).filter(|t| !t.is_empty()) {
+            Some(t) => Ok(RegistryAuth::Bearer(t)),
+            None => Err(Error::Registry {
+                image: image.to_string(),
+                registry: host.to_string(),
+                detail: format!("token server {realm} answered without a token"),
+            }),
+        }
+    }
+
+    /// Credentials for `host` (and `repository`, for per-repository auth.json keys), and where
+    /// they came from (for error messages). The first file with an answer wins; a credential
+    /// helper that has nothing for the registry sends the search on to the next file.
+    pub async fn credentials(
+        &self,
+        host: &str,
+        repository: &str,
+    ) -> Result<(Secret, Credentials), HelperError> {
         for f in &self.auth_files {
             let Ok(data) = std::fs::read(f) else { continue };
             let Ok(file) = serde_json::from_slice::<AuthFile>(&data) else {
                 tracing::warn!(path = %f.display(), "ignoring unreadable credentials file");
                 continue;
             };
-            if let Some(a) = file.lookup(host, repository) {
-                return a;
+            match file.source(host, repository) {
+                None => {}
+                Some(Source::Inline(a)) => return Ok((a, Credentials::File(f.clone()))),
+                Some(Source::Helper(name)) => {
+                    let req = credhelper::Request {
+                        name,
+                        config: f,
+                        registry: host,
+                        server: &helper_server(host),
+                        dirs: &self.credential_helper_dirs,
+                        timeout: credhelper::TIMEOUT,
+                    };
+                    match credhelper::get(&req).await? {
+                        Some(a) => {
+                            let program = format!("{}{name}", credhelper::PREFIX);
+                            return Ok((a, Credentials::Helper(program, f.clone())));
+                        }
+                        None => {
+                            tracing::debug!(registry = host, helper = name, path = %f.display(),
+                                "credential helper has no credentials for the registry");
+                        }
+                    }
+                }
             }
         }
-        RegistryAuth::Anonymous
+        Ok((Secret::Auth(RegistryAuth::Anonymous), Credentials::None))
+    }
+}
+
+/// Where the credentials of a pull came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    /// Inline in this config.json / auth.json.
+    File(PathBuf),
+    /// From this helper program, named in this file.
+    Helper(String, PathBuf),
+}
+
+impl std::fmt::Display for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => write!(
+                f,
+                "no credentials were found for it (add them with `docker login` or a credential helper)"
+            ),
+            Credentials::File(p) => write!(f, "credentials from {}", p.display()),
+            Credentials::Helper(h, p) => {
+                write!(f, "credentials from helper {h} named in {}", p.display())
+            }
+        }
+    }
+}
+
+/// The server address Docker stores a registry's credentials under (and asks helpers about).
+fn helper_server(host: &str) -> String {
+    if host == super::reference::DOCKER_HUB {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        host.to_string()
     }
 }
 
@@ -134,6 +353,20 @@ impl RegistryConfig {
 struct AuthFile {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
+    /// Default helper for every registry (Docker's `credsStore`).
+    #[serde(rename = "credsStore", default)]
+    creds_store: Option<String>,
+    /// Per-registry helpers (Docker's `credHelpers`).
+    #[serde(rename = "credHelpers", default)]
+    cred_helpers: HashMap<String, String>,
+}
+
+/// Where one file gets a registry's credentials from.
+#[derive(Debug, PartialEq, Eq)]
+enum Source<'a> {
+    Inline(Secret),
+    /// A helper's name, without the `docker-credential-` prefix.
+    Helper(&'a str),
 }
 
 #[derive(Deserialize)]
@@ -141,6 +374,8 @@ struct AuthEntry {
     auth: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    /// What `docker login` keeps when the registry gave it a refresh token.
+    identitytoken: Option<String>,
 }
 
 /// Normalises an auth-file key: scheme and Docker Hub's legacy `/v1/` URL removed.
@@ -160,8 +395,24 @@ fn auth_key(k: &str) -> String {
 }
 
 impl AuthFile {
+    /// Docker's order: the registry's `credHelpers` entry, else `credsStore`, else `auths` (with
+    /// a credentials store Docker keeps only e-mail addresses in `auths`, never secrets).
+    fn source(&self, host: &str, repository: &str) -> Option<Source<'_>> {
+        let helper = self
+            .cred_helpers
+            .iter()
+            .find(|(k, _)| auth_key(k) == host)
+            .map(|(_, v)| v)
+            .or(self.creds_store.as_ref())
+            .filter(|h| !h.is_empty());
+        match helper {
+            Some(h) => Some(Source::Helper(h)),
+            None => self.lookup(host, repository).map(Source::Inline),
+        }
+    }
+
     /// The most specific key wins: `host/ns/repo`, then `host/ns`, then `host`.
-    fn lookup(&self, host: &str, repository: &str) -> Option<RegistryAuth> {
+    fn lookup(&self, host: &str, repository: &str) -> Option<Secret> {
         let mut best: Option<(usize, &AuthEntry)> = None;
         let full = format!("{host}/{repository}");
         for (k, v) in &self.auths {
@@ -173,15 +424,22 @@ impl AuthFile {
             }
         }
         let e = best?.1;
+        // the daemon prefers the identity token when an entry has both
+        if let Some(t) = e.identitytoken.as_ref().filter(|t| !t.is_empty()) {
+            return Some(Secret::IdentityToken(t.clone()));
+        }
         if let (Some(u), Some(p)) = (&e.username, &e.password) {
-            return Some(RegistryAuth::Basic(u.clone(), p.clone()));
+            return Some(Secret::Auth(RegistryAuth::Basic(u.clone(), p.clone())));
         }
         let raw = base64::engine::general_purpose::STANDARD
             .decode(e.auth.as_deref()?.trim())
             .ok()?;
         let s = String::from_utf8(raw).ok()?;
         let (u, p) = s.split_once(':')?;
-        Some(RegistryAuth::Basic(u.to_string(), p.to_string()))
+        Some(Secret::Auth(RegistryAuth::Basic(
+            u.to_string(),
+            p.to_string(),
+        )))
     }
 }
 
@@ -306,13 +564,18 @@ mod tests {
                 "https://index.docker.io/v1/":{"auth":"aHViOmh1YnB3"},
                 "ghcr.io":{"auth":"Z2g6Z2hwdw=="},
                 "ghcr.io/org":{"username":"org","password":"orgpw"},
-                "localhost:5000":{"auth":"bm9jb2xvbg=="}
+                "localhost:5000":{"auth":"bm9jb2xvbg=="},
+                "acr.example":{"auth":"MDAwMDo=","identitytoken":"refresh"}
             }}"#,
         )
         .unwrap();
-        let basic = |u: &str, p: &str| Some(RegistryAuth::Basic(u.into(), p.into()));
-        let eq =
-            |a: Option<RegistryAuth>, b: Option<RegistryAuth>| format!("{a:?}") == format!("{b:?}");
+        let basic = |u: &str, p: &str| Some(Secret::Auth(RegistryAuth::Basic(u.into(), p.into())));
+        let eq = |a: Option<Secret>, b: Option<Secret>| a == b;
+        assert_eq!(
+            f.lookup("acr.example", "x"),
+            Some(Secret::IdentityToken("refresh".into()))
+        );
+        assert!(!format!("{:?}", f.lookup("acr.example", "x")).contains("refresh"));
         assert!(eq(
             f.lookup("docker.io", "library/x"),
             basic("hub", "hubpw")
@@ -326,5 +589,157 @@ mod tests {
         // "nocolon" has no user:password separator
         assert!(f.lookup("localhost:5000", "x").is_none());
         assert!(f.lookup("quay.io", "x").is_none());
+    }
+
+    #[test]
+    fn bearer_challenges() {
+        assert_eq!(
+            bearer_challenge(
+                r#"Bearer realm="https://auth.example/token",service="reg.example",scope="x""#
+            ),
+            Some((
+                "https://auth.example/token".into(),
+                Some("reg.example".into())
+            ))
+        );
+        assert_eq!(
+            bearer_challenge(r#"Basic realm="x", Bearer realm="https://a/t""#),
+            Some(("https://a/t".into(), None))
+        );
+        assert_eq!(bearer_challenge(r#"Basic realm="registry""#), None);
+        assert_eq!(bearer_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn helper_precedence_is_dockers() {
+        let f: AuthFile = serde_json::from_str(
+            r#"{"auths":{"reg.example:5000":{"auth":"dTpw"},"plain.example":{"auth":"dTpw"}},
+                "credHelpers":{"reg.example:5000":"foo","https://index.docker.io/v1/":"hub",
+                               "nohelper.example":""},
+                "credsStore":"store"}"#,
+        )
+        .unwrap();
+        // credHelpers beats auths and credsStore; Docker Hub's legacy key is normalised
+        assert_eq!(
+            f.source("reg.example:5000", "x"),
+            Some(Source::Helper("foo"))
+        );
+        assert_eq!(
+            f.source("docker.io", "library/x"),
+            Some(Source::Helper("hub"))
+        );
+        // credsStore beats auths (Docker keeps no secrets in auths when a store is set)
+        assert_eq!(
+            f.source("plain.example", "x"),
+            Some(Source::Helper("store"))
+        );
+        assert_eq!(f.source("quay.io", "x"), Some(Source::Helper("store")));
+        // the port is part of the key
+        assert_eq!(f.source("reg.example", "x"), Some(Source::Helper("store")));
+        // an empty helper name means the file's own auths, as in Docker
+        assert_eq!(f.source("nohelper.example", "x"), None);
+
+        let f: AuthFile = serde_json::from_str(
+            r#"{"auths":{"plain.example":{"auth":"dTpw"}},"credHelpers":{"reg.example:5000":"foo"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.source("plain.example", "x"),
+            Some(Source::Inline(Secret::Auth(RegistryAuth::Basic(
+                "u".into(),
+                "p".into()
+            ))))
+        );
+        assert_eq!(
+            f.source("reg.example:5000", "x"),
+            Some(Source::Helper("foo"))
+        );
+        assert_eq!(f.source("quay.io", "x"), None);
+        assert_eq!(helper_server("docker.io"), "https://index.docker.io/v1/");
+        assert_eq!(helper_server("reg.example:5000"), "reg.example:5000");
+    }
+
+    #[tokio::test]
+    async fn credentials_through_helpers_and_files() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        credhelper::tests::helper(
+            &bin,
+            "good",
+            r#"read -r s; [ "$s" = reg.example:5000 ] || exit 9; echo '{"ServerURL":"reg.example:5000","Username":"hu","Secret":"hp"}'"#,
+        );
+        credhelper::tests::helper(
+            &bin,
+            "empty",
+            "echo 'credentials not found in native keychain'; exit 1",
+        );
+        credhelper::tests::helper(&bin, "broken", "echo 'keyring is locked' >&2; exit 1");
+        let write = |n: &str, s: &str| {
+            let p = d.path().join(n);
+            std::fs::write(&p, s).unwrap();
+            p
+        };
+        let a = write(
+            "a.json",
+            r#"{"credHelpers":{"reg.example:5000":"empty","other.example":"broken"}}"#,
+        );
+        let b = write(
+            "b.json",
+            r#"{"auths":{"reg.example:5000":{"auth":"dTpw"}},"credsStore":"good"}"#,
+        );
+        let c = write(
+            "c.json",
+            r#"{"auths":{"reg.example:5000":{"auth":"dTpw"}}}"#,
+        );
+        let cfg = |files: Vec<PathBuf>| RegistryConfig {
+            auth_files: files,
+            credential_helper_dirs: vec![bin.clone()],
+            ..Default::default()
+        };
+        // a.json's helper has nothing: on to b.json, whose credsStore wins over its auths
+        let (auth, from) = cfg(vec![a.clone(), b.clone()])
+            .credentials("reg.example:5000", "x")
+            .await
+            .unwrap();
+        assert_eq!(
+            auth,
+            Secret::Auth(RegistryAuth::Basic("hu".into(), "hp".into()))
+        );
+        assert_eq!(
+            from,
+            Credentials::Helper("docker-credential-good".into(), b.clone())
+        );
+        assert!(from.to_string().contains("docker-credential-good"));
+        // nothing anywhere: anonymous
+        let (auth, from) = cfg(vec![a.clone()])
+            .credentials("reg.example:5000", "x")
+            .await
+            .unwrap();
+        assert_eq!(
+            (auth, from),
+            (Secret::Auth(RegistryAuth::Anonymous), Credentials::None)
+        );
+        // inline credentials still work
+        let (auth, from) = cfg(vec![a.clone(), c.clone()])
+            .credentials("reg.example:5000", "x")
+            .await
+            .unwrap();
+        assert_eq!(
+            auth,
+            Secret::Auth(RegistryAuth::Basic("u".into(), "p".into()))
+        );
+        assert_eq!(from, Credentials::File(c.clone()));
+        // a failing helper is an error, not a silent anonymous pull
+        let e = cfg(vec![a.clone(), c.clone()])
+            .credentials("other.example", "x")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker-credential-broken failed for registry other.example")
+                && e.contains("keyring is locked"),
+            "{e}"
+        );
     }
 }
