@@ -469,20 +469,23 @@ impl Cgroup {
     pub fn destroy(&self) -> Result<()> {
         let mut first_err = None;
         for d in &self.dirs {
+            if let Err(e) = rmdir_retry(&d.path)
+                && first_err.is_none()
+            {
+                first_err = Some(e);
+            }
+            // The parents this runtime created on the way (`system.slice` in a hierarchy systemd
+            // does not populate, say) may hold other containers by now: remove them when empty,
+            // without waiting, and leave them quietly when not.
             let stop = d.created_from.as_deref().unwrap_or(&d.path);
             let mut p = d.path.as_path();
-            loop {
-                if let Err(e) = rmdir_retry(p)
-                    && first_err.is_none()
-                {
-                    first_err = Some(e);
-                }
-                if p == stop {
-                    break;
-                }
+            while p != stop {
                 match p.parent() {
                     Some(parent) if parent.starts_with(stop) => p = parent,
                     _ => break,
+                }
+                if std::fs::remove_dir(p).is_err() {
+                    break;
                 }
             }
         }
@@ -1089,5 +1092,33 @@ mod tests {
         }
         cg.destroy().unwrap();
         assert!(!root.join("unit").exists());
+    }
+
+    #[test]
+    fn destroy_leaves_a_created_parent_that_others_use_now() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        let mut cg = Cgroup {
+            v2: false,
+            dirs: vec![Dir {
+                name: "blkio".into(),
+                controllers: vec!["blkio".into()],
+                root: root.clone(),
+                path: root.join("system.slice/a.service/container"),
+                created_from: None,
+            }],
+        };
+        cg.create().unwrap();
+        assert_eq!(
+            cg.dirs[0].created_from.as_deref(),
+            Some(root.join("system.slice").as_path())
+        );
+        // Another container's cgroup appeared under the shared parent meanwhile.
+        std::fs::create_dir_all(root.join("system.slice/b.service/container")).unwrap();
+        let t0 = Instant::now();
+        cg.destroy().unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(!root.join("system.slice/a.service").exists());
+        assert!(root.join("system.slice/b.service/container").exists());
     }
 }

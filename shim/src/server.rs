@@ -593,11 +593,17 @@ impl Shim {
                 libc::SIGPIPE | libc::SIGWINCH | libc::SIGURG => {}
                 s => {
                     // Everything else is meant for the container: systemd's KillSignal (stop),
-                    // `systemctl kill --kill-whom=main`, reload signals.
-                    if let Err(e) = sys::pidfd_send_signal(self.init_pidfd.as_fd(), s)
+                    // `systemctl kill --kill-whom=main`, reload signals. A stop signal the shim
+                    // could not survive itself (SIGKILL) reaches it as SIGTERM (berthd sets the
+                    // unit's KillSignal so) and goes on as what the container asked for.
+                    let fwd = match self.cfg.stop_signal {
+                        Some(stop @ (libc::SIGKILL | libc::SIGSTOP)) if s == libc::SIGTERM => stop,
+                        _ => s,
+                    };
+                    if let Err(e) = sys::pidfd_send_signal(self.init_pidfd.as_fd(), fwd)
                         && e.raw_os_error() != Some(libc::ESRCH)
                     {
-                        eprintln!("berth-shim: forwarding signal {s}: {e}");
+                        eprintln!("berth-shim: forwarding signal {fwd}: {e}");
                     }
                     if self.is_stop_signal(s) && self.stop_deadline.is_none() {
                         if let Some(ms) = self.cfg.stop_timeout_ms {

@@ -224,6 +224,15 @@ async fn shim_stop_signal_timeout_and_exit_status() {
         json!({}),
     )
     .unwrap();
+    // Asks for SIGKILL as its stop signal: the unit's KillSignal stays SIGTERM (a SIGKILLed
+    // shim could not clean up) and the shim sends SIGKILL on.
+    let killer = ShimBundle::create(
+        &sd,
+        "killer",
+        &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+        json!({"stop_signal": libc::SIGKILL}),
+    )
+    .unwrap();
     // Cannot start: the shim reports the runtime's error and systemd the failed job.
     let broken = ShimBundle::create(&sd, "broken", &["/no/such/binary"], json!({})).unwrap();
 
@@ -262,6 +271,33 @@ async fn shim_stop_signal_timeout_and_exit_status() {
     let st = wait_state(&sys, &quitter.unit(), |s| s.active_state == "failed").await;
     assert_eq!(st.exec_main_status, 42);
     assert_eq!(st.result, "exit-code");
+
+    let mut s = unit_spec(&killer);
+    s.kill_signal = Some(libc::SIGTERM);
+    s.timeout_stop = Some(Duration::from_secs(20));
+    sys.start_unit(&s).await.unwrap();
+    let t0 = Instant::now();
+    sys.stop_unit(&killer.unit(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let st = sys.status(&killer.unit()).await.unwrap().unwrap();
+    assert_eq!(
+        st.exec_main_status, 137,
+        "the shim exited with the container's status: {st:?}"
+    );
+    assert_eq!(
+        st.exec_main_code, 1,
+        "the shim exited itself (CLD_EXITED): {st:?}"
+    );
+    let left = sd
+        .exec_inside(&["sh", "-c", "ls -d /run/berth/runtime/killer 2>/dev/null"])
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "state left behind"
+    );
 
     let t0 = Instant::now();
     let (u1, u2) = (stubborn.unit(), managed.unit());

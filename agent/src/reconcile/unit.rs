@@ -31,7 +31,12 @@ pub fn unit_spec(
     u.memory_max = s.mem_limit.map(|m| m.0);
     u.cpu_quota_per_sec = s.cpus.map(Duration::from_secs_f64);
     u.tasks_max = s.pids_limit.and_then(|p| u64::try_from(p).ok());
-    u.kill_signal = Some(eff.stop_signal.number());
+    // systemd sends KillSignal to the shim, which passes the stop signal on. SIGKILL (or SIGSTOP)
+    // would kill the shim itself before it could clean up: it gets SIGTERM and sends SIGKILL on.
+    u.kill_signal = Some(match eff.stop_signal.number() {
+        libc::SIGKILL | libc::SIGSTOP => libc::SIGTERM,
+        s => s,
+    });
     u.timeout_stop = Some(eff.stop_timeout);
     u.timeout_start = Some(match (eff.readiness, &eff.healthcheck) {
         // Ready after the first passing check: allow the start period and every retry.
@@ -120,5 +125,29 @@ mod tests {
         assert_eq!(u.after.len(), 3);
         assert_eq!(u.spec_hash, e.hash);
         assert!(u.validate().is_ok());
+        let kspec = crate::spec::parse(
+            Path::new("/x/k.yaml"),
+            "image: x\ncommand: [a]\nstop_signal: SIGKILL\n",
+        )
+        .unwrap();
+        let ke = resolve(
+            "k",
+            &kspec,
+            "sha256:1",
+            &ImageConfig::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let killed = unit_spec(
+            &ke,
+            Path::new("/usr/bin/berth-shim"),
+            Path::new("/run/berth/containers/k"),
+            None,
+        );
+        assert_eq!(
+            killed.kill_signal,
+            Some(libc::SIGTERM),
+            "the shim must survive it"
+        );
     }
 }
