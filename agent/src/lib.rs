@@ -11,4 +11,5 @@ pub mod fsutil;
 pub mod image;
 pub mod reconcile;
 pub mod spec;
+pub mod sys;
 pub mod systemd;
