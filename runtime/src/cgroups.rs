@@ -4,8 +4,9 @@
 //! list, freeze and kill them, and remove the directories again.
 //!
 //! Own code rather than cgroups-rs: cgroups-rs 0.5 unconditionally pulls zbus (an async D-Bus
-//! stack) into every user and its OCI conversion needs oci-spec 0.10 while the workspace is on
-//! 0.8; the runtime's start-up time is its main figure and this module is file writes. The
+//! stack) into every user and moves processes through `cgroup.procs` (see [`Join`] for why the
+//! runtime does not); the runtime's start-up time is its main figure and this module is file
+//! writes. The
 //! translation is pure ([`v1_writes`], [`v2_writes`]) and unit-tested, the v2 path also against
 //! a fake hierarchy in a temporary directory.
 

@@ -98,6 +98,9 @@ pub fn build(spec: &LinuxSeccomp) -> Result<ScmpFilterContext> {
                 ctx.set_ctl_tsync(true)
                     .map_err(lib("flag SECCOMP_FILTER_FLAG_TSYNC"))?;
             }
+            // Changes how a notifying filter's supervisor is waited for; SCMP_ACT_NOTIFY is
+            // refused above, so there is nothing to wait for.
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {}
         }
     }
     for rule in spec.syscalls().as_deref().unwrap_or_default() {
