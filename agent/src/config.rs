@@ -42,6 +42,9 @@ pub struct Registries {
     pub mirrors: Vec<String>,
     pub certs_dirs: Vec<PathBuf>,
     pub auth_files: Vec<PathBuf>,
+    /// Where `docker-credential-<name>` helpers are looked for before berthd's `PATH` (a unit's
+    /// PATH is short; on NixOS the helpers live in the store).
+    pub credential_helper_dirs: Vec<PathBuf>,
 }
 
 mod secs {
@@ -118,6 +121,7 @@ impl Config {
         if !self.registries.auth_files.is_empty() {
             c.auth_files = self.registries.auth_files.clone();
         }
+        c.credential_helper_dirs = self.registries.credential_helper_dirs.clone();
         c
     }
 
@@ -160,13 +164,17 @@ mod tests {
         let p = d.path().join("c.yaml");
         std::fs::write(
             &p,
-            "spec_dir: /x\nresync: 1m\nregistries: {insecure: [localhost:5000]}\n",
+            "spec_dir: /x\nresync: 1m\nregistries: {insecure: [localhost:5000], credential_helper_dirs: [/opt/helpers]}\n",
         )
         .unwrap();
         let c = Config::load(&p).unwrap();
         assert_eq!(c.spec_dir, PathBuf::from("/x"));
         assert_eq!(c.resync, Duration::from_secs(60));
         assert_eq!(c.registries.insecure, vec!["localhost:5000"]);
+        assert_eq!(
+            c.registry_config().credential_helper_dirs,
+            vec![PathBuf::from("/opt/helpers")]
+        );
         std::fs::write(&p, "spec_dirs: /x\n").unwrap();
         assert!(Config::load(&p).is_err());
         assert!(Config::load(&d.path().join("missing.yaml")).is_err());
