@@ -1,7 +1,7 @@
 //! The container's cgroup, cgroup v1 (and hybrid) and v2 behind one type, used by the runtime
 //! process (never by the container): resolve `cgroupsPath` against the host's hierarchies,
-//! create the directories, translate `linux.resources` into file writes, move processes in,
-//! list, freeze and kill them, and remove the directories again.
+//! create the directories, translate `linux.resources` into file writes, let processes move
+//! themselves in ([`Join`]), list, freeze and kill them, and remove the directories again.
 //!
 //! Own code rather than cgroups-rs: cgroups-rs 0.5 unconditionally pulls zbus (an async D-Bus
 //! stack) into every user and moves processes through `cgroup.procs` (see [`Join`] for why the
@@ -365,14 +365,6 @@ impl Cgroup {
             join.files.push((file, f, v2));
         }
         Ok(join)
-    }
-
-    /// Moves process `pid` into the cgroup, in every hierarchy.
-    pub fn add(&self, pid: i32) -> Result<()> {
-        for d in &self.dirs {
-            write(&d.path.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
     }
 
     /// The PIDs in the cgroup.
@@ -1072,8 +1064,8 @@ mod tests {
         assert_eq!(read("unit/ctr/pids.max"), "7");
         assert_eq!(read("cgroup.subtree_control"), "+memory +pids");
         assert_eq!(read("unit/cgroup.subtree_control"), "+memory +pids");
-        cg.add(1234).unwrap();
-        assert_eq!(read("unit/ctr/cgroup.procs"), "1234");
+        // A process in the cgroup, as the kernel would list it.
+        std::fs::write(root.join("unit/ctr/cgroup.procs"), "1234").unwrap();
         assert_eq!(cg.pids().unwrap(), [1234]);
         std::fs::write(
             root.join("unit/ctr/cgroup.events"),

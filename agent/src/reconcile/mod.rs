@@ -234,7 +234,12 @@ impl<U: Units, I: Images> Ctx<U, I> {
         serde_json::from_slice(&std::fs::read(self.record_path(name)).ok()?).ok()
     }
 
-    fn write_record(&self, name: &str, r: &Record) -> Result<(), ReconcileError> {
+    /// Records `eff` as what berthd last started for `name`.
+    fn write_record(&self, name: &str, eff: &Effective) -> Result<(), ReconcileError> {
+        let r = Record {
+            hash: eff.hash.clone(),
+            image_digest: eff.image_digest.clone(),
+        };
         let p = self.record_path(name);
         let err = |source| ReconcileError::State {
             name: name.into(),
@@ -242,7 +247,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
             source,
         };
         std::fs::create_dir_all(p.parent().unwrap_or(Path::new("/"))).map_err(err)?;
-        crate::fsutil::write_atomic(&p, &serde_json::to_vec(r).unwrap_or_default()).map_err(err)
+        crate::fsutil::write_atomic(&p, &serde_json::to_vec(&r).unwrap_or_default()).map_err(err)
     }
 
     fn bundle_path(&self, name: &str) -> PathBuf {
@@ -720,13 +725,7 @@ async fn execute<U: Units, I: Images>(
                 Some(format!("{}/{}", u.active_state, u.sub_state)),
             );
             if facts.record.as_ref().is_none_or(|r| r.hash != eff.hash) {
-                ctx.write_record(
-                    name,
-                    &Record {
-                        hash: eff.hash.clone(),
-                        image_digest: eff.image_digest.clone(),
-                    },
-                )?;
+                ctx.write_record(name, eff)?;
             }
             Ok(Action::AwaitChange)
         }
@@ -841,13 +840,7 @@ async fn start<U: Units, I: Images>(
     let unit = unit::unit_spec(eff, &ctx.settings.shim, &bundle_dir, file.map(Path::new));
     // Recorded before the start: if berthd dies mid-start, the next pass sees the unit with this
     // hash and adopts it instead of starting it twice.
-    ctx.write_record(
-        name,
-        &Record {
-            hash: eff.hash.clone(),
-            image_digest: eff.image_digest.clone(),
-        },
-    )?;
+    ctx.write_record(name, eff)?;
     tracing::info!(container = name, hash = %eff.hash, "{name}: starting");
     ctx.units
         .start(&unit)
