@@ -1,7 +1,6 @@
 //! The real implementations of reconcile's [`Units`] and [`Images`] traits: systemd over D-Bus
 //! (the `systemd` module's client) and the OCI image store. Runs in berthd.
 
-use crate::bundle::Rootfs;
 use crate::image::{self, PullOptions, Store};
 use crate::reconcile::{Images, Observed, Progress, ResolvedImage, Units};
 use crate::spec::Spec;
@@ -174,17 +173,13 @@ impl Images for StoreImages {
         name: &str,
         _spec: &Spec,
         image: &ResolvedImage,
-    ) -> Result<Rootfs, String> {
+    ) -> Result<berth_proto::OverlayRootfs, String> {
         let p = self
             .store
             .prepare_rootfs(name, &image.digest)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Rootfs {
-            lower: p.rootfs.lower,
-            upper: p.rootfs.upper,
-            work: p.rootfs.work,
-        })
+        Ok(p.rootfs)
     }
     async fn release(&self, name: &str) -> Result<(), String> {
         self.store.release_rootfs(name).map_err(|e| e.to_string())

@@ -3,8 +3,8 @@
 //! `start_period` do not count. Pure state machine (the shim's loop runs the probes); runs in
 //! berth-shim.
 
-use crate::config::HealthCheck;
-use crate::protocol::{HealthReport, HealthResult};
+use berth_proto::HealthCheck;
+use berth_proto::protocol::{HealthReport, HealthResult};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

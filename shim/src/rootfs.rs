@@ -2,8 +2,8 @@
 //! the runtime creates the container, unmounted after it is deleted. Runs in berth-shim (in the
 //! host's mount namespace, the unit's).
 
-use crate::config::OverlayRootfs;
 use crate::sys;
+use berth_proto::OverlayRootfs;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};

@@ -7,16 +7,19 @@
 
 use crate::backend::{Backend, BackendError};
 use crate::cgroup::{CgroupError, Leaves};
-use crate::config::{ConfigError, Readiness, ShimConfig};
-use crate::exit::{ContainerExit, EXIT_FILE, ExitRecord};
 use crate::health::{Health, MAX_OUTPUT, Transition};
 use crate::notify::Notifier;
-use crate::protocol::{
-    ExecRequest, HealthResult, MAX_REQUEST, Request, Response, SOCKET_FILE, ShimState,
-    recv_with_fds, send_line,
-};
 use crate::rootfs::{self, RootfsError};
 use crate::sys;
+use berth_proto::config::ConfigError;
+use berth_proto::exit::EXIT_SHIM_FAILED;
+use berth_proto::protocol::{
+    ExecRequest, HealthResult, MAX_REQUEST, Request, Response, ShimState, recv_with_fds, send_line,
+};
+use berth_proto::{
+    CONSOLE_SOCKET_FILE, ContainerExit, EXIT_FILE, ExitRecord, NOTIFY_SOCKET_FILE, Readiness,
+    SOCKET_FILE, ShimConfig,
+};
 use berth_runtime::{CreateOptions, ExecOptions};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -31,10 +34,6 @@ use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The console socket (pty masters of the container and of tty execs arrive here).
-pub const CONSOLE_SOCKET_FILE: &str = "console.sock";
-/// The notify proxy socket for `readiness: notify` (see [`ShimConfig::readiness`]).
-pub const NOTIFY_SOCKET_FILE: &str = "notify.sock";
 /// How long the runtime may take to hand over a pty master.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Write timeout towards control clients: a stuck client must not stall the container's monitor.
@@ -106,7 +105,7 @@ pub fn run(opts: Options) -> i32 {
         Err(e) => {
             eprintln!("berth-shim: {e}");
             let _ = notifier.notify(&format!("STATUS=failed: {e}"));
-            crate::exit::EXIT_SHIM_FAILED
+            EXIT_SHIM_FAILED
         }
     }
 }
@@ -1124,12 +1123,10 @@ impl Shim {
             unhealthy: self.unhealthy,
             finished_at_ms: now_ms(),
         };
-        if let Ok(j) = serde_json::to_vec(&rec) {
-            let p = self.bundle.join(EXIT_FILE);
-            let tmp = self.bundle.join(".exit.json.tmp");
-            if std::fs::write(&tmp, j).is_ok() {
-                let _ = std::fs::rename(&tmp, &p);
-            }
+        if let Ok(j) = serde_json::to_vec(&rec)
+            && let Err(e) = berth_proto::fsutil::write_atomic(&self.bundle.join(EXIT_FILE), &j)
+        {
+            eprintln!("berth-shim: writing {EXIT_FILE} of {}: {e}", self.cfg.name);
         }
         eprintln!(
             "berth-shim: container {} exited: {exit:?}, status {status}{}{}",

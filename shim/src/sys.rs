@@ -54,12 +54,6 @@ pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes ownership of an fd the kernel just installed for us (SCM_RIGHTS).
-pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
-    // SAFETY: callers pass only fds freshly received from recvmsg, owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// Blocks every signal that can be blocked (real-time ones included: a unit's `KillSignal=` may
 /// be one) and returns a non-blocking signalfd that receives them. Synchronous fault signals stay
 /// unblocked so a bug still crashes the shim visibly.

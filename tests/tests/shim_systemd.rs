@@ -3,7 +3,7 @@
 //! exec, adoption after the client died.
 
 use berth_agent::systemd::{BusTarget, Systemd, UnitSpec, UnitStatus};
-use berth_shim::protocol::{ExecRequest, ShimClient};
+use berth_proto::protocol::{ExecRequest, ShimClient};
 use berth_tests::systemd::{ShimBundle, TestSystemd};
 use serde_json::json;
 use std::io::Read;

@@ -6,7 +6,7 @@
 //! tests and unit tests; placement is what this one checks, through the real systemd.
 
 use berth_agent::systemd::{BusTarget, Systemd, UnitSpec};
-use berth_shim::protocol::{ExecRequest, ShimClient};
+use berth_proto::protocol::{ExecRequest, ShimClient};
 use berth_tests::systemd::{ShimBundle, TestSystemd};
 use serde_json::json;
 use std::os::fd::AsRawFd;

@@ -4,10 +4,10 @@
 
 pub mod seccomp;
 
+use crate::spec::Readiness;
 use crate::spec::effective::Effective;
 use crate::spec::{NetworkMode, SecurityOpt, ULIMITS, VolumeSource};
-use berth_shim::config::{OverlayRootfs, Readiness, SHIM_CONFIG_FILE, ShimConfig};
-use berth_shim::server::NOTIFY_SOCKET_FILE;
+use berth_proto::{NOTIFY_SOCKET_FILE, OverlayRootfs, SHIM_CONFIG_FILE, ShimConfig};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -91,15 +91,6 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
-
-/// Where a container's root filesystem comes from (the image store's answer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rootfs {
-    /// Unpacked layer dirs, topmost first.
-    pub lower: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
-}
 
 /// Host paths the bundle refers to.
 #[derive(Debug, Clone)]
@@ -217,7 +208,7 @@ fn cgroup2_unified() -> bool {
 /// The OCI runtime config for a container.
 pub fn oci_config(
     eff: &Effective,
-    rootfs: &Rootfs,
+    rootfs: &OverlayRootfs,
     bundle: &Path,
     paths: &Paths,
 ) -> Result<oci_spec::runtime::Spec, BundleError> {
@@ -289,7 +280,7 @@ pub fn oci_config(
     }
 
     // `readiness: notify`: the application's sd_notify goes to the shim's proxy socket, which
-    // passes READY=1 and STATUS= on to systemd (see berth_shim::config::Readiness::Notify).
+    // passes READY=1 and STATUS= on to systemd (see berth_proto::Readiness::Notify).
     let mut env = eff.env.clone();
     if eff.readiness == Readiness::Notify {
         mounts.push(json!({"destination": NOTIFY_SOCKET_PATH, "type": "bind",
@@ -431,17 +422,17 @@ pub fn oci_config(
 }
 
 /// The shim's half of the bundle.
-pub fn shim_config(eff: &Effective, rootfs: &Rootfs) -> ShimConfig {
+pub fn shim_config(eff: &Effective, rootfs: &OverlayRootfs) -> ShimConfig {
     ShimConfig {
         name: eff.name.clone(),
         image: eff.image_ref.clone(),
         image_digest: eff.image_digest.clone(),
-        rootfs: Some(OverlayRootfs {
-            lower: rootfs.lower.clone(),
-            upper: rootfs.upper.clone(),
-            work: rootfs.work.clone(),
-        }),
-        readiness: eff.readiness,
+        rootfs: Some(rootfs.clone()),
+        readiness: match eff.readiness {
+            Readiness::Started => berth_proto::Readiness::Started,
+            Readiness::Healthy => berth_proto::Readiness::Healthy,
+            Readiness::Notify => berth_proto::Readiness::Notify,
+        },
         healthcheck: eff.healthcheck.clone(),
         tty: eff.spec.tty,
         stdin_open: eff.spec.stdin_open,
@@ -463,7 +454,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BundleError> {
 pub fn write(
     dir: &Path,
     eff: &Effective,
-    rootfs: &Rootfs,
+    rootfs: &OverlayRootfs,
     paths: &Paths,
 ) -> Result<(), BundleError> {
     let mkdir = |p: &Path| {
@@ -529,8 +520,8 @@ mod tests {
         };
         resolve("web", &spec, "sha256:1", &img, &Default::default()).unwrap()
     }
-    fn rootfs(d: &Path) -> Rootfs {
-        Rootfs {
+    fn rootfs(d: &Path) -> OverlayRootfs {
+        OverlayRootfs {
             lower: vec![d.join("l1"), d.join("l0")],
             upper: d.join("up"),
             work: d.join("wk"),

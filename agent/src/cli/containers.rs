@@ -194,6 +194,9 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         println!("image:       {}", s.image.as_deref().unwrap_or("-"));
                         println!("digest:      {}", s.image_digest.as_deref().unwrap_or("-"));
                         println!("spec hash:   {}", s.spec_hash.as_deref().unwrap_or("-"));
+                        if let Some(x) = &s.last_exit {
+                            println!("last exit:   {}", x.describe());
+                        }
                     }
                     if u.is_object() {
                         println!(
@@ -205,7 +208,7 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         );
                         println!("main pid:    {}", u["main_pid"]);
                         println!("restarts:    {}", u["n_restarts"]);
-                        println!("last exit:   {}", u["exec_main_status"]);
+                        println!("main status: {}", u["exec_main_status"]);
                     } else {
                         println!("unit:        none");
                     }
@@ -420,7 +423,7 @@ async fn bundle_dir(g: &Global, name: &str) -> PathBuf {
 /// The shim's health report, when the container has a healthcheck and its shim answers.
 async fn health(g: &Global, name: &str) -> Option<String> {
     let dir = bundle_dir(g, name).await;
-    let mut c = berth_shim::protocol::ShimClient::for_bundle(&dir).ok()?;
+    let mut c = berth_proto::protocol::ShimClient::for_bundle(&dir).ok()?;
     let h = c.health().ok()?;
     let last = h
         .log
@@ -444,7 +447,7 @@ async fn exec(
     tty: bool,
     interactive: bool,
 ) -> ExitCode {
-    use berth_shim::protocol::{ExecRequest, ShimClient};
+    use berth_proto::protocol::{ExecRequest, ShimClient};
     use std::os::fd::AsRawFd;
     let dir = bundle_dir(g, name).await;
     let mut c = match ShimClient::for_bundle(&dir) {
@@ -460,6 +463,7 @@ async fn exec(
         cwd: workdir,
         user,
         tty,
+        console_size: None,
     };
     let status = if tty {
         exec_tty(&mut c, &req)
@@ -483,9 +487,9 @@ async fn exec(
 
 /// Runs an exec with a terminal: this terminal raw, bytes copied both ways until the process ends.
 fn exec_tty(
-    c: &mut berth_shim::protocol::ShimClient,
-    req: &berth_shim::protocol::ExecRequest,
-) -> Result<i32, berth_shim::protocol::ClientError> {
+    c: &mut berth_proto::protocol::ShimClient,
+    req: &berth_proto::protocol::ExecRequest,
+) -> Result<i32, berth_proto::protocol::ClientError> {
     use nix::sys::termios;
     use std::io::{Read, Write};
     let stdin = std::io::stdin();

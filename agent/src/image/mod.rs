@@ -29,7 +29,7 @@ pub use pull::{Phase, Progress, PullOptions};
 pub use reference::{ImageRef, RefError};
 pub use registry::RegistryConfig;
 
-use berth_shim::config::OverlayRootfs;
+use berth_proto::OverlayRootfs;
 use manifest::{Document, Index, Manifest, REF_NAME, digest_hex, parse_document};
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::ImageConfiguration;

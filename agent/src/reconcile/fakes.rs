@@ -2,10 +2,10 @@
 //! systemd fake checks that no name is ever worked on twice at once.
 
 use super::{Images, Observed, Progress, ResolvedImage, Units};
-use crate::bundle::Rootfs;
 use crate::spec::Spec;
 use crate::spec::effective::ImageConfig;
 use crate::systemd::UnitSpec;
+use berth_proto::OverlayRootfs;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -138,8 +138,8 @@ impl Images for FakeImages {
         name: &str,
         _spec: &Spec,
         _image: &ResolvedImage,
-    ) -> Result<Rootfs, String> {
-        Ok(Rootfs {
+    ) -> Result<OverlayRootfs, String> {
+        Ok(OverlayRootfs {
             lower: vec![self.root.join("layers/l0")],
             upper: self.root.join(name).join("upper"),
             work: self.root.join(name).join("work"),

@@ -19,10 +19,11 @@ pub mod files;
 pub mod status;
 pub mod unit;
 
-use crate::bundle::{self, Paths, Rootfs};
+use crate::bundle::{self, Paths};
 use crate::spec::effective::{self, Effective, ImageConfig, Inputs};
 use crate::spec::{self, Condition, PullPolicy, Readiness, Restart, Spec, SpecFile};
 use crate::systemd::UnitSpec;
+use berth_proto::OverlayRootfs;
 use serde::{Deserialize, Serialize};
 use status::{Board, ContainerStatus, Phase};
 use std::collections::BTreeMap;
@@ -87,7 +88,7 @@ pub trait Images: Send + Sync + 'static {
         name: &str,
         spec: &Spec,
         image: &ResolvedImage,
-    ) -> impl Future<Output = Result<Rootfs, String>> + Send;
+    ) -> impl Future<Output = Result<OverlayRootfs, String>> + Send;
     /// Removes the container's upper/work dirs.
     fn release(&self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -702,6 +703,7 @@ async fn execute<U: Units, I: Images>(
         st.spec_hash = Some(eff.hash.clone());
         st.message = message;
         st.unit_state = unit_state;
+        st.last_exit = berth_proto::ExitRecord::load(&ctx.bundle_path(name));
         ctx.board.set(st);
     };
     let stop_timeout = eff.stop_timeout + Duration::from_secs(30);

@@ -1,5 +1,6 @@
 //! What berthd knows about each container between passes: its phase, why it is not running, its
-//! hash and image; read by the API (`berth ps/status`) and summarised into sd_notify's `STATUS=`.
+//! hash and image, how it last ended; read by the API (`berth ps/status`) and summarised into
+//! sd_notify's `STATUS=`.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -49,6 +50,9 @@ pub struct ContainerStatus {
     /// systemd's view, when a unit exists.
     #[serde(default)]
     pub unit_state: Option<String>,
+    /// How the container last ended (its shim's `exit.json`): code or signal, OOM kill.
+    #[serde(default)]
+    pub last_exit: Option<berth_proto::ExitRecord>,
 }
 
 impl ContainerStatus {
@@ -62,6 +66,7 @@ impl ContainerStatus {
             image_digest: None,
             spec_hash: None,
             unit_state: None,
+            last_exit: None,
         }
     }
 }

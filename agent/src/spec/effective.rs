@@ -7,7 +7,7 @@
 //! Computed in berthd for reconcile and by `berth diff`/`inspect`.
 
 use super::{HealthTest, NetworkMode, Readiness, Signal, Spec};
-use berth_shim::config::HealthCheck;
+use berth_proto::HealthCheck;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

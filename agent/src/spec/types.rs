@@ -962,7 +962,19 @@ pub fn is_valid_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-pub use berth_shim::config::Readiness;
+/// `readiness:`, when the unit becomes active. The spec's own word; bundle turns it into the
+/// shim's (`shim.json`), so the file format and the wire format can change apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// As soon as the container's process runs.
+    #[default]
+    Started,
+    /// After the first passing health check.
+    Healthy,
+    /// When the application sends READY=1 itself (sd_notify).
+    Notify,
+}
 
 #[cfg(test)]
 mod tests {

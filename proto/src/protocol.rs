@@ -2,17 +2,15 @@
 //! client for berthd, the `berth` CLI and tests. One JSON object per line each way. Standard
 //! streams travel as file descriptors (SCM_RIGHTS): an exec without tty sends its three fds with
 //! the request; an exec with tty receives the pty master with the `started` reply.
-//! The types run in both processes; the server side is in [`crate::server`].
+//! The types run in both processes; the server side is berth-shim's `control` module.
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use crate::SOCKET_FILE;
+pub use crate::wire::{recv_with_fds, send_line};
 use serde::{Deserialize, Serialize};
-use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-
-/// File name of the control socket inside the bundle directory.
-pub const SOCKET_FILE: &str = "shim.sock";
 /// Longest request line the shim accepts.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
@@ -54,6 +52,18 @@ pub struct ExecRequest {
     pub user: Option<String>,
     #[serde(default)]
     pub tty: bool,
+    /// The terminal's size at start (with `tty`): the process sees it from its first
+    /// instruction. Later changes are TIOCSWINSZ on the pty master the client holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<ConsoleSize>,
+}
+
+/// A terminal window size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,39 +135,6 @@ pub enum ClientError {
     Protocol(String),
     #[error("shim: {0}")]
     Shim(String),
-}
-
-/// Sends one JSON line, with `fds` attached (SCM_RIGHTS) when not empty.
-pub fn send_line<T: Serialize>(sock: RawFd, msg: &T, fds: &[RawFd]) -> io::Result<()> {
-    let mut line = serde_json::to_vec(msg).map_err(io::Error::other)?;
-    line.push(b'\n');
-    let mut off = 0;
-    while off < line.len() {
-        let iov = [IoSlice::new(&line[off..])];
-        let cmsg = [ControlMessage::ScmRights(fds)];
-        let cm: &[ControlMessage] = if off == 0 && !fds.is_empty() {
-            &cmsg
-        } else {
-            &[]
-        };
-        off += sendmsg::<()>(sock, &iov, cm, MsgFlags::MSG_NOSIGNAL, None)?;
-    }
-    Ok(())
-}
-
-/// Reads into `buf`, collecting received fds. Returns 0 at end of stream.
-pub fn recv_with_fds(sock: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-    let mut space = nix::cmsg_space!([RawFd; 4]);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(rs) = c {
-            for r in rs {
-                fds.push(crate::sys::own_fd(r));
-            }
-        }
-    }
-    Ok(msg.bytes)
 }
 
 /// A blocking connection to one shim.
@@ -317,17 +294,5 @@ mod tests {
             serde_json::to_string(&Response::Exited { status: 3 }).unwrap(),
             r#"{"reply":"exited","status":3}"#
         );
-    }
-
-    #[test]
-    fn lines_carry_fds() {
-        let (a, b) = UnixStream::pair().unwrap();
-        let f = std::fs::File::open("/dev/null").unwrap();
-        send_line(a.as_raw_fd(), &Request::State, &[f.as_raw_fd()]).unwrap();
-        let mut buf = [0u8; 256];
-        let mut fds = Vec::new();
-        let n = recv_with_fds(b.as_raw_fd(), &mut buf, &mut fds).unwrap();
-        assert_eq!(&buf[..n], b"{\"op\":\"state\"}\n");
-        assert_eq!(fds.len(), 1);
     }
 }

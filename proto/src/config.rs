@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// File name of the shim config inside a container's bundle directory.
-pub const SHIM_CONFIG_FILE: &str = "shim.json";
+use crate::SHIM_CONFIG_FILE;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,8 +44,9 @@ pub struct ShimConfig {
     pub stop_timeout_ms: Option<u64>,
 }
 
-/// An overlayfs root filesystem: read-only image layers plus the container's own upper dir.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An overlayfs root filesystem: read-only image layers plus the container's own upper dir (the
+/// image store's answer to "where does this container's root come from").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverlayRootfs {
     /// Unpacked layer directories, topmost first (overlayfs `lowerdir` order).
