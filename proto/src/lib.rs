@@ -8,6 +8,7 @@ pub mod config;
 pub mod exit;
 pub mod fsutil;
 pub mod protocol;
+mod term;
 mod wire;
 
 pub use config::{HealthCheck, OverlayRootfs, Readiness, ShimConfig};

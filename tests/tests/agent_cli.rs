@@ -1,6 +1,7 @@
 //! What the `berth` CLI shows of a container, end to end under a real systemd with berthd: the
 //! last exit (code, signal, OOM kill) read from the shim's `exit.json`, and `berth exec -it` on a
 //! real terminal (window size and TERM reach the process).
+#![allow(unsafe_code)]
 
 use berth_tests::agent::{Agent, IMAGE};
 use std::time::Duration;
@@ -55,4 +56,115 @@ fn agent_status_shows_last_exit_and_oom_kill() {
     let v: serde_json::Value =
         serde_json::from_slice(&a.berth(&["inspect", "hog"]).unwrap().stdout).unwrap();
     assert_eq!(v["status"]["last_exit"]["oom_killed"], true, "{v}");
+}
+
+/// `berth exec -it` on a terminal the test owns (the pty is the controlling terminal of the
+/// `berth` process, as a shell's terminal is): the process in the container sees the terminal's
+/// size from its start, a later resize (SIGWINCH) reaches it, and TERM is the client's.
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn agent_exec_tty_window_size_and_term() {
+    use berth_proto::protocol::ConsoleSize;
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use std::os::unix::process::CommandExt;
+    use std::time::Instant;
+
+    let a = Agent::start("agent-exec-tty").unwrap();
+    a.start_berthd(true).unwrap();
+    a.write(
+        "box",
+        &format!(
+            "image_file: {IMAGE}\ncommand: [sleep, \"3600\"]\nnetwork_mode: none\nrestart: always\n"
+        ),
+    );
+    a.wait(T, "box active", || a.active("box")).unwrap();
+
+    let pty = nix::pty::openpty(None, None).unwrap();
+    ConsoleSize {
+        rows: 37,
+        cols: 101,
+    }
+    .set_on(pty.master.as_fd())
+    .unwrap();
+    let berth = berth_tests::systemd::bin_path("berth");
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg("-t")
+        .arg(a.sd.pid().to_string())
+        .arg("-a")
+        .arg(&berth)
+        .args(["exec", "-it", "box", "sh", "-c"])
+        .arg(
+            "stty size; echo T=$TERM; while [ \"$(stty size)\" = \"37 101\" ]; do sleep 0.1; done; \
+             stty size; echo done",
+        )
+        .env("TERM", "screen-256color")
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: between fork and exec the child only calls setsid and ioctl (async-signal-safe)
+    // to make the pty on its stdin its controlling terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(pty.slave);
+    let master = std::fs::File::from(pty.master);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut b) {
+            if n == 0 || tx.send(b[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = String::new();
+    let mut read_until = |what: &str| {
+        let t0 = Instant::now();
+        while !out.contains(what) {
+            let left = Duration::from_secs(20).saturating_sub(t0.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(b) => out.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {what:?} from berth exec -it; output so far: {out:?}"),
+            }
+        }
+        out.clone()
+    };
+    let first = read_until("T=screen-256color");
+    assert!(first.contains("37 101"), "{first:?}");
+    assert!(first.contains("T=screen-256color"), "{first:?}");
+    // A resize of the client's terminal reaches the process in the container.
+    ConsoleSize {
+        rows: 50,
+        cols: 120,
+    }
+    .set_on(master.as_fd())
+    .unwrap();
+    let t0 = Instant::now();
+    while !out.contains("done") && t0.elapsed() < Duration::from_secs(20) {
+        if let Ok(b) = rx.recv_timeout(Duration::from_millis(200)) {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    if !out.contains("done") {
+        let ps = a
+            .berth(&["exec", "box", "ps", "-o", "pid,stat,args"])
+            .unwrap();
+        panic!(
+            "no resize seen by the process: {out:?}; processes in the container:\n{}",
+            String::from_utf8_lossy(&ps.stdout)
+        );
+    }
+    let all = out.clone();
+    assert!(all.contains("50 120"), "{all:?}");
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st:?}: {all:?}");
 }

@@ -459,14 +459,14 @@ async fn exec(
     };
     let req = ExecRequest {
         args: command,
-        env,
+        env: exec_env(env, tty, std::env::var("TERM").ok()),
         cwd: workdir,
         user,
         tty,
-        console_size: None,
+        console_size: tty.then(client_console_size).flatten(),
     };
     let status = if tty {
-        exec_tty(&mut c, &req)
+        tokio::task::block_in_place(|| exec_tty(&mut c, &req))
     } else {
         let null = std::fs::File::open("/dev/null");
         let stdin = match (&null, interactive) {
@@ -485,13 +485,37 @@ async fn exec(
     }
 }
 
+/// The environment an exec asks for: with a terminal, `TERM` as Docker sets it (the client's
+/// own, else `xterm`) unless the user gave one.
+fn exec_env(mut env: Vec<String>, tty: bool, client_term: Option<String>) -> Vec<String> {
+    if tty && !env.iter().any(|e| e.split('=').next() == Some("TERM")) {
+        let term = client_term
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "xterm".into());
+        env.push(format!("TERM={term}"));
+    }
+    env
+}
+
+/// The size of the client's terminal (stdin's, else stdout's).
+fn client_console_size() -> Option<berth_proto::protocol::ConsoleSize> {
+    use std::os::fd::AsFd;
+    berth_proto::protocol::ConsoleSize::of_terminal(std::io::stdin().as_fd())
+        .or_else(|| berth_proto::protocol::ConsoleSize::of_terminal(std::io::stdout().as_fd()))
+}
+
 /// Runs an exec with a terminal: this terminal raw, bytes copied both ways until the process ends.
+/// The process starts with this terminal's size; every SIGWINCH sets the new size on the pty
+/// master (the kernel then signals the process in the container).
 fn exec_tty(
     c: &mut berth_proto::protocol::ShimClient,
     req: &berth_proto::protocol::ExecRequest,
 ) -> Result<i32, berth_proto::protocol::ClientError> {
     use nix::sys::termios;
     use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    // Registered before the exec starts, so no resize between the two is lost.
+    let winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok();
     let stdin = std::io::stdin();
     let saved = termios::tcgetattr(&stdin).ok();
     if let Some(t) = &saved {
@@ -501,8 +525,16 @@ fn exec_tty(
     }
     let res = (|| {
         let (_pid, master) = c.exec_tty(req)?;
-        let (rows, cols) = terminal_size();
-        let _ = c.resize(rows, cols);
+        if let Some(mut winch) = winch {
+            let m = master.try_clone()?;
+            tokio::spawn(async move {
+                while winch.recv().await.is_some() {
+                    if let Some(s) = client_console_size() {
+                        let _ = s.set_on(m.as_fd());
+                    }
+                }
+            });
+        }
         let mut to_pty = std::fs::File::from(master.try_clone()?);
         let mut from_pty = std::fs::File::from(master);
         std::thread::spawn(move || {
@@ -531,14 +563,29 @@ fn exec_tty(
     res
 }
 
-fn terminal_size() -> (u16, u16) {
-    let cols = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(80);
-    let rows = std::env::var("LINES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(24);
-    (rows, cols)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_term_as_docker_sets_it() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            exec_env(v(&["A=1"]), true, Some("screen".into())),
+            v(&["A=1", "TERM=screen"])
+        );
+        assert_eq!(exec_env(v(&[]), true, None), v(&["TERM=xterm"]));
+        assert_eq!(
+            exec_env(v(&[]), true, Some(String::new())),
+            v(&["TERM=xterm"])
+        );
+        assert_eq!(
+            exec_env(v(&["TERM=vt100"]), true, Some("screen".into())),
+            v(&["TERM=vt100"])
+        );
+        assert_eq!(
+            exec_env(v(&["A=1"]), false, Some("screen".into())),
+            v(&["A=1"])
+        );
+    }
 }
