@@ -28,7 +28,7 @@ pub enum Backend {
 
 /// A duplicate of the caller's fd (which stays the caller's) as a child's stdio.
 fn stdio_of(fd: RawFd) -> Result<Stdio, std::io::Error> {
-    Ok(Stdio::from(crate::sys::borrow_fd(fd).try_clone_to_owned()?))
+    Ok(Stdio::from(crate::sys::dup_cloexec(fd)?))
 }
 
 impl Backend {

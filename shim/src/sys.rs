@@ -1,58 +1,12 @@
-//! The shim's few raw system calls that nix does not wrap: pidfds, the pty window size and the
-//! new mount API (fsopen/fsconfig/fsmount/move_mount).
+//! The shim's few raw system calls that neither nix nor the runtime's `sys` wraps (pidfds, the
+//! window size and the heap trim are the runtime's): the signalfd, the start-up memory release
+//! and the new mount API (fsopen/fsconfig/fsmount/move_mount).
 //! Runs in berth-shim. Every unsafe block of the shim lives here.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-/// `pidfd_open(pid, 0)`: a handle on the process that cannot be confused with a later one
-/// reusing its PID.
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments; on success it returns a new fd we own.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: r is a freshly opened file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-}
-
-/// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
-pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
-    // SAFETY: the fd is a valid pidfd borrowed for the call; a NULL siginfo is allowed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Sets a terminal's window size (TIOCSWINSZ).
-pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: fd is a valid open fd for the call; ws is a properly initialised winsize that
-    // outlives the ioctl, which only reads it.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// Blocks every signal that can be blocked (real-time ones included: a unit's `KillSignal=` may
 /// be one) and returns a non-blocking signalfd that receives them. Synchronous fault signals stay
@@ -115,11 +69,16 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<(i32, i32)>> {
     Ok(Some((si.ssi_signo as i32, si.ssi_pid as i32)))
 }
 
-/// Borrows a raw fd for the duration of a call.
-pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
-    // SAFETY: callers only pass fds they hold open (their own OwnedFds or 0/1/2) for longer
-    // than the borrow is used (a dup right after).
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// A close-on-exec duplicate of `fd`, owned by the caller. Safe on any number: a closed one
+/// gives EBADF, and nothing is borrowed past the call.
+pub fn dup_cloexec(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and touches no memory of ours.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a new fd the kernel just made for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
 /// Makes `cmd`'s child start with no blocked signals (the shim blocks them all for its
@@ -135,15 +94,6 @@ pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
             libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             Ok(())
         });
-    }
-}
-
-/// Returns the heap pages freed after start-up (parsed specs, the runtime's set-up) to the
-/// kernel: they would otherwise stay as private dirty memory for the container's whole life.
-pub fn trim_heap() {
-    // SAFETY: malloc_trim only walks glibc's own allocator state; no pointers are passed.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
