@@ -1,5 +1,5 @@
 //! `berth-shim`: thin binary over the shim library; the main process of `berth-<name>.service`.
-//! Arguments are parsed by hand: five flags do not justify an argument parser's code in a
+//! Arguments are parsed by hand: four flags do not justify an argument parser's code in a
 //! process that exists once per container (its text and relocations are per-container memory).
 
 use std::path::PathBuf;
@@ -16,7 +16,6 @@ fn parse(args: &[String]) -> Result<berth_shim::Options, String> {
         bundle: PathBuf::new(),
         root: PathBuf::from("/run/berth/runtime"),
         id: None,
-        cgroup_base: PathBuf::from("/sys/fs/cgroup"),
         runtime_binary: None,
     };
     let mut it = args.iter();
@@ -41,7 +40,6 @@ fn parse(args: &[String]) -> Result<berth_shim::Options, String> {
             "--bundle" => o.bundle = PathBuf::from(value()?),
             "--root" => o.root = PathBuf::from(value()?),
             "--id" => o.id = Some(value()?),
-            "--cgroup-base" => o.cgroup_base = PathBuf::from(value()?),
             "--runtime-binary" => o.runtime_binary = Some(PathBuf::from(value()?)),
             other if !other.starts_with('-') && o.bundle.as_os_str().is_empty() => {
                 o.bundle = PathBuf::from(other)

@@ -83,8 +83,6 @@ pub struct Options {
     pub root: PathBuf,
     /// The runtime's container id; the container name from shim.json by default.
     pub id: Option<String>,
-    /// Where cgroup hierarchies are mounted.
-    pub cgroup_base: PathBuf,
     /// Drive this runc-compatible binary instead of the linked runtime library.
     pub runtime_binary: Option<PathBuf>,
 }

@@ -145,7 +145,7 @@ impl Shim {
         // (mount and state left behind). The runtime's init and exec'd processes reset their
         // mask; runtime binaries are started with an empty one.
         let sigfd = sys::block_signals_to_fd().map_err(io_err("creating the signalfd"))?;
-        let leaves = Leaves::discover(&opts.cgroup_base)?;
+        let leaves = Leaves::discover()?;
         if let Some(l) = &leaves {
             undo.leaves = Some(l.clone());
             l.setup()?;
