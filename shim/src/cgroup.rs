@@ -259,6 +259,21 @@ mod tests {
     }
 
     #[test]
+    fn a_subtree_mounted_as_the_hierarchy_is_followed() {
+        // systemd in a container that shares the host's cgroup namespace: its /sys/fs/cgroup is
+        // the container's subtree, while /proc/self/cgroup shows host paths.
+        let h = Hierarchies::parse(
+            "50 40 0:26 /docker/ab12 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/docker/ab12/system.slice/berth-web.service\n",
+        );
+        let l = Leaves::plan(&h).unwrap();
+        assert_eq!(
+            l.dirs[0].dir,
+            PathBuf::from("/sys/fs/cgroup/system.slice/berth-web.service")
+        );
+    }
+
+    #[test]
     fn only_a_service_cgroup_is_split() {
         let by_hand =
             "9:name=systemd:/user.slice/session-1.scope\n0::/user.slice/session-1.scope\n";
