@@ -2,7 +2,9 @@
 //! connection and re-establishes it (reconnect, resubscribe) when systemd re-executes or the bus
 //! goes away. Runs in berthd.
 
-use super::{BusTarget, DEST, MANAGER, PATH, container_name, subscribe, unit_from_path};
+use super::{
+    ActiveState, BusTarget, DEST, MANAGER, PATH, container_name, subscribe, unit_from_path,
+};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,7 +25,7 @@ pub enum UnitEvent {
     /// The unit's state changed; fields systemd did not include are `None`.
     Changed {
         unit: String,
-        active_state: Option<String>,
+        active_state: Option<ActiveState>,
         sub_state: Option<String>,
         main_pid: Option<u32>,
     },
@@ -240,7 +242,7 @@ fn props_event(m: &zbus::Message) -> Option<UnitEvent> {
     };
     match iface.as_str() {
         UNIT_IFACE => {
-            let active_state = s("ActiveState");
+            let active_state = s("ActiveState").map(|a| ActiveState::parse(&a));
             let sub_state = s("SubState");
             (active_state.is_some() || sub_state.is_some()).then_some(UnitEvent::Changed {
                 unit,

@@ -26,9 +26,11 @@
 
 mod events;
 mod private;
+mod state;
 mod unit;
 
 pub use events::{UnitEvent, UnitEvents};
+pub use state::ActiveState;
 pub use unit::{
     RestartPolicy, SPEC_HASH_ENV, STOP_BACKSTOP, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry,
     UnitSpec, UnitStatus, container_name, unit_name,
@@ -285,9 +287,7 @@ impl Systemd {
                 {
                     // A failed or inactive leftover keeps the name; an active one is a real conflict.
                     match self.status(&unit).await? {
-                        Some(st)
-                            if st.active_state == "failed" || st.active_state == "inactive" =>
-                        {
+                        Some(st) if st.active_state.is_down() => {
                             self.reset_failed(&unit).await.ok();
                             attempt += 1;
                         }
@@ -429,7 +429,7 @@ impl Systemd {
                 name: r.0,
                 description: r.1,
                 load_state: r.2,
-                active_state: r.3,
+                active_state: ActiveState::parse(&r.3),
                 sub_state: r.4,
             })
             .collect())

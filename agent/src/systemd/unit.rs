@@ -2,6 +2,7 @@
 //! turned into the `a(sv)` properties of `StartTransientUnit`, and the typed view of a unit's
 //! state read back (`UnitStatus`). Pure data; runs in berthd, unit-tested without a bus.
 
+use super::ActiveState;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use zbus::zvariant::{OwnedValue, Value};
@@ -261,7 +262,7 @@ pub struct UnitListEntry {
     pub name: String,
     pub description: String,
     pub load_state: String,
-    pub active_state: String,
+    pub active_state: ActiveState,
     pub sub_state: String,
 }
 
@@ -276,8 +277,7 @@ impl UnitListEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitStatus {
     pub name: String,
-    /// `active`, `activating`, `deactivating`, `inactive`, `failed`, `reloading`.
-    pub active_state: String,
+    pub active_state: ActiveState,
     /// Service sub-state: `running`, `start`, `stop-sigterm`, `auto-restart`, `dead`, `failed` …
     pub sub_state: String,
     pub load_state: String,
@@ -303,10 +303,6 @@ impl UnitStatus {
             e.strip_prefix(SPEC_HASH_ENV)
                 .and_then(|r| r.strip_prefix('='))
         })
-    }
-
-    pub fn is_active(&self) -> bool {
-        self.active_state == "active"
     }
 
     /// Builds the status from the merged `GetAll` maps of the Unit and Service interfaces.
@@ -340,7 +336,7 @@ impl UnitStatus {
             .unwrap_or_default();
         UnitStatus {
             name: name.to_owned(),
-            active_state: s("ActiveState"),
+            active_state: ActiveState::parse(&s("ActiveState")),
             sub_state: s("SubState"),
             load_state: s("LoadState"),
             result: s("Result"),
