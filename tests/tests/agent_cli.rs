@@ -16,11 +16,13 @@ fn agent_every_container_command_prints_json() {
         "image_file: {IMAGE}\ncommand: [sleep, \"3600\"]\nnetwork_mode: none\nrestart: always\n"
     );
     a.write("web", &spec);
-    a.wait(T, "web active", || a.active("web")).unwrap();
-    // `berth ARGS --json`: the exit code it had and its output as JSON.
+    a.wait(T, "web running", || a.phase("web") == "running")
+        .unwrap();
+    // `berth --json ARGS`: the exit code it had and its output as JSON.
     let json = |args: &[&str]| -> (Option<i32>, Value) {
-        let mut argv = args.to_vec();
-        argv.push("--json");
+        // First: after `exec NAME` everything is the command's.
+        let mut argv = vec!["--json"];
+        argv.extend_from_slice(args);
         let out = a.berth(&argv).unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -43,7 +45,7 @@ fn agent_every_container_command_prints_json() {
     assert_eq!(st["unit"]["active_state"], "active", "{st}");
     let (_, inspect) = json(&["inspect", "web"]);
     assert!(inspect["record"]["hash"].is_string(), "{inspect}");
-    let (code, check) = json(&["check"]);
+    let (code, check) = json(&["check", "/srv/tb/specs/web.yaml"]);
     assert_eq!(code, Some(0));
     assert_eq!(check[0]["ok"], true, "{check}");
     let (code, diff) = json(&["diff"]);
