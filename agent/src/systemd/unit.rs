@@ -5,7 +5,7 @@
 use super::ActiveState;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use zbus::zvariant::{OwnedValue, Value};
+use zbus::zvariant::Value;
 
 /// Prefix of every unit berth owns: `berth-<name>.service`.
 pub const UNIT_PREFIX: &str = "berth-";
@@ -303,51 +303,6 @@ impl UnitStatus {
             e.strip_prefix(SPEC_HASH_ENV)
                 .and_then(|r| r.strip_prefix('='))
         })
-    }
-
-    /// Builds the status from the merged `GetAll` maps of the Unit and Service interfaces.
-    pub(crate) fn from_properties(name: &str, props: &BTreeMap<String, OwnedValue>) -> Self {
-        let s = |k: &str| -> String {
-            props
-                .get(k)
-                .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
-                .unwrap_or_default()
-        };
-        let u = |k: &str| -> u32 {
-            props
-                .get(k)
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0)
-        };
-        let i = |k: &str| -> i32 {
-            props
-                .get(k)
-                .and_then(|v| i32::try_from(v).ok())
-                .unwrap_or(0)
-        };
-        let environment = props
-            .get("Environment")
-            .and_then(|v| Vec::<String>::try_from(v.try_clone().ok()?).ok())
-            .unwrap_or_default();
-        let invocation_id = props
-            .get("InvocationID")
-            .and_then(|v| Vec::<u8>::try_from(v.try_clone().ok()?).ok())
-            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
-            .unwrap_or_default();
-        UnitStatus {
-            name: name.to_owned(),
-            active_state: ActiveState::parse(&s("ActiveState")),
-            sub_state: s("SubState"),
-            load_state: s("LoadState"),
-            result: s("Result"),
-            main_pid: u("MainPID"),
-            exec_main_code: i("ExecMainCode"),
-            exec_main_status: i("ExecMainStatus"),
-            n_restarts: u("NRestarts"),
-            control_group: s("ControlGroup"),
-            environment,
-            invocation_id,
-        }
     }
 }
 
