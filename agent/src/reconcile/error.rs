@@ -90,8 +90,9 @@ pub enum ReconcileError {
     #[error("container {name}: systemd: {source}")]
     Units {
         name: String,
+        /// Boxed: zbus' errors are large, and every pass returns this type.
         #[source]
-        source: SystemdError,
+        source: Box<SystemdError>,
     },
     #[error("container {name}: image: {source}")]
     Image {
@@ -132,7 +133,7 @@ impl ReconcileError {
     pub(crate) fn units(name: &str) -> impl FnOnce(SystemdError) -> ReconcileError + '_ {
         move |source| ReconcileError::Units {
             name: name.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
