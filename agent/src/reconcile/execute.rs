@@ -18,10 +18,17 @@ pub async fn reconcile<U: Units, I: Images>(
     ctx: &Ctx<U, I>,
     name: &str,
 ) -> Result<Action, ReconcileError> {
-    reconcile_traced(ctx, name)
-        .instrument(tracing::info_span!("pass", container = name))
-        .await
-        .map(|(action, _)| action)
+    let span = tracing::info_span!("pass", container = name);
+    async {
+        let r = reconcile_traced(ctx, name).await;
+        match &r {
+            Ok((action, done)) => tracing::debug!(?done, ?action, "pass done"),
+            Err(e) => tracing::debug!(persistence = ?e.persistence(), "pass failed: {e}"),
+        }
+        r.map(|(action, _)| action)
+    }
+    .instrument(span)
+    .await
 }
 
 /// [`reconcile`], also returning the decisions it carried out (a pull, then what came after it).
