@@ -18,6 +18,21 @@ fn agent_every_container_command_prints_json() {
     a.write("web", &spec);
     a.wait(T, "web running", || a.phase("web") == "running")
         .unwrap();
+    // berthd's lines about a pass carry the container as a journal field (the pass's span), not
+    // as a prefix of the message.
+    let out =
+        a.sd.exec_inside(&[
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "-u",
+            "berthd",
+            "CONTAINER=web",
+        ])
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert!(lines.lines().any(|l| l == "starting"), "{lines}");
     // `berth --json ARGS`: the exit code it had and its output as JSON.
     let json = |args: &[&str]| -> (Option<i32>, Value) {
         // First: after `exec NAME` everything is the command's.
