@@ -216,7 +216,11 @@ pub async fn run<U: Units, I: Images>(
                     (Ok(_), _) => { failures.remove(&name); }
                     (Err(_), AfterPass::Park) => {
                         failures.remove(&name);
-                        parked.extend(fingerprint.map(|f| (name.clone(), f)));
+                        // As the pass found them; files it only learned of (its first pass) as
+                        // they are now.
+                        let mut f = fingerprint.unwrap_or_else(|| ctx.fingerprint(&name));
+                        f.add_new(ctx.fingerprint(&name));
+                        parked.insert(name.clone(), f);
                     }
                     (Err(_), _) => { failures.insert(name.clone(), before + 1); }
                 }

@@ -107,9 +107,21 @@ pub async fn observe<U: Units, I: Images>(
     ctx: &Ctx<U, I>,
     name: &str,
 ) -> Result<Facts, ReconcileError> {
+    let desired = ctx.desired(name);
+    // Noted first, so that a pass that fails below still watches them (and a permanent failure
+    // is retried once one of them changes). The image archive too: replacing it changes what runs.
+    let files = match &desired {
+        Some(SpecFile { spec: Ok(s), .. }) => {
+            let mut files = effective::input_paths(s);
+            files.extend(s.image_file.clone());
+            files
+        }
+        _ => Default::default(),
+    };
+    ctx.files.set(name, files);
     let mut facts = Facts {
         name: name.to_owned(),
-        desired: ctx.desired(name),
+        desired,
         observed: ctx
             .units
             .get(name)
@@ -149,10 +161,6 @@ pub async fn observe<U: Units, I: Images>(
             );
         }
     }
-    ctx.files.set(
-        name,
-        facts.spec().map(effective::input_paths).unwrap_or_default(),
-    );
     Ok(facts)
 }
 

@@ -112,8 +112,12 @@ fn config() -> ImageConfig {
 }
 
 impl Images for FakeImages {
+    /// Keyed by the image reference, or by the archive's path for an `image_file`.
     async fn lookup(&self, spec: &Spec) -> Result<Option<ResolvedImage>, ImagesError> {
-        let r = spec.image.clone().unwrap_or_default();
+        let r = match &spec.image_file {
+            Some(p) => p.display().to_string(),
+            None => spec.image.clone().unwrap_or_default(),
+        };
         Ok(self.present.lock().unwrap().get(&r).map(|d| ResolvedImage {
             digest: d.clone(),
             config: config(),

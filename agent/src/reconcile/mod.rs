@@ -148,7 +148,16 @@ pub struct Record {
 
 /// The files a container's spec rests on and how each is on disk ([`Ctx::fingerprint`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint(Vec<(PathBuf, Option<FileStamp>)>);
+pub struct Fingerprint(std::collections::BTreeMap<PathBuf, Option<FileStamp>>);
+
+impl Fingerprint {
+    /// Adds the files of `later` this one does not have (files a pass learned its spec names).
+    pub fn add_new(&mut self, later: Fingerprint) {
+        for (path, stamp) in later.0 {
+            self.0.entry(path).or_insert(stamp);
+        }
+    }
+}
 
 /// A file's identity and last change: a rewrite, a replace by rename or a chmod all show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,8 +265,8 @@ impl<U: Units, I: Images> Ctx<U, I> {
         Ok(names)
     }
 
-    /// What a permanent failure of `name` rests on: its spec file, the files the spec names and
-    /// its image archive, each as it is on disk now. The controller runs a name that failed
+    /// What a permanent failure of `name` rests on: its spec file and the files its last pass
+    /// found it naming (image archive included), each as it is on disk now. The controller runs a name that failed
     /// permanently again only once this differs.
     pub fn fingerprint(&self, name: &str) -> Fingerprint {
         let mut paths: Vec<PathBuf> = [&self.settings.spec_dir, &self.settings.api_spec_dir]
@@ -265,9 +274,6 @@ impl<U: Units, I: Images> Ctx<U, I> {
             .flat_map(|d| ["yaml", "yml"].map(|ext| d.join(format!("{name}.{ext}"))))
             .collect();
         paths.extend(self.files.paths_of(name));
-        if let Some(SpecFile { spec: Ok(s), .. }) = self.desired(name) {
-            paths.extend(s.image_file);
-        }
         Fingerprint(
             paths
                 .into_iter()

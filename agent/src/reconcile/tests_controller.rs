@@ -180,3 +180,41 @@ async fn permanent_failure_waits_for_its_spec_to_change() {
     drop(tx);
     h.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn permanent_failure_waits_for_its_image_archive_to_change() {
+    let e = env();
+    let archive = e.spec_dir.join("../web.tar");
+    std::fs::write(&archive, "v1").unwrap();
+    let key = archive.display().to_string();
+    e.ctx
+        .images
+        .present
+        .lock()
+        .unwrap()
+        .insert(key, "sha256:a1".into());
+    e.ctx
+        .units
+        .failing_starts
+        .lock()
+        .unwrap()
+        .push(SystemdError::Invalid("systemd rejects this unit".into()));
+    e.write(
+        "web",
+        &format!("image_file: {}\nrestart: always\n", archive.display()),
+    );
+    let starts = || e.calls().iter().filter(|c| *c == "start web").count();
+    let (tx, mut ready, h) = spawn(&e, Options::default());
+    ready.wait_for(|r| *r).await.unwrap();
+    assert_eq!(starts(), 1);
+    tx.send(Trigger::All).unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(starts(), 1, "{:?}", e.calls());
+    // A new archive (the spec file unchanged): its watch or the resync runs it again.
+    std::fs::write(&archive, "v2, longer").unwrap();
+    tx.send(Trigger::All).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(starts(), 2, "{:?}", e.calls());
+    drop(tx);
+    h.await.unwrap();
+}
