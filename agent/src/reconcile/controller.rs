@@ -147,8 +147,9 @@ pub async fn run<U: Units, I: Images>(
             }
             pending.remove(&n);
             let fingerprint = ctx.fingerprint(&n);
-            if parked.get(&n) == Some(&fingerprint) {
-                // Parked, and nothing it rests on changed.
+            if parked.get(&n) == Some(&fingerprint) && !ctx.restart_requested(&n) {
+                // Parked, nothing it rests on changed, and no `berth restart` (which may have
+                // come while its last pass ran).
                 if let Some(f) = &mut first {
                     f.remove(&n);
                 }
