@@ -2,10 +2,10 @@
 //! (the `systemd` module's client) and the OCI image store. Runs in berthd.
 
 use crate::image::{self, PullOptions, Store};
-use crate::reconcile::{Images, Observed, Progress, ResolvedImage, Units};
+use crate::reconcile::{Images, ImagesError, Observed, Progress, ResolvedImage, Units};
 use crate::spec::Spec;
 use crate::spec::effective::ImageConfig;
-use crate::systemd::{Systemd, UnitSpec, container_name, unit_name};
+use crate::systemd::{Systemd, SystemdError, UnitSpec, container_name, unit_name};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,42 +16,32 @@ pub struct SystemdUnits {
 }
 
 impl Units for SystemdUnits {
-    async fn get(&self, name: &str) -> Result<Option<Observed>, String> {
-        let st = self
-            .systemd
-            .status(&unit_name(name))
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn get(&self, name: &str) -> Result<Option<Observed>, SystemdError> {
+        let st = self.systemd.status(&unit_name(name)).await?;
         Ok(st
             .filter(|s| s.load_state != "not-found")
             .map(|s| Observed {
                 name: name.to_owned(),
                 hash: s.spec_hash().map(str::to_owned),
-                active_state: s.active_state.clone(),
+                active_state: s.active_state,
                 sub_state: s.sub_state.clone(),
                 n_restarts: s.n_restarts,
             }))
     }
-    async fn list(&self) -> Result<Vec<String>, String> {
-        let units = self.systemd.list_units().await.map_err(|e| e.to_string())?;
+    async fn list(&self) -> Result<Vec<String>, SystemdError> {
+        let units = self.systemd.list_units().await?;
         Ok(units
             .iter()
             .filter(|u| u.load_state != "not-found")
             .filter_map(|u| container_name(&u.name).map(str::to_owned))
             .collect())
     }
-    async fn start(&self, unit: &UnitSpec) -> Result<(), String> {
-        self.systemd
-            .start_unit(unit)
-            .await
-            .map_err(|e| e.to_string())
+    async fn start(&self, unit: &UnitSpec) -> Result<(), SystemdError> {
+        self.systemd.start_unit(unit).await
     }
-    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), String> {
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), SystemdError> {
         let unit = unit_name(name);
-        self.systemd
-            .stop_unit(&unit, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.systemd.stop_unit(&unit, timeout).await?;
         // A container stopped by its signal leaves the unit `failed`, and a failed unit stays
         // loaded: forget it, so that "no unit" means no unit.
         let _ = self.systemd.reset_failed(&unit).await;
@@ -80,22 +70,30 @@ impl StoreImages {
 
     /// The image's config, with Docker's Healthcheck (read from the config blob itself: the OCI
     /// types do not carry it).
-    fn resolved(&self, img: &image::Image) -> Result<ResolvedImage, String> {
+    fn resolved(&self, img: &image::Image) -> Result<ResolvedImage, ImagesError> {
         let d = &img.manifest.config.digest;
         let hex = d.strip_prefix("sha256:").unwrap_or(d);
         let path = self.store.root().join("blobs/sha256").join(hex);
-        let raw =
-            std::fs::read(&path).map_err(|e| format!("reading config {}: {e}", path.display()))?;
-        let config = ImageConfig::from_config_blob(&raw).map_err(|e| e.to_string())?;
+        let raw = std::fs::read(&path).map_err(|source| ImagesError::ConfigRead {
+            path: path.clone(),
+            source,
+        })?;
+        let config = ImageConfig::from_config_blob(&raw).map_err(|e| ImagesError::Config {
+            digest: d.clone(),
+            detail: e.to_string(),
+        })?;
         Ok(ResolvedImage {
             digest: img.digest.clone(),
             config,
         })
     }
 
-    async fn import(&self, path: &std::path::Path) -> Result<ResolvedImage, String> {
-        let md =
-            std::fs::metadata(path).map_err(|e| format!("image_file {}: {e}", path.display()))?;
+    async fn import(&self, path: &std::path::Path) -> Result<ResolvedImage, ImagesError> {
+        let md = std::fs::metadata(path).map_err(|source| image::Error::Io {
+            what: "image_file",
+            path: path.to_owned(),
+            source,
+        })?;
         let key = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
         let _one = self.importing.lock().await;
         let known = self
@@ -110,11 +108,7 @@ impl StoreImages {
         {
             return self.resolved(&img);
         }
-        let img = self
-            .store
-            .import_archive(path, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let img = self.store.import_archive(path, None).await?;
         self.imported
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -124,17 +118,17 @@ impl StoreImages {
 }
 
 impl Images for StoreImages {
-    async fn lookup(&self, spec: &Spec) -> Result<Option<ResolvedImage>, String> {
+    async fn lookup(&self, spec: &Spec) -> Result<Option<ResolvedImage>, ImagesError> {
         if let Some(p) = &spec.image_file {
             return self.import(p).await.map(Some);
         }
         let r = spec.image.as_deref().unwrap_or_default();
-        match self.store.image(r).map_err(|e| e.to_string())? {
+        match self.store.image(r)? {
             Some(img) => self.resolved(&img).map(Some),
             None => Ok(None),
         }
     }
-    async fn pull(&self, spec: &Spec, progress: Progress) -> Result<ResolvedImage, String> {
+    async fn pull(&self, spec: &Spec, progress: Progress) -> Result<ResolvedImage, ImagesError> {
         let r = spec.image.as_deref().unwrap_or_default();
         let (tx, mut rx) = tokio::sync::watch::channel(image::Progress::default());
         let fwd = tokio::spawn(async move {
@@ -163,9 +157,12 @@ impl Images for StoreImages {
             res
         })
         .await
-        .map_err(|e| format!("pull task of {r}: {e}"))?;
+        .map_err(|e| ImagesError::Task {
+            image: r.to_owned(),
+            detail: e.to_string(),
+        })?;
         let _ = fwd.await;
-        let img = res.map_err(|e| e.to_string())?;
+        let img = res?;
         self.resolved(&img)
     }
     async fn prepare(
@@ -173,15 +170,10 @@ impl Images for StoreImages {
         name: &str,
         _spec: &Spec,
         image: &ResolvedImage,
-    ) -> Result<berth_proto::OverlayRootfs, String> {
-        let p = self
-            .store
-            .prepare_rootfs(name, &image.digest)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(p.rootfs)
+    ) -> Result<berth_proto::OverlayRootfs, ImagesError> {
+        Ok(self.store.prepare_rootfs(name, &image.digest).await?.rootfs)
     }
-    async fn release(&self, name: &str) -> Result<(), String> {
-        self.store.release_rootfs(name).map_err(|e| e.to_string())
+    async fn release(&self, name: &str) -> Result<(), ImagesError> {
+        Ok(self.store.release_rootfs(name)?)
     }
 }

@@ -50,7 +50,7 @@ impl Agent {
             "-p",
             "TimeoutStartSec=120",
             "-E",
-            "RUST_LOG=info,berth_agent::reconcile::controller=debug",
+            "RUST_LOG=info,berth_agent::reconcile=debug",
         ];
         if !wait {
             argv.push("--no-block");

@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Containers(c) => berth_agent::cli::containers::run(c, cli.global).await,
-        Cmd::Image(c) => match berth_agent::cli::image::run(c).await {
+        Cmd::Image(c) => match berth_agent::cli::image::run(c, cli.global.json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth: {e}");

@@ -40,10 +40,12 @@ fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Under systemd with a journal: structured fields (CONTAINER=, SPEC_FILE=) go to journald.
+    // Under systemd with a journal: structured fields go to journald unprefixed, among them the
+    // `pass` span's CONTAINER= on every line of a pass (`journalctl -u berthd CONTAINER=web`).
     if std::env::var_os("JOURNAL_STREAM").is_some()
         && let Ok(j) = tracing_journald::layer()
     {
+        let j = j.with_field_prefix(None);
         tracing_subscriber::registry().with(filter).with(j).init();
         return;
     }

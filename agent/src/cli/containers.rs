@@ -8,6 +8,7 @@ use crate::api::{ApiError, Client, ErrorKind, Request};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::reconcile::status::{ContainerStatus, Phase};
 use crate::spec;
+use crate::systemd::ActiveState;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +19,8 @@ pub const EXIT_UNREACHABLE: u8 = 4;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Print JSON instead of tables.
+    /// Print JSON instead of tables and text (`logs`: one journal entry per line; `exec`: the
+    /// command's exit code and output).
     #[arg(long, global = true)]
     pub json: bool,
     /// berthd's settings file (for the socket, spec directory and journal).
@@ -157,6 +159,19 @@ fn print_table(rows: &[ContainerStatus]) {
     }
 }
 
+/// The end of a command that changes something: quiet, or berthd's answer with `--json`.
+fn done(g: &Global, r: Result<Value, ApiError>) -> ExitCode {
+    match r {
+        Ok(v) => {
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => api_exit(&e),
+    }
+}
+
 pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
     match cmd {
         ContainerCommand::Ps | ContainerCommand::Status { name: None } => {
@@ -199,14 +214,17 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         }
                     }
                     if u.is_object() {
+                        let state = ActiveState::parse(u["active_state"].as_str().unwrap_or(""));
                         println!(
                             "unit:        {} ({}/{}, result {})",
                             u["name"].as_str().unwrap_or(""),
-                            u["active_state"].as_str().unwrap_or(""),
+                            state,
                             u["sub_state"].as_str().unwrap_or(""),
                             u["result"].as_str().unwrap_or("")
                         );
-                        println!("main pid:    {}", u["main_pid"]);
+                        if state.is_up() {
+                            println!("main pid:    {}", u["main_pid"]);
+                        }
                         println!("restarts:    {}", u["n_restarts"]);
                         println!("main status: {}", u["exec_main_status"]);
                     } else {
@@ -278,10 +296,7 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
             }
             Err(e) => api_exit(&e),
         },
-        ContainerCommand::Restart { name } => match call(&g, Request::Restart { name }).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => api_exit(&e),
-        },
+        ContainerCommand::Restart { name } => done(&g, call(&g, Request::Restart { name }).await),
         ContainerCommand::Apply { file, name } => {
             let name = name
                 .or_else(|| spec::name_of(&file).map(str::to_owned))
@@ -293,15 +308,9 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                     return ExitCode::from(EXIT_FAIL);
                 }
             };
-            match call(&g, Request::Apply { name, yaml }).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => api_exit(&e),
-            }
+            done(&g, call(&g, Request::Apply { name, yaml }).await)
         }
-        ContainerCommand::Rm { name } => match call(&g, Request::Delete { name }).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => api_exit(&e),
-        },
+        ContainerCommand::Rm { name } => done(&g, call(&g, Request::Delete { name }).await),
         ContainerCommand::Check { files } => check(&g, files),
         ContainerCommand::Logs {
             name,
@@ -387,7 +396,7 @@ async fn logs(
     cmd.args([
         "--no-pager",
         "-o",
-        "short-iso",
+        if g.json { "json" } else { "short-iso" },
         "-u",
         &crate::systemd::unit_name(name),
     ]);
@@ -449,6 +458,10 @@ async fn exec(
 ) -> ExitCode {
     use berth_proto::protocol::{ExecRequest, ShimClient};
     use std::os::fd::AsRawFd;
+    if g.json && tty {
+        eprintln!("berth: exec --json captures the command's output: it cannot have a terminal");
+        return ExitCode::from(2);
+    }
     let dir = bundle_dir(g, name).await;
     let mut c = match ShimClient::for_bundle(&dir) {
         Ok(c) => c,
@@ -474,7 +487,11 @@ async fn exec(
             (Ok(f), false) => f.as_raw_fd(),
             (Err(_), false) => 0,
         };
-        c.exec(&req, [stdin, 1, 2]).and_then(|_| c.wait_exit())
+        if g.json {
+            exec_captured(&mut c, &req, stdin)
+        } else {
+            c.exec(&req, [stdin, 1, 2]).and_then(|_| c.wait_exit())
+        }
     };
     match status {
         Ok(s) => ExitCode::from(u8::try_from(s).unwrap_or(EXIT_FAIL)),
@@ -502,6 +519,33 @@ fn client_console_size() -> Option<berth_proto::protocol::ConsoleSize> {
     use std::os::fd::AsFd;
     berth_proto::protocol::ConsoleSize::of_terminal(std::io::stdin().as_fd())
         .or_else(|| berth_proto::protocol::ConsoleSize::of_terminal(std::io::stdout().as_fd()))
+}
+
+/// Runs an exec with its output captured and prints `{"exit_code", "stdout", "stderr"}`.
+fn exec_captured(
+    c: &mut berth_proto::protocol::ShimClient,
+    req: &berth_proto::protocol::ExecRequest,
+    stdin: std::os::fd::RawFd,
+) -> Result<i32, berth_proto::protocol::ClientError> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let pipe = || nix::unistd::pipe().map_err(std::io::Error::from);
+    let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
+    c.exec(req, [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()])?;
+    // The process holds the write ends now: ours must go for its exit to end the reads.
+    drop((out_w, err_w));
+    let read_all = |fd: std::os::fd::OwnedFd| {
+        let mut buf = Vec::new();
+        let _ = std::fs::File::from(fd).read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let stderr = std::thread::spawn(move || read_all(err_r));
+    let stdout = read_all(out_r);
+    let stderr = stderr.join().unwrap_or_default();
+    let status = c.wait_exit()?;
+    let v = serde_json::json!({"exit_code": status, "stdout": stdout, "stderr": stderr});
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(status)
 }
 
 /// Runs an exec with a terminal: this terminal raw, bytes copied both ways until the process ends.

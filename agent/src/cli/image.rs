@@ -115,8 +115,13 @@ fn parse_platform(s: &str) -> Option<image::Platform> {
     })
 }
 
-/// Runs one image subcommand.
-pub async fn run(cmd: ImageCommand) -> Result<(), image::Error> {
+/// Prints `v` as the command's JSON output.
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs one image subcommand; `json`: print JSON instead of tables and text.
+pub async fn run(cmd: ImageCommand, json: bool) -> Result<(), image::Error> {
     match cmd {
         ImageCommand::Pull {
             reference,
@@ -167,13 +172,22 @@ pub async fn run(cmd: ImageCommand) -> Result<(), image::Error> {
                 );
             }
             let img = res?;
-            println!("{} {}", img.name, img.digest);
+            if json {
+                print_json(&serde_json::json!({"name": img.name, "digest": img.digest}));
+            } else {
+                println!("{} {}", img.name, img.digest);
+            }
         }
         ImageCommand::Images { store } => {
             let s = store.open()?;
+            let images = s.list()?;
+            if json {
+                print_json(&images);
+                return Ok(());
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{:<60} {:<20} {:>10}", "IMAGE", "DIGEST", "SIZE");
-            for i in s.list()? {
+            for i in images {
                 let short = i
                     .digest
                     .trim_start_matches("sha256:")
@@ -195,10 +209,20 @@ pub async fn run(cmd: ImageCommand) -> Result<(), image::Error> {
             store,
         } => {
             let s = store.open()?;
-            for r in references {
-                s.remove(&r, force)?;
-                println!("untagged {r}");
+            let mut untagged = Vec::new();
+            let res: Result<(), image::Error> = references.iter().try_for_each(|r| {
+                s.remove(r, force)?;
+                if !json {
+                    println!("untagged {r}");
+                }
+                untagged.push(r.as_str());
+                Ok(())
+            });
+            if json {
+                // Also when a later name failed: these are gone already.
+                print_json(&serde_json::json!({ "untagged": untagged }));
             }
+            res?;
         }
         ImageCommand::Prepare {
             container,
@@ -213,11 +237,20 @@ pub async fn run(cmd: ImageCommand) -> Result<(), image::Error> {
                 "rootfs": p.rootfs,
                 "config": p.image.config,
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            print_json(&v);
         }
-        ImageCommand::Release { container, store } => store.open()?.release_rootfs(&container)?,
+        ImageCommand::Release { container, store } => {
+            store.open()?.release_rootfs(&container)?;
+            if json {
+                print_json(&serde_json::json!({ "released": container }));
+            }
+        }
         ImageCommand::Gc { store } => {
             let r = store.open()?.gc(&[]).await?;
+            if json {
+                print_json(&r);
+                return Ok(());
+            }
             println!(
                 "removed {} blobs and {} layers, {:.1} MB freed",
                 r.blobs_removed,
@@ -236,7 +269,11 @@ pub async fn run(cmd: ImageCommand) -> Result<(), image::Error> {
             if !no_unpack {
                 s.unpack(&img).await?;
             }
-            println!("{} {}", img.name, img.digest);
+            if json {
+                print_json(&serde_json::json!({"name": img.name, "digest": img.digest}));
+            } else {
+                println!("{} {}", img.name, img.digest);
+            }
         }
     }
     Ok(())

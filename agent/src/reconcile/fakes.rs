@@ -1,10 +1,11 @@
 //! In-memory systemd and image store for the reconcile tests: they record every call, and the
 //! systemd fake checks that no name is ever worked on twice at once.
 
-use super::{Images, Observed, Progress, ResolvedImage, Units};
+use super::{Images, ImagesError, Observed, Progress, ResolvedImage, Units};
+use crate::image;
 use crate::spec::Spec;
 use crate::spec::effective::ImageConfig;
-use crate::systemd::UnitSpec;
+use crate::systemd::{ActiveState, SystemdError, UnitSpec};
 use berth_proto::OverlayRootfs;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub struct FakeUnits {
     /// Units whose start job "finishes" at once (a one-shot job): they vanish after start.
     pub oneshot: Mutex<HashSet<String>>,
     pub fail_list: Mutex<bool>,
+    /// Errors the next starts return (last first), leaving no unit.
+    pub failing_starts: Mutex<Vec<SystemdError>>,
 }
 
 impl FakeUnits {
@@ -33,7 +36,7 @@ impl FakeUnits {
             Observed {
                 name: name.into(),
                 hash: Some(hash.into()),
-                active_state: state.into(),
+                active_state: ActiveState::parse(state),
                 sub_state: "running".into(),
                 n_restarts: 0,
             },
@@ -51,29 +54,36 @@ impl FakeUnits {
 }
 
 impl Units for FakeUnits {
-    async fn get(&self, name: &str) -> Result<Option<Observed>, String> {
+    async fn get(&self, name: &str) -> Result<Option<Observed>, SystemdError> {
         Ok(self.units.lock().unwrap().get(name).cloned())
     }
-    async fn list(&self) -> Result<Vec<String>, String> {
+    async fn list(&self) -> Result<Vec<String>, SystemdError> {
         if *self.fail_list.lock().unwrap() {
-            return Err("bus down".into());
+            return Err(SystemdError::Connect {
+                target: "the system bus".into(),
+                source: zbus::Error::Failure("bus down".into()),
+            });
         }
         Ok(self.units.lock().unwrap().keys().cloned().collect())
     }
-    async fn start(&self, unit: &UnitSpec) -> Result<(), String> {
+    async fn start(&self, unit: &UnitSpec) -> Result<(), SystemdError> {
         self.enter(&unit.name);
         self.calls
             .lock()
             .unwrap()
             .push(format!("start {}", unit.name));
         tokio::time::sleep(self.start_delay).await;
+        if let Some(e) = self.failing_starts.lock().unwrap().pop() {
+            self.leave(&unit.name);
+            return Err(e);
+        }
         if !self.oneshot.lock().unwrap().contains(&unit.name) {
             self.insert(&unit.name, &unit.spec_hash, "active");
         }
         self.leave(&unit.name);
         Ok(())
     }
-    async fn stop(&self, name: &str, _timeout: Duration) -> Result<(), String> {
+    async fn stop(&self, name: &str, _timeout: Duration) -> Result<(), SystemdError> {
         self.enter(name);
         self.calls.lock().unwrap().push(format!("stop {name}"));
         self.units.lock().unwrap().remove(name);
@@ -102,14 +112,18 @@ fn config() -> ImageConfig {
 }
 
 impl Images for FakeImages {
-    async fn lookup(&self, spec: &Spec) -> Result<Option<ResolvedImage>, String> {
-        let r = spec.image.clone().unwrap_or_default();
+    /// Keyed by the image reference, or by the archive's path for an `image_file`.
+    async fn lookup(&self, spec: &Spec) -> Result<Option<ResolvedImage>, ImagesError> {
+        let r = match &spec.image_file {
+            Some(p) => p.display().to_string(),
+            None => spec.image.clone().unwrap_or_default(),
+        };
         Ok(self.present.lock().unwrap().get(&r).map(|d| ResolvedImage {
             digest: d.clone(),
             config: config(),
         }))
     }
-    async fn pull(&self, spec: &Spec, progress: Progress) -> Result<ResolvedImage, String> {
+    async fn pull(&self, spec: &Spec, progress: Progress) -> Result<ResolvedImage, ImagesError> {
         let r = spec.image.clone().unwrap_or_default();
         self.pulls.lock().unwrap().push(r.clone());
         progress(50);
@@ -117,7 +131,12 @@ impl Images for FakeImages {
             let mut f = self.failing_pulls.lock().unwrap();
             if *f > 0 {
                 *f -= 1;
-                return Err(format!("{r}: connection refused"));
+                return Err(image::Error::Transport {
+                    image: r,
+                    registry: "registry.test".into(),
+                    detail: "connection refused".into(),
+                }
+                .into());
             }
         }
         let d = self
@@ -126,7 +145,11 @@ impl Images for FakeImages {
             .unwrap()
             .get(&r)
             .cloned()
-            .ok_or_else(|| format!("{r}: not found"))?;
+            .ok_or_else(|| image::Error::NotFound {
+                image: r.clone(),
+                registry: "registry.test".into(),
+                what: "manifest".into(),
+            })?;
         self.present.lock().unwrap().insert(r, d.clone());
         Ok(ResolvedImage {
             digest: d,
@@ -138,14 +161,14 @@ impl Images for FakeImages {
         name: &str,
         _spec: &Spec,
         _image: &ResolvedImage,
-    ) -> Result<OverlayRootfs, String> {
+    ) -> Result<OverlayRootfs, ImagesError> {
         Ok(OverlayRootfs {
             lower: vec![self.root.join("layers/l0")],
             upper: self.root.join(name).join("upper"),
             work: self.root.join(name).join("work"),
         })
     }
-    async fn release(&self, name: &str) -> Result<(), String> {
+    async fn release(&self, name: &str) -> Result<(), ImagesError> {
         self.released.lock().unwrap().push(name.into());
         Ok(())
     }

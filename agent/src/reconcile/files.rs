@@ -39,6 +39,16 @@ impl FileRefs {
             .collect()
     }
 
+    /// The files `name`'s spec names.
+    pub fn paths_of(&self, name: &str) -> BTreeSet<PathBuf> {
+        self.by_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The directories that hold a named file (what to watch).
     pub fn dirs(&self) -> BTreeSet<PathBuf> {
         self.by_name

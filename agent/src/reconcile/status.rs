@@ -2,6 +2,7 @@
 //! hash and image, how it last ended; read by the API (`berth ps/status`) and summarised into
 //! sd_notify's `STATUS=`.
 
+use crate::systemd::ActiveState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -29,6 +30,28 @@ pub enum Phase {
     Invalid,
     /// A pass failed (pull, bundle, start); retried with backoff.
     Error,
+}
+
+impl Phase {
+    /// The phase a container is in by its unit's state alone (`None`: it has no unit, as a job
+    /// that finished). The one mapping from systemd's states to berth's.
+    pub fn of_unit(state: Option<ActiveState>) -> Phase {
+        match state {
+            Some(ActiveState::Active | ActiveState::Reloading | ActiveState::Refreshing) => {
+                Phase::Running
+            }
+            Some(ActiveState::Activating) => Phase::Starting,
+            Some(ActiveState::Failed) => Phase::Failed,
+            // On its way down or down: it does not run.
+            None
+            | Some(
+                ActiveState::Inactive
+                | ActiveState::Deactivating
+                | ActiveState::Maintenance
+                | ActiveState::Unknown,
+            ) => Phase::Exited,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +199,25 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), b.changed.notified())
             .await
             .expect("update did not notify");
+    }
+
+    #[test]
+    fn unit_states_map_to_phases() {
+        use ActiveState as A;
+        for (state, phase) in [
+            (Some(A::Active), Phase::Running),
+            (Some(A::Reloading), Phase::Running),
+            (Some(A::Refreshing), Phase::Running),
+            (Some(A::Activating), Phase::Starting),
+            (Some(A::Failed), Phase::Failed),
+            (Some(A::Inactive), Phase::Exited),
+            (Some(A::Deactivating), Phase::Exited),
+            (Some(A::Maintenance), Phase::Exited),
+            (Some(A::Unknown), Phase::Exited),
+            (None, Phase::Exited),
+        ] {
+            assert_eq!(Phase::of_unit(state), phase, "{state:?}");
+        }
     }
 
     #[test]

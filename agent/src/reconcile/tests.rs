@@ -1,19 +1,21 @@
 //! Decision and scheduling tests against the fakes, with tokio's paused clock.
 
-use super::controller::{self, Options, Trigger};
+use super::execute::reconcile_traced;
 use super::fakes::{FakeImages, FakeUnits};
 use super::status::Phase;
 use super::*;
+use crate::spec::effective::Inputs;
+use crate::systemd::ActiveState;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
 
-struct Env {
+pub(super) struct Env {
     _dir: tempfile::TempDir,
-    ctx: Arc<Ctx<FakeUnits, FakeImages>>,
-    spec_dir: PathBuf,
+    pub(super) ctx: Arc<Ctx<FakeUnits, FakeImages>>,
+    pub(super) spec_dir: PathBuf,
 }
 
-fn env_with(units: FakeUnits) -> Env {
+pub(super) fn env_with(units: FakeUnits) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let settings = Settings {
@@ -47,21 +49,21 @@ fn env_with(units: FakeUnits) -> Env {
     }
 }
 
-fn env() -> Env {
+pub(super) fn env() -> Env {
     env_with(FakeUnits::default())
 }
 
 impl Env {
-    fn write(&self, name: &str, text: &str) {
+    pub(super) fn write(&self, name: &str, text: &str) {
         std::fs::write(self.spec_dir.join(format!("{name}.yaml")), text).unwrap();
     }
-    fn rm(&self, name: &str) {
+    pub(super) fn rm(&self, name: &str) {
         std::fs::remove_file(self.spec_dir.join(format!("{name}.yaml"))).unwrap();
     }
     async fn pass(&self, name: &str) -> Action {
         reconcile(&self.ctx, name).await.unwrap()
     }
-    fn calls(&self) -> Vec<String> {
+    pub(super) fn calls(&self) -> Vec<String> {
         self.ctx.units.calls()
     }
     fn hash(&self, name: &str) -> Option<String> {
@@ -462,7 +464,7 @@ async fn a_pass_does_what_decide_reports() {
         .unwrap()
         .get_mut("web")
         .unwrap()
-        .active_state = "failed".into();
+        .active_state = ActiveState::Failed;
     step("web", "start").await;
     // Missing image: pulled, then started.
     e.write("pulled", "image: nginx\n");
@@ -532,7 +534,7 @@ fn plan_is_pure_over_facts() {
     let unit = |hash: &str| Observed {
         name: "web".into(),
         hash: Some(hash.into()),
-        active_state: "active".into(),
+        active_state: ActiveState::Active,
         sub_state: "running".into(),
         n_restarts: 0,
     };
@@ -582,86 +584,4 @@ fn plan_is_pure_over_facts() {
             error: "cannot read seccomp profile /p.json: gone".into()
         }
     );
-}
-
-fn spawn(
-    e: &Env,
-    opts: Options,
-) -> (
-    mpsc::UnboundedSender<Trigger>,
-    watch::Receiver<bool>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (rtx, rrx) = watch::channel(false);
-    let h = tokio::spawn(controller::run(e.ctx.clone(), rx, opts, rtx));
-    (tx, rrx, h)
-}
-
-#[tokio::test(start_paused = true)]
-async fn controller_debounces_and_never_overlaps() {
-    let units = FakeUnits {
-        start_delay: Duration::from_millis(500),
-        ..Default::default()
-    };
-    let e = env_with(units);
-    for i in 0..5 {
-        e.write(&format!("c{i}"), "image: busybox\n");
-    }
-    let (tx, mut ready, h) = spawn(&e, Options::default());
-    ready.wait_for(|r| *r).await.unwrap();
-    assert_eq!(e.calls().len(), 5);
-    // A burst of triggers for one name while it is being replaced: one more pass, never two at once.
-    e.write("c0", "image: busybox\ncommand: a\n");
-    for _ in 0..10 {
-        tx.send(Trigger::Name("c0".into())).unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        e.calls().iter().filter(|c| c.ends_with("c0")).count(),
-        3,
-        "{:?}",
-        e.calls()
-    );
-    drop(tx);
-    h.await.unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn failing_pull_backs_off_then_succeeds() {
-    let e = env();
-    *e.ctx.images.failing_pulls.lock().unwrap() = 3;
-    e.write("web", "image: nginx\n");
-    let (tx, mut ready, h) = spawn(&e, Options::default());
-    ready.wait_for(|r| *r).await.unwrap();
-    assert_eq!(e.ctx.board.get("web").unwrap().phase, Phase::Error);
-    // Pulls at 0 s, then after 1 s, 2 s, 4 s of backoff.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(e.ctx.images.pulls.lock().unwrap().len(), 2);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(e.ctx.images.pulls.lock().unwrap().len(), 4);
-    assert_eq!(e.calls(), vec!["start web"]);
-    assert_eq!(e.ctx.board.get("web").unwrap().phase, Phase::Running);
-    drop(tx);
-    h.await.unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn relist_finds_deletes_missed_by_events() {
-    let e = env();
-    e.write("a", "image: busybox\n");
-    e.write("b", "image: busybox\n");
-    let (tx, mut ready, h) = spawn(&e, Options::default());
-    ready.wait_for(|r| *r).await.unwrap();
-    e.rm("b");
-    // No event for the delete (overflow); the resync finds it.
-    tx.send(Trigger::All).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut calls = e.calls();
-    assert_eq!(calls.pop().unwrap(), "stop b");
-    calls.sort();
-    assert_eq!(calls, vec!["start a", "start b"]);
-    drop(tx);
-    h.await.unwrap();
 }

@@ -114,44 +114,6 @@ impl<'de> Deserialize<'de> for TmpfsList {
     }
 }
 
-/// Top-level keys, for "did you mean" hints.
-pub const KEYS: &[&str] = &[
-    "image",
-    "image_file",
-    "pull_policy",
-    "command",
-    "entrypoint",
-    "environment",
-    "env_file",
-    "user",
-    "working_dir",
-    "hostname",
-    "ports",
-    "volumes",
-    "tmpfs",
-    "read_only",
-    "network_mode",
-    "mem_limit",
-    "cpus",
-    "pids_limit",
-    "ulimits",
-    "cap_add",
-    "cap_drop",
-    "security_opt",
-    "devices",
-    "sysctls",
-    "labels",
-    "stop_signal",
-    "stop_grace_period",
-    "restart",
-    "healthcheck",
-    "depends_on",
-    "readiness",
-    "init",
-    "tty",
-    "stdin_open",
-];
-
 /// Compose keys people will try that berth spells differently or does not have, with what to write.
 const ALIASES: &[(&str, &str)] = &[
     ("env", "use `environment`"),

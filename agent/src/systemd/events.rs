@@ -2,13 +2,15 @@
 //! connection and re-establishes it (reconnect, resubscribe) when systemd re-executes or the bus
 //! goes away. Runs in berthd.
 
-use super::{BusTarget, DEST, MANAGER, PATH, container_name, subscribe, unit_from_path};
+use super::proxies::{JobRemoved, Reloading, UnitRemoved};
+use super::{
+    ActiveState, BusTarget, DEST, MANAGER, PATH, container_name, subscribe, unit_from_path,
+};
 use futures_util::StreamExt;
-use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use zbus::message::Type as MessageType;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::zvariant::Value;
 use zbus::{Connection, MatchRule, MessageStream};
 
 const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
@@ -23,7 +25,7 @@ pub enum UnitEvent {
     /// The unit's state changed; fields systemd did not include are `None`.
     Changed {
         unit: String,
-        active_state: Option<String>,
+        active_state: Option<ActiveState>,
         sub_state: Option<String>,
         main_pid: Option<u32>,
     },
@@ -195,52 +197,42 @@ fn is_berth(unit: &str) -> bool {
     container_name(unit).is_some()
 }
 
+/// The event in one of the manager's signals (decoded with the generated signal types).
 fn manager_event(m: &zbus::Message) -> Option<UnitEvent> {
-    let h = m.header();
-    let member = h.member()?.as_str().to_owned();
-    let body = m.body();
-    match member.as_str() {
-        "UnitRemoved" => {
-            let (unit, _p) = body.deserialize::<(String, OwnedObjectPath)>().ok()?;
-            is_berth(&unit).then_some(UnitEvent::Removed { unit })
-        }
-        "JobRemoved" => {
-            let (_id, job, unit, result) = body
-                .deserialize::<(u32, OwnedObjectPath, String, String)>()
-                .ok()?;
-            is_berth(&unit).then(|| UnitEvent::JobRemoved {
-                unit,
-                job: job.to_string(),
-                result,
-            })
-        }
-        // Reloading(false): a daemon-reload finished; unit states may have been re-read.
-        "Reloading" => {
-            let (active,) = body.deserialize::<(bool,)>().ok()?;
-            (!active).then_some(UnitEvent::Resync)
-        }
-        _ => None,
+    if let Some(s) = UnitRemoved::from_message(m.clone()) {
+        let a = s.args().ok()?;
+        return is_berth(a.unit).then(|| UnitEvent::Removed {
+            unit: a.unit.to_owned(),
+        });
     }
+    if let Some(s) = JobRemoved::from_message(m.clone()) {
+        let a = s.args().ok()?;
+        return is_berth(a.unit).then(|| UnitEvent::JobRemoved {
+            unit: a.unit.to_owned(),
+            job: a.job.to_string(),
+            result: a.result.to_owned(),
+        });
+    }
+    // Reloading(false): a daemon-reload finished; unit states may have been re-read.
+    let s = Reloading::from_message(m.clone())?;
+    (!s.args().ok()?.active).then_some(UnitEvent::Resync)
 }
 
 fn props_event(m: &zbus::Message) -> Option<UnitEvent> {
-    let h = m.header();
-    let unit = unit_from_path(h.path()?.as_str())?;
+    let unit = unit_from_path(m.header().path()?.as_str())?;
     if !is_berth(&unit) {
         return None;
     }
-    let (iface, changed, _inval) = m
-        .body()
-        .deserialize::<(String, HashMap<String, OwnedValue>, Vec<String>)>()
-        .ok()?;
-    let s = |k: &str| {
-        changed
-            .get(k)
-            .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+    let signal = zbus::fdo::PropertiesChanged::from_message(m.clone())?;
+    let args = signal.args().ok()?;
+    let changed = &args.changed_properties;
+    let s = |k: &str| match changed.get(k) {
+        Some(Value::Str(v)) => Some(v.to_string()),
+        _ => None,
     };
-    match iface.as_str() {
+    match args.interface_name.as_str() {
         UNIT_IFACE => {
-            let active_state = s("ActiveState");
+            let active_state = s("ActiveState").map(|a| ActiveState::parse(&a));
             let sub_state = s("SubState");
             (active_state.is_some() || sub_state.is_some()).then_some(UnitEvent::Changed {
                 unit,
@@ -249,15 +241,15 @@ fn props_event(m: &zbus::Message) -> Option<UnitEvent> {
                 main_pid: None,
             })
         }
-        SERVICE_IFACE => {
-            let main_pid = changed.get("MainPID").and_then(|v| u32::try_from(v).ok());
-            main_pid.map(|p| UnitEvent::Changed {
+        SERVICE_IFACE => match changed.get("MainPID") {
+            Some(Value::U32(p)) => Some(UnitEvent::Changed {
                 unit,
                 active_state: None,
                 sub_state: None,
-                main_pid: Some(p),
-            })
-        }
+                main_pid: Some(*p),
+            }),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -26,28 +26,28 @@
 
 mod events;
 mod private;
+mod proxies;
+mod state;
 mod unit;
 
 pub use events::{UnitEvent, UnitEvents};
+pub use state::ActiveState;
 pub use unit::{
     RestartPolicy, SPEC_HASH_ENV, STOP_BACKSTOP, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry,
     UnitSpec, UnitStatus, container_name, unit_name,
 };
 
 use futures_util::StreamExt;
-use std::collections::BTreeMap;
+use proxies::{JobRemoved, ManagerProxy};
 use std::path::PathBuf;
 use std::time::Duration;
 use zbus::message::Type as MessageType;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::{OwnedObjectPath, Value};
 use zbus::{Connection, MatchRule, MessageStream};
 
 pub(crate) const DEST: &str = "org.freedesktop.systemd1";
 pub(crate) const PATH: &str = "/org/freedesktop/systemd1";
 pub(crate) const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
-const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
-const PROPS_IFACE: &str = "org.freedesktop.DBus.Properties";
 /// How long a start may take when the spec sets no start timeout (systemd's default is 90 s).
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long systemd may take to answer the first call on a new connection.
@@ -166,6 +166,7 @@ pub enum KillWho {
 #[derive(Debug, Clone)]
 pub struct Systemd {
     conn: Connection,
+    manager: ManagerProxy<'static>,
     target: BusTarget,
     journal_dir: Option<PathBuf>,
 }
@@ -174,8 +175,15 @@ impl Systemd {
     /// Connects and subscribes to the manager's signals (needed for `JobRemoved`).
     pub async fn connect(target: BusTarget) -> Result<Self> {
         let conn = target.connect().await?;
+        let manager = proxies::manager(&conn)
+            .await
+            .map_err(|source| SystemdError::Connect {
+                target: target.to_string(),
+                source,
+            })?;
         let me = Systemd {
             conn,
+            manager,
             target,
             journal_dir: None,
         };
@@ -207,32 +215,7 @@ impl Systemd {
     }
 
     async fn subscribe(&self) -> Result<()> {
-        subscribe(&self.conn).await
-    }
-
-    async fn call<B, R>(
-        &self,
-        path: &str,
-        iface: &str,
-        method: &'static str,
-        object: &str,
-        body: &B,
-    ) -> Result<R>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
-    {
-        let err = |source| SystemdError::Call {
-            method,
-            object: object.to_owned(),
-            source,
-        };
-        let reply = self
-            .conn
-            .call_method(Some(DEST), path, Some(iface), method, body)
-            .await
-            .map_err(err)?;
-        reply.body().deserialize::<R>().map_err(err)
+        subscribe_with(&self.manager).await
     }
 
     /// A stream of the manager's `JobRemoved` signals, opened BEFORE a job is queued so its end
@@ -266,28 +249,19 @@ impl Systemd {
         spec.validate().map_err(SystemdError::Invalid)?;
         let unit = spec.unit_name();
         let props = spec.properties();
-        let aux: Vec<(String, Vec<(String, Value<'_>)>)> = Vec::new();
+        let aux: &[(&str, &[(&str, Value<'_>)])] = &[];
         let mut jobs = self.job_stream().await?;
         let mut attempt = 0;
         let job: OwnedObjectPath = loop {
             let r = self
-                .call(
-                    PATH,
-                    MANAGER,
-                    "StartTransientUnit",
-                    &unit,
-                    &(unit.as_str(), "fail", &props, &aux),
-                )
+                .manager
+                .start_transient_unit(&unit, "fail", &props, aux)
                 .await;
             match r {
-                Err(SystemdError::Call { source, .. })
-                    if attempt == 0 && is_dbus_error(&source, "UnitExists") =>
-                {
+                Err(source) if attempt == 0 && is_dbus_error(&source, "UnitExists") => {
                     // A failed or inactive leftover keeps the name; an active one is a real conflict.
                     match self.status(&unit).await? {
-                        Some(st)
-                            if st.active_state == "failed" || st.active_state == "inactive" =>
-                        {
+                        Some(st) if st.active_state.is_down() => {
                             self.reset_failed(&unit).await.ok();
                             attempt += 1;
                         }
@@ -300,7 +274,7 @@ impl Systemd {
                         }
                     }
                 }
-                other => break other?,
+                other => break other.map_err(call_err("StartTransientUnit", &unit))?,
             }
         };
         let timeout = spec
@@ -336,14 +310,13 @@ impl Systemd {
         let wait = async {
             while let Some(msg) = jobs.next().await {
                 let Ok(msg) = msg else { continue };
-                let Ok((_id, path, _unit, result)) =
-                    msg.body()
-                        .deserialize::<(u32, OwnedObjectPath, String, String)>()
+                let Some(args) = JobRemoved::from_message(msg)
+                    .and_then(|s| s.args().ok().map(|a| (a.job == **job, a.result.to_owned())))
                 else {
                     continue;
                 };
-                if &path == job {
-                    return Some(result);
+                if args.0 {
+                    return Some(args.1);
                 }
             }
             None
@@ -366,14 +339,9 @@ impl Systemd {
     /// the stop job. `Ok` also when the unit is not loaded.
     pub async fn stop_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
         let mut jobs = self.job_stream().await?;
-        let job: Result<OwnedObjectPath> = self
-            .call(PATH, MANAGER, "StopUnit", unit, &(unit, "replace"))
-            .await;
-        let job = match job {
-            Err(SystemdError::Call { source, .. }) if is_dbus_error(&source, "NoSuchUnit") => {
-                return Ok(());
-            }
-            j => j?,
+        let job = match self.manager.stop_unit(unit, "replace").await {
+            Err(e) if is_dbus_error(&e, "NoSuchUnit") => return Ok(()),
+            j => j.map_err(call_err("StopUnit", unit))?,
         };
         let result = self.wait_job(&mut jobs, unit, &job, timeout).await?;
         if result == "done" {
@@ -389,47 +357,34 @@ impl Systemd {
             KillWho::Main => "main",
             KillWho::All => "all",
         };
-        self.call::<_, ()>(PATH, MANAGER, "KillUnit", unit, &(unit, who, signal))
+        self.manager
+            .kill_unit(unit, who, signal)
             .await
+            .map_err(call_err("KillUnit", unit))
     }
 
     /// Forgets a failed unit's state (and its last exit status), so the name can be used again.
     pub async fn reset_failed(&self, unit: &str) -> Result<()> {
-        self.call::<_, ()>(PATH, MANAGER, "ResetFailedUnit", unit, &(unit,))
+        self.manager
+            .reset_failed_unit(unit)
             .await
+            .map_err(call_err("ResetFailedUnit", unit))
     }
 
     /// berth's units that systemd has loaded (any state).
     pub async fn list_units(&self) -> Result<Vec<UnitListEntry>> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            u32,
-            String,
-            OwnedObjectPath,
-        );
-        let states: Vec<&str> = Vec::new();
-        let rows: Vec<Row> = self
-            .call(
-                PATH,
-                MANAGER,
-                "ListUnitsByPatterns",
-                UNIT_PATTERN,
-                &(states, vec![UNIT_PATTERN]),
-            )
-            .await?;
+        let rows = self
+            .manager
+            .list_units_by_patterns(&[], &[UNIT_PATTERN])
+            .await
+            .map_err(call_err("ListUnitsByPatterns", UNIT_PATTERN))?;
         Ok(rows
             .into_iter()
             .map(|r| UnitListEntry {
                 name: r.0,
                 description: r.1,
                 load_state: r.2,
-                active_state: r.3,
+                active_state: ActiveState::parse(&r.3),
                 sub_state: r.4,
             })
             .collect())
@@ -437,22 +392,16 @@ impl Systemd {
 
     /// The unit's state, `None` when systemd has no such unit loaded.
     pub async fn status(&self, unit: &str) -> Result<Option<UnitStatus>> {
-        let path: Result<OwnedObjectPath> =
-            self.call(PATH, MANAGER, "GetUnit", unit, &(unit,)).await;
-        let path = match path {
-            Err(SystemdError::Call { source, .. }) if is_dbus_error(&source, "NoSuchUnit") => {
-                return Ok(None);
-            }
-            p => p?,
+        let path = match self.manager.get_unit(unit).await {
+            Err(e) if is_dbus_error(&e, "NoSuchUnit") => return Ok(None),
+            p => p.map_err(call_err("GetUnit", unit))?,
         };
-        let mut props: BTreeMap<String, OwnedValue> = BTreeMap::new();
-        for iface in [UNIT_IFACE, SERVICE_IFACE] {
-            let m: std::collections::HashMap<String, OwnedValue> = self
-                .call(path.as_str(), PROPS_IFACE, "GetAll", unit, &(iface,))
-                .await?;
-            props.extend(m);
+        match proxies::unit_status(&self.conn, unit, &path).await {
+            Ok(st) => Ok(Some(st)),
+            // Unloaded between the two calls.
+            Err(e) if is_unknown_object(&e) => Ok(None),
+            Err(e) => Err(call_err("Get", unit)(e)),
         }
-        Ok(Some(UnitStatus::from_properties(unit, &props)))
     }
 
     /// The unit's last `n` journal lines (message text only), best effort: empty when the journal
@@ -480,11 +429,16 @@ impl Systemd {
     }
 }
 
+/// Asks systemd for its signals on `conn`.
 pub(crate) async fn subscribe(conn: &Connection) -> Result<()> {
-    let r = conn
-        .call_method(Some(DEST), PATH, Some(MANAGER), "Subscribe", &())
-        .await;
-    match r {
+    let manager = proxies::manager(conn)
+        .await
+        .map_err(call_err("Subscribe", PATH))?;
+    subscribe_with(&manager).await
+}
+
+async fn subscribe_with(manager: &ManagerProxy<'_>) -> Result<()> {
+    match manager.subscribe().await {
         Ok(_) => Ok(()),
         // Subscribing twice is harmless (after a reconnect systemd may remember us).
         Err(e) if is_dbus_error(&e, "AlreadySubscribed") => Ok(()),
@@ -493,6 +447,34 @@ pub(crate) async fn subscribe(conn: &Connection) -> Result<()> {
             object: PATH.into(),
             source,
         }),
+    }
+}
+
+/// Wraps a failed call of `method` about `object`.
+fn call_err<'a>(
+    method: &'static str,
+    object: &'a str,
+) -> impl FnOnce(zbus::Error) -> SystemdError + 'a {
+    move |source| SystemdError::Call {
+        method,
+        object: object.to_owned(),
+        source,
+    }
+}
+
+/// Whether `e` says the object is gone (a unit unloaded while it was being read).
+fn is_unknown_object(e: &zbus::Error) -> bool {
+    match e {
+        zbus::Error::MethodError(name, _, _) => matches!(
+            name.as_str(),
+            "org.freedesktop.DBus.Error.UnknownObject"
+                | "org.freedesktop.DBus.Error.UnknownInterface"
+        ),
+        zbus::Error::FDO(e) => matches!(
+            **e,
+            zbus::fdo::Error::UnknownObject(_) | zbus::fdo::Error::UnknownInterface(_)
+        ),
+        _ => false,
     }
 }
 

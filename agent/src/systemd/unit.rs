@@ -2,9 +2,10 @@
 //! turned into the `a(sv)` properties of `StartTransientUnit`, and the typed view of a unit's
 //! state read back (`UnitStatus`). Pure data; runs in berthd, unit-tested without a bus.
 
+use super::ActiveState;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use zbus::zvariant::{OwnedValue, Value};
+use zbus::zvariant::Value;
 
 /// Prefix of every unit berth owns: `berth-<name>.service`.
 pub const UNIT_PREFIX: &str = "berth-";
@@ -50,12 +51,8 @@ pub struct UnitSpec {
     pub exec_start: Vec<String>,
     /// `MemoryMax=` in bytes.
     pub memory_max: Option<u64>,
-    /// `MemorySwapMax=` in bytes.
-    pub memory_swap_max: Option<u64>,
     /// `CPUQuota=` as CPU time per second (`cpus: 0.5` → 500 ms).
     pub cpu_quota_per_sec: Option<Duration>,
-    /// `CPUWeight=` (1..=10000).
-    pub cpu_weight: Option<u64>,
     /// `TasksMax=`.
     pub tasks_max: Option<u64>,
     /// `KillSignal=`: the spec's `stop_signal` or the image's `StopSignal`; SIGTERM by default.
@@ -75,8 +72,6 @@ pub struct UnitSpec {
     pub requires: Vec<String>,
     /// `Wants=`.
     pub wants: Vec<String>,
-    /// `Environment=` of the shim (not of the container: that is in config.json).
-    pub environment: BTreeMap<String, String>,
     /// The effective spec hash, carried as `BERTH_SPEC_HASH=` in `Environment=`.
     pub spec_hash: String,
     /// `LogExtraFields=`: journal fields added to every line of the unit (CONTAINER_NAME, …).
@@ -96,9 +91,7 @@ impl UnitSpec {
             description: format!("berth container {name} ({image})"),
             exec_start,
             memory_max: None,
-            memory_swap_max: None,
             cpu_quota_per_sec: None,
-            cpu_weight: None,
             tasks_max: None,
             kill_signal: None,
             timeout_stop: None,
@@ -108,7 +101,6 @@ impl UnitSpec {
             after: Vec::new(),
             requires: Vec::new(),
             wants: Vec::new(),
-            environment: BTreeMap::new(),
             spec_hash: String::new(),
             log_fields,
             syslog_identifier: Some(name.to_owned()),
@@ -155,7 +147,7 @@ impl UnitSpec {
                 ));
             }
         }
-        for (k, v) in self.environment.iter().chain(self.log_fields.iter()) {
+        for (k, v) in &self.log_fields {
             if k.contains('=') || v.contains('\n') {
                 return Err(format!("invalid value for {k} of {}: {v:?}", self.name));
             }
@@ -186,14 +178,8 @@ impl UnitSpec {
         if let Some(v) = self.memory_max {
             p.push(("MemoryMax", Value::from(v)));
         }
-        if let Some(v) = self.memory_swap_max {
-            p.push(("MemorySwapMax", Value::from(v)));
-        }
         if let Some(v) = self.cpu_quota_per_sec {
             p.push(("CPUQuotaPerSecUSec", Value::from(usec(v))));
-        }
-        if let Some(v) = self.cpu_weight {
-            p.push(("CPUWeight", Value::from(v)));
         }
         if let Some(v) = self.tasks_max {
             p.push(("TasksMax", Value::from(v)));
@@ -240,14 +226,11 @@ impl UnitSpec {
                 p.push((key, Value::from(list.clone())));
             }
         }
-        let mut env: Vec<String> = self
-            .environment
-            .iter()
-            .filter(|(k, _)| k.as_str() != SPEC_HASH_ENV)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        env.push(format!("{SPEC_HASH_ENV}={}", self.spec_hash));
-        p.push(("Environment", Value::from(env)));
+        // The shim's environment (the container's is in config.json) carries only the hash.
+        p.push((
+            "Environment",
+            Value::from(vec![format!("{SPEC_HASH_ENV}={}", self.spec_hash)]),
+        ));
         if !self.log_fields.is_empty() {
             let fields: Vec<Vec<u8>> = self
                 .log_fields
@@ -279,7 +262,7 @@ pub struct UnitListEntry {
     pub name: String,
     pub description: String,
     pub load_state: String,
-    pub active_state: String,
+    pub active_state: ActiveState,
     pub sub_state: String,
 }
 
@@ -294,8 +277,7 @@ impl UnitListEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitStatus {
     pub name: String,
-    /// `active`, `activating`, `deactivating`, `inactive`, `failed`, `reloading`.
-    pub active_state: String,
+    pub active_state: ActiveState,
     /// Service sub-state: `running`, `start`, `stop-sigterm`, `auto-restart`, `dead`, `failed` …
     pub sub_state: String,
     pub load_state: String,
@@ -311,7 +293,6 @@ pub struct UnitStatus {
     /// The unit's cgroup path (relative to the cgroup root of systemd's view).
     pub control_group: String,
     pub environment: Vec<String>,
-    pub description: String,
     pub invocation_id: String,
 }
 
@@ -322,56 +303,6 @@ impl UnitStatus {
             e.strip_prefix(SPEC_HASH_ENV)
                 .and_then(|r| r.strip_prefix('='))
         })
-    }
-
-    pub fn is_active(&self) -> bool {
-        self.active_state == "active"
-    }
-
-    /// Builds the status from the merged `GetAll` maps of the Unit and Service interfaces.
-    pub(crate) fn from_properties(name: &str, props: &BTreeMap<String, OwnedValue>) -> Self {
-        let s = |k: &str| -> String {
-            props
-                .get(k)
-                .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
-                .unwrap_or_default()
-        };
-        let u = |k: &str| -> u32 {
-            props
-                .get(k)
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0)
-        };
-        let i = |k: &str| -> i32 {
-            props
-                .get(k)
-                .and_then(|v| i32::try_from(v).ok())
-                .unwrap_or(0)
-        };
-        let environment = props
-            .get("Environment")
-            .and_then(|v| Vec::<String>::try_from(v.try_clone().ok()?).ok())
-            .unwrap_or_default();
-        let invocation_id = props
-            .get("InvocationID")
-            .and_then(|v| Vec::<u8>::try_from(v.try_clone().ok()?).ok())
-            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
-            .unwrap_or_default();
-        UnitStatus {
-            name: name.to_owned(),
-            active_state: s("ActiveState"),
-            sub_state: s("SubState"),
-            load_state: s("LoadState"),
-            result: s("Result"),
-            main_pid: u("MainPID"),
-            exec_main_code: i("ExecMainCode"),
-            exec_main_status: i("ExecMainStatus"),
-            n_restarts: u("NRestarts"),
-            control_group: s("ControlGroup"),
-            environment,
-            description: s("Description"),
-            invocation_id,
-        }
     }
 }
 
@@ -443,14 +374,12 @@ mod tests {
         let mut s = spec();
         s.memory_max = Some(256 << 20);
         s.cpu_quota_per_sec = Some(Duration::from_millis(500));
-        s.cpu_weight = Some(200);
         s.tasks_max = Some(200);
         s.kill_signal = Some(libc::SIGQUIT);
         s.timeout_stop = Some(Duration::from_secs(3));
         let p = s.properties();
         assert_eq!(find(&p, "MemoryMax"), Some(&Value::U64(268_435_456)));
         assert_eq!(find(&p, "CPUQuotaPerSecUSec"), Some(&Value::U64(500_000)));
-        assert_eq!(find(&p, "CPUWeight"), Some(&Value::U64(200)));
         assert_eq!(find(&p, "TasksMax"), Some(&Value::U64(200)));
         assert_eq!(find(&p, "KillSignal"), Some(&Value::I32(libc::SIGQUIT)));
         assert_eq!(find(&p, "TimeoutStopUSec"), Some(&Value::U64(8_000_000)));
@@ -481,18 +410,13 @@ mod tests {
     fn environment_carries_hash_and_log_fields_are_bytes() {
         let mut s = spec();
         s.spec_hash = "sha256:abc".into();
-        s.environment.insert("RUST_LOG".into(), "info".into());
-        s.environment.insert(SPEC_HASH_ENV.into(), "stale".into());
         s.log_fields.insert("CONTAINER_ID".into(), "0123".into());
         s.after = vec!["berth-db.service".into()];
         s.requires = vec!["berth-db.service".into()];
         let p = s.properties();
         assert_eq!(
             find(&p, "Environment"),
-            Some(&Value::from(vec![
-                "RUST_LOG=info".to_owned(),
-                "BERTH_SPEC_HASH=sha256:abc".to_owned()
-            ]))
+            Some(&Value::from(vec!["BERTH_SPEC_HASH=sha256:abc".to_owned()]))
         );
         let f = find(&p, "LogExtraFields").unwrap();
         assert_eq!(f.value_signature().to_string(), "aay");
@@ -525,7 +449,7 @@ mod tests {
         s.name = "a/b".into();
         assert!(s.validate().is_err());
         let mut s = spec();
-        s.environment.insert("A".into(), "x\ny".into());
+        s.log_fields.insert("A".into(), "x\ny".into());
         assert!(s.validate().is_err());
     }
 

@@ -31,7 +31,7 @@ async fn main() -> Result<()> {
     println!("listed {listed}");
     sd.stop_unit(&unit, Duration::from_secs(10)).await?;
     let after = sd.status(&unit).await?.map(|s| s.active_state);
-    println!("stopped {}", after.as_deref().unwrap_or("gone"));
+    println!("stopped {}", after.map_or("gone", |a| a.as_str()));
     // The state changes of the unit, as the event stream delivered them.
     let mut states = Vec::new();
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {
@@ -42,7 +42,7 @@ async fn main() -> Result<()> {
         } = e
             && u == unit
         {
-            states.push(s);
+            states.push(s.as_str());
         }
     }
     println!("events {}", states.join(","));

@@ -1,0 +1,255 @@
+//! The acting half of a pass: [`reconcile`] observes, plans and carries the plan out (pull,
+//! stop, bundle, start, record), inside a `pass` span that names the container so that every
+//! line it logs says which one. Runs in berthd.
+
+use super::decide::{Decision, Facts, ImageState, Plan, Target, observe, plan};
+use super::status::{ContainerStatus, Phase};
+use super::{Action, Ctx, Images, Observed, Progress, ReconcileError, ResolvedImage, Units, unit};
+use crate::bundle::{self, Paths};
+use crate::spec::Spec;
+use crate::spec::effective::Effective;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// One reconcile pass for `name`: observe, plan, carry the plan out.
+pub async fn reconcile<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+) -> Result<Action, ReconcileError> {
+    let span = tracing::info_span!("pass", container = name);
+    async {
+        let r = reconcile_traced(ctx, name).await;
+        match &r {
+            Ok((action, done)) => tracing::debug!(?done, ?action, "pass done"),
+            Err(e) => tracing::debug!(persistence = ?e.persistence(), "pass failed: {e}"),
+        }
+        r.map(|(action, _)| action)
+    }
+    .instrument(span)
+    .await
+}
+
+/// [`reconcile`], also returning the decisions it carried out (a pull, then what came after it).
+pub(super) async fn reconcile_traced<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+) -> Result<(Action, Vec<Decision>), ReconcileError> {
+    let mut facts = observe(ctx, name).await?;
+    let mut p = plan(&facts);
+    let mut done = Vec::new();
+    if let Decision::Pull { image, .. } = &p.decision
+        && let Some(spec) = facts.spec()
+    {
+        let pulled = pull(ctx, name, spec, image).await?;
+        done.push(p.decision);
+        facts.image = ImageState::Pulled(pulled);
+        p = plan(&facts);
+    }
+    done.push(p.decision.clone());
+    let action = execute(ctx, name, &facts, p).await?;
+    Ok((action, done))
+}
+
+/// Fetches the spec's image, showing the progress on the board.
+async fn pull<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+    spec: &Spec,
+    image_ref: &str,
+) -> Result<ResolvedImage, ReconcileError> {
+    ctx.board.update(name, |s| {
+        s.phase = Phase::Pulling { percent: None };
+        s.image = Some(image_ref.to_owned());
+        s.message = None;
+    });
+    let board = ctx.board.clone();
+    let n = name.to_owned();
+    let progress: Progress =
+        Arc::new(move |p| board.update(&n, |s| s.phase = Phase::Pulling { percent: Some(p) }));
+    tracing::info!(image = %image_ref, "pulling {image_ref}");
+    ctx.images
+        .pull(spec, progress)
+        .await
+        .map_err(ReconcileError::image(name))
+}
+
+/// Carries out a plan made from `facts`.
+async fn execute<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+    facts: &Facts,
+    plan: Plan,
+) -> Result<Action, ReconcileError> {
+    let observed = facts.observed.as_ref();
+    let file = plan.file;
+    let Some(Target { eff, image }) = &plan.target else {
+        // Stop and Invalid are decided before the spec resolves (and so is Pull, carried out
+        // before the plan is made again).
+        return match plan.decision {
+            Decision::Stop { .. } => {
+                if let Some(u) = observed {
+                    tracing::info!("no spec: stopping its unit ({})", u.active_state);
+                    ctx.units
+                        .stop(name, Duration::from_secs(120))
+                        .await
+                        .map_err(ReconcileError::units(name))?;
+                }
+                ctx.clean(name).await?;
+                ctx.board.remove(name);
+                Ok(Action::AwaitChange)
+            }
+            Decision::Invalid { error } => Ok(invalid(ctx, name, file, observed, error)),
+            _ => Ok(Action::Requeue(Duration::from_secs(1))),
+        };
+    };
+
+    let set_status = |phase: Phase, message: Option<String>, unit_state: Option<String>| {
+        let mut st = ContainerStatus::new(name, phase);
+        st.spec_file = file.clone();
+        st.image = Some(eff.image_ref.clone());
+        st.image_digest = Some(eff.image_digest.clone());
+        st.spec_hash = Some(eff.hash.clone());
+        st.message = message;
+        st.unit_state = unit_state;
+        st.last_exit = berth_proto::ExitRecord::load(&ctx.bundle_path(name));
+        ctx.board.set(st);
+    };
+    let stop_timeout = eff.stop_timeout + Duration::from_secs(30);
+    match plan.decision {
+        Decision::Nothing { reason } => {
+            let Some(u) = observed else {
+                set_status(Phase::Exited, Some(reason), None);
+                return Ok(Action::AwaitChange);
+            };
+            let phase = Phase::of_unit(Some(u.active_state));
+            let why = (phase == Phase::Failed)
+                .then(|| format!("unit failed ({}); see `berth logs {name}`", u.sub_state));
+            set_status(phase, why, Some(u.unit_state()));
+            if facts.record.as_ref().is_none_or(|r| r.hash != eff.hash) {
+                ctx.write_record(name, eff)?;
+            }
+            Ok(Action::AwaitChange)
+        }
+        Decision::Start { reason, .. } => {
+            if let Some(u) = observed {
+                tracing::warn!("{reason}");
+                set_status(Phase::Failed, Some(reason), Some(u.unit_state()));
+            }
+            start(ctx, name, eff, image, file.as_deref()).await
+        }
+        Decision::Restart { .. } => {
+            ctx.take_restart(name);
+            tracing::info!("restart requested");
+            if observed.is_some() {
+                ctx.units
+                    .stop(name, stop_timeout)
+                    .await
+                    .map_err(ReconcileError::units(name))?;
+            }
+            start(ctx, name, eff, image, file.as_deref()).await
+        }
+        Decision::Replace { old_hash, .. } => {
+            tracing::info!(
+                old = old_hash.as_deref().unwrap_or("-"),
+                new = %eff.hash,
+                "spec changed: replacing"
+            );
+            ctx.units
+                .stop(name, stop_timeout)
+                .await
+                .map_err(ReconcileError::units(name))?;
+            ctx.unmount_rootfs(name);
+            ctx.images
+                .release(name)
+                .await
+                .map_err(ReconcileError::image(name))?;
+            start(ctx, name, eff, image, file.as_deref()).await
+        }
+        Decision::Wait { on, reason } => {
+            set_status(
+                Phase::Waiting { on },
+                Some(reason),
+                observed.map(|u| u.active_state.to_string()),
+            );
+            Ok(Action::Requeue(Duration::from_secs(1)))
+        }
+        Decision::Invalid { error } => Ok(invalid(ctx, name, file, observed, error)),
+        // Made only before the spec resolved (handled above).
+        Decision::Stop { .. } | Decision::Pull { .. } => {
+            Ok(Action::Requeue(Duration::from_secs(1)))
+        }
+    }
+}
+
+/// Marks the name invalid and leaves its unit alone.
+fn invalid<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+    file: Option<String>,
+    observed: Option<&Observed>,
+    error: String,
+) -> Action {
+    tracing::warn!(
+        spec_file = file.as_deref().unwrap_or(""),
+        "invalid spec: {error}"
+    );
+    let mut st = ContainerStatus::new(name, Phase::Invalid);
+    st.spec_file = file;
+    st.message = Some(match observed {
+        Some(u) => format!("{error} (running unit left as it was: {})", u.active_state),
+        None => error,
+    });
+    st.unit_state = observed.map(Observed::unit_state);
+    st.spec_hash = observed.and_then(|u| u.hash.clone());
+    ctx.board.set(st);
+    Action::AwaitChange
+}
+
+async fn start<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+    eff: &Effective,
+    image: &ResolvedImage,
+    file: Option<&str>,
+) -> Result<Action, ReconcileError> {
+    ctx.board.update(name, |s| {
+        s.phase = Phase::Starting;
+        s.message = None;
+        s.spec_hash = Some(eff.hash.clone());
+    });
+    let rootfs = ctx
+        .images
+        .prepare(name, &eff.spec, image)
+        .await
+        .map_err(ReconcileError::image(name))?;
+    let bundle_dir = ctx.bundle_path(name);
+    bundle::write(
+        &bundle_dir,
+        eff,
+        &rootfs,
+        &Paths {
+            volumes: ctx.settings.volumes_dir.clone(),
+        },
+    )?;
+    let unit = unit::unit_spec(eff, &ctx.settings.shim, &bundle_dir, file.map(Path::new));
+    // Recorded before the start: if berthd dies mid-start, the next pass sees the unit with this
+    // hash and adopts it instead of starting it twice.
+    ctx.write_record(name, eff)?;
+    tracing::info!(hash = %eff.hash, "starting");
+    ctx.units
+        .start(&unit)
+        .await
+        .map_err(ReconcileError::units(name))?;
+    let st = ctx.units.get(name).await.ok().flatten();
+    ctx.board.update(name, |s| {
+        // No unit: a job that already finished.
+        s.phase = Phase::of_unit(st.as_ref().map(|u| u.active_state));
+        s.unit_state = st.as_ref().map(Observed::unit_state);
+        s.image = Some(eff.image_ref.clone());
+        s.image_digest = Some(eff.image_digest.clone());
+        s.spec_file = file.map(str::to_owned);
+    });
+    Ok(Action::AwaitChange)
+}
