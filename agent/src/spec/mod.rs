@@ -3,6 +3,8 @@
 //! `berth check` (no daemon needed).
 
 pub mod effective;
+#[cfg(test)]
+mod hash_pins;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
