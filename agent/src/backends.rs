@@ -79,18 +79,11 @@ impl StoreImages {
         }
     }
 
-    /// The image's config, with Docker's Healthcheck (read from the config blob itself: the OCI
-    /// types do not carry it).
+    /// What a container inherits from the image, from the config the store parsed once.
     fn resolved(&self, img: &image::Image) -> Result<ResolvedImage, String> {
-        let d = &img.manifest.config.digest;
-        let hex = d.strip_prefix("sha256:").unwrap_or(d);
-        let path = self.store.root().join("blobs/sha256").join(hex);
-        let raw =
-            std::fs::read(&path).map_err(|e| format!("reading config {}: {e}", path.display()))?;
-        let config = ImageConfig::from_config_blob(&raw).map_err(|e| e.to_string())?;
         Ok(ResolvedImage {
             digest: img.digest.clone(),
-            config,
+            config: ImageConfig::from_oci(&img.config, img.healthcheck.clone()),
         })
     }
 

@@ -15,6 +15,41 @@ pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Media types berth asks registries for, in order of preference.
 pub const ACCEPTED: &[&str] = &[OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST];
+/// Docker's image healthcheck (`config.Healthcheck`, a Docker extension the OCI image types do not
+/// carry); durations in nanoseconds, 0 = inherit/default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageHealthcheck {
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
+    #[serde(default)]
+    pub interval: Option<u64>,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub start_period: Option<u64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+/// Parses an image config blob once: oci-spec's `ImageConfiguration` and Docker's healthcheck.
+pub fn parse_config_blob(
+    json: &[u8],
+) -> Result<
+    (
+        oci_spec::image::ImageConfiguration,
+        Option<ImageHealthcheck>,
+    ),
+    serde_json::Error,
+> {
+    let v: serde_json::Value = serde_json::from_slice(json)?;
+    let healthcheck = match v.get("config").and_then(|c| c.get("Healthcheck")) {
+        Some(h) if !h.is_null() => Some(ImageHealthcheck::deserialize(h)?),
+        _ => None,
+    };
+    Ok((serde_json::from_value(v)?, healthcheck))
+}
+
 /// The annotation that names an image in an OCI layout's index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 

@@ -165,6 +165,8 @@ pub struct Image {
     pub manifest: Manifest,
     /// The image config (ENTRYPOINT, CMD, ENV, WORKDIR, USER, … for berthd to merge).
     pub config: ImageConfiguration,
+    /// Docker's `Healthcheck` from the same config blob (parsed with it, once).
+    pub healthcheck: Option<manifest::ImageHealthcheck>,
     /// Uncompressed layer digests, bottom first.
     pub diff_ids: Vec<String>,
     /// Chain ids, bottom first (the keys of unpacked layers).
@@ -428,7 +430,7 @@ impl Store {
             }
         };
         let craw = self.read_blob(&manifest.config.digest)?;
-        let config: ImageConfiguration = serde_json::from_slice(&craw)
+        let (config, healthcheck) = manifest::parse_config_blob(&craw)
             .map_err(|e| bad(format!("config {}: {e}", manifest.config.digest)))?;
         let diff_ids = config.rootfs().diff_ids().clone();
         if diff_ids.len() != manifest.layers.len() {
@@ -444,6 +446,7 @@ impl Store {
             digest: digest.to_string(),
             manifest,
             config,
+            healthcheck,
             diff_ids,
             chain_ids,
         })

@@ -168,14 +168,14 @@ impl Store {
         let _lock = self.gc_shared().await?;
         // docker.io mirrors first, then the registry itself
         let mut sources: Vec<(String, oci_client::Reference)> = Vec::new();
-        if r.registry == super::reference::DOCKER_HUB {
+        if r.registry() == super::reference::DOCKER_HUB {
             for m in &self.inner.registry.mirrors {
                 let mut o = r.to_oci();
                 o.set_mirror_registry(m.clone());
                 sources.push((m.clone(), o));
             }
         }
-        sources.push((r.registry.clone(), r.to_oci()));
+        sources.push((r.registry().to_owned(), r.to_oci()));
         let mut last_err = None;
         for (i, (host, oref)) in sources.iter().enumerate() {
             match self.pull_from(host, oref, r, name, opts).await {
@@ -227,7 +227,7 @@ impl Store {
         let (secret, from) = self
             .inner
             .registry
-            .credentials(host, &r.repository)
+            .credentials(host, r.repository())
             .await
             .map_err(|source| Error::CredentialHelper {
                 image: name.to_string(),
@@ -269,7 +269,7 @@ impl Store {
             .await
             .map_err(|e| says_source(map_err(name, host, "authenticating", e)))?;
         let (raw, digest) = self
-            .fetch_manifest(&client, host, oref, name, &auth, r.digest.as_deref())
+            .fetch_manifest(&client, host, oref, name, &auth, r.digest())
             .await
             .map_err(says_source)?;
         let bad = |detail: String| Error::Manifest {

@@ -5,13 +5,18 @@
 pub mod effective;
 #[cfg(test)]
 mod hash_pins;
+pub mod health;
+pub mod isolation;
 pub mod types;
+mod validate;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use health::*;
+pub use isolation::*;
 pub use types::*;
 
 /// One container as its file describes it. Keys follow Docker Compose's service keys.
@@ -271,7 +276,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
             .hint("a spec needs at least `image:` or `image_file:`"));
     }
     let spec: Spec = serde_norway::from_str(text).map_err(|e| yaml_error(file, &e))?;
-    validate(file, text, &spec)?;
+    validate::validate(file, text, &spec)?;
     Ok(spec)
 }
 
@@ -329,162 +334,6 @@ fn yaml_error(file: &Path, e: &serde_norway::Error) -> SpecError {
         message,
         hint,
     }
-}
-
-/// Namespaced sysctls a container may set (Docker's rule); `net.*` only with its own network.
-fn sysctl_allowed(k: &str, own_net: bool) -> bool {
-    matches!(
-        k,
-        "kernel.msgmax"
-            | "kernel.msgmnb"
-            | "kernel.msgmni"
-            | "kernel.sem"
-            | "kernel.shmall"
-            | "kernel.shmmax"
-            | "kernel.shmmni"
-            | "kernel.shm_rmid_forced"
-    ) || k.starts_with("fs.mqueue.")
-        || (own_net && k.starts_with("net."))
-}
-
-/// Checks that span keys or need more than the value itself.
-fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecError> {
-    let err = |key: Option<&str>, m: String| SpecError::at(file, text, key, m);
-    match (&s.image, &s.image_file) {
-        (None, None) => {
-            return Err(err(None, "the spec names no image".into()).hint(
-                "add `image: docker.io/library/busybox:1.36` or `image_file: /path/to/image.tar`",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(err(
-                Some("image_file"),
-                "`image` and `image_file` are exclusive".into(),
-            )
-            .hint("keep one of them"));
-        }
-        (Some(i), None) => {
-            if i.is_empty()
-                || i.contains(char::is_whitespace)
-                || i.to_ascii_lowercase() != *i && !i.contains(['@', ':', '/'])
-            {
-                return Err(err(Some("image"), format!("invalid image reference `{i}`")));
-            }
-        }
-        (None, Some(p)) => {
-            if !p.is_absolute() {
-                return Err(err(
-                    Some("image_file"),
-                    format!("image_file `{}` must be an absolute path", p.display()),
-                ));
-            }
-            if s.pull_policy == PullPolicy::Always {
-                return Err(err(
-                    Some("pull_policy"),
-                    "`pull_policy: always` has no meaning for an image_file".into(),
-                ));
-            }
-        }
-    }
-    for f in &s.env_file.0 {
-        if !f.starts_with('/') {
-            return Err(err(
-                Some("env_file"),
-                format!("env_file `{f}` must be an absolute path"),
-            ));
-        }
-    }
-    if let Some(w) = &s.working_dir
-        && !w.starts_with('/')
-    {
-        return Err(err(
-            Some("working_dir"),
-            format!("working_dir `{w}` must be an absolute path"),
-        ));
-    }
-    if let Some(h) = &s.hostname
-        && (h.is_empty()
-            || h.len() > 63
-            || !h
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
-    {
-        return Err(err(Some("hostname"), format!("invalid hostname `{h}`")));
-    }
-    if let Some(c) = s.cpus
-        && !(c > 0.0 && c <= 1024.0)
-    {
-        return Err(err(
-            Some("cpus"),
-            format!("cpus must be greater than 0, got {c}"),
-        ));
-    }
-    if let Some(p) = s.pids_limit
-        && p == 0
-    {
-        return Err(err(
-            Some("pids_limit"),
-            "pids_limit must be positive (or -1 for unlimited)".into(),
-        ));
-    }
-    if let Some(p) = s.pids_limit
-        && p < -1
-    {
-        return Err(err(
-            Some("pids_limit"),
-            "pids_limit must be positive (or -1 for unlimited)".into(),
-        ));
-    }
-    for k in s.ulimits.keys() {
-        if !ULIMITS.iter().any(|(n, _)| n == k) {
-            let hint =
-                closest(k, ULIMITS.iter().map(|(n, _)| *n)).map(|c| format!("did you mean `{c}`?"));
-            let mut e = err(Some("ulimits"), format!("unknown ulimit `{k}`"));
-            e.hint = hint;
-            return Err(e);
-        }
-    }
-    let own_net = s.network_mode != NetworkMode::Host;
-    for k in s.sysctls.0.keys() {
-        if !sysctl_allowed(k, own_net) {
-            return Err(err(Some("sysctls"), format!("sysctl `{k}` is not namespaced{}", if k.starts_with("net.") { " (with network_mode: host it would change the host)" } else { "" }))
-                .hint("only kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.* and (without host networking) net.* can be set per container"));
-        }
-    }
-    let mut targets = std::collections::BTreeSet::new();
-    for t in s
-        .volumes
-        .iter()
-        .map(|v| &v.target)
-        .chain(s.tmpfs.0.iter().map(|t| &t.target))
-    {
-        if !targets.insert(t) {
-            return Err(err(Some("volumes"), format!("two mounts at `{t}`")));
-        }
-    }
-    if s.network_mode == NetworkMode::Host && s.hostname.is_some() {
-        return Err(err(
-            Some("hostname"),
-            "`hostname` cannot be set with `network_mode: host`".into(),
-        ));
-    }
-    let name = name_of(file).unwrap_or_default();
-    if s.depends_on.0.contains_key(name) {
-        return Err(err(
-            Some("depends_on"),
-            format!("`{name}` depends on itself"),
-        ));
-    }
-    if s.readiness == Some(Readiness::Healthy)
-        && let Some(h) = &s.healthcheck
-        && (h.disable || h.test == Some(HealthTest::None))
-    {
-        return Err(err(
-            Some("readiness"),
-            "`readiness: healthy` with the healthcheck disabled".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// A spec file as read from disk: its parsed spec, or why it could not be used.
@@ -573,7 +422,6 @@ env_file: /run/secrets/web.env
 user: "101:101"
 working_dir: /srv
 hostname: web
-ports: ["8080:80/tcp", "127.0.0.1:8443:443"]
 volumes: ["/srv/www:/usr/share/nginx/html:ro", "cache:/var/cache/nginx"]
 tmpfs: [/tmp, "/run:size=64m"]
 read_only: true
@@ -614,6 +462,54 @@ readiness: healthy
         assert_eq!(s.depends_on.0["db"].condition, Condition::ServiceHealthy);
         assert_eq!(s.tmpfs.0[1].options, vec!["size=64m"]);
         assert_eq!(s.readiness, Some(Readiness::Healthy));
+    }
+
+    #[test]
+    fn ports_are_refused_until_networking_publishes_them() {
+        // Parsed (a bad mapping is still reported at its own line), then refused as a whole.
+        let e = p("image: busybox\nread_only: true\nports: [\"8080:80/tcp\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("`ports:` is not supported"), "{e}");
+        assert!(p("image: busybox\nports: []\n").is_ok());
+    }
+
+    #[test]
+    fn image_references_are_judged_by_the_pull_grammar() {
+        for good in [
+            "busybox",
+            "docker.io/library/busybox:1.36",
+            "localhost:5000/a/b:v1",
+            "ghcr.io/o/r@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(p(&format!("image: {good}\n")).is_ok(), "{good}");
+        }
+        // Each was accepted by the spec parser's own check and refused by the pull.
+        for bad in [
+            "Busybox:1",
+            "busybox:",
+            "ghcr.io/o/r@sha256:abc",
+            "ghcr.io/o/r@sha512:0123",
+            "a//b",
+            "busybox:bad/tag",
+        ] {
+            let e = p(&format!("# c\nimage: \"{bad}\"\n")).unwrap_err();
+            assert_eq!(e.line, Some(2), "{bad}: {e}");
+            assert!(e.message.contains("invalid image reference"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn content_a_pass_would_refuse_is_refused_here() {
+        let e = p("image: a\nuser: \"a:b:c\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.message.contains("invalid user")),
+            (Some(2), true),
+            "{e}"
+        );
+        let e = p("image: a\ntmpfs: [\"/t:size=lots\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(p("image: a\ntmpfs: [\"/t:size=64m,mode=1777,uid=1\"]\n").is_ok());
+        assert!(p("image: a\ntmpfs: [\"/t:mode=999\"]\n").is_err());
     }
 
     #[test]
