@@ -364,6 +364,21 @@ pub fn load(path: &Path) -> SpecFile {
     }
 }
 
+/// What `berth check` says of a file: parsed as [`load`] does, then the files it names (env files,
+/// a seccomp profile, device nodes) read and judged as a reconcile pass would.
+pub fn check_file(path: &Path) -> Result<Spec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+        file: path.to_owned(),
+        line: None,
+        column: None,
+        message: format!("cannot read: {e}"),
+        hint: None,
+    })?;
+    let spec = parse(path, &text)?;
+    validate::inputs(path, &text, &spec)?;
+    Ok(spec)
+}
+
 /// Reads every spec in a directory, keyed by container name. A name given by two files
 /// (`web.yaml` and `web.yml`) is an error on both; a missing directory is empty.
 pub fn load_dir(dir: &Path) -> std::io::Result<BTreeMap<String, SpecFile>> {
@@ -510,6 +525,39 @@ readiness: healthy
         assert_eq!(e.line, Some(2), "{e}");
         assert!(p("image: a\ntmpfs: [\"/t:size=64m,mode=1777,uid=1\"]\n").is_ok());
         assert!(p("image: a\ntmpfs: [\"/t:mode=999\"]\n").is_err());
+    }
+
+    #[test]
+    fn check_judges_the_files_a_spec_names() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = d.path().join("web.yaml");
+        let env = d.path().join("web.env");
+        let profile = d.path().join("p.json");
+        let write = |text: String| std::fs::write(&spec, text).unwrap();
+        write(format!(
+            "image: a\nenv_file: {}\nsecurity_opt: [\"seccomp={}\"]\n",
+            env.display(),
+            profile.display()
+        ));
+        std::fs::write(&env, "A=1\n").unwrap();
+        std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
+        assert!(check_file(&spec).is_ok());
+        std::fs::write(&env, "A=1\nJUSTKEY\n").unwrap();
+        let e = check_file(&spec).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains(":2: `JUSTKEY` has no value"), "{e}");
+        std::fs::write(&env, "A=1\n").unwrap();
+        std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_SOMETIMES"}"#).unwrap();
+        let e = check_file(&spec).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("seccomp profile"), "{e}");
+        std::fs::remove_file(&profile).unwrap();
+        assert_eq!(check_file(&spec).unwrap_err().line, Some(3));
+        write("image: a\ndevices: [/dev/berth-no-such-device]\n".into());
+        let e = check_file(&spec).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        // `load` (what a pass reads) does not read them: a pass reports them itself.
+        assert!(load(&spec).spec.is_ok());
     }
 
     #[test]

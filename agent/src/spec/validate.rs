@@ -218,3 +218,27 @@ fn check_tmpfs_option(o: &str) -> Result<(), String> {
         Err(format!("invalid option `{o}`"))
     }
 }
+
+/// The files a spec names, read and judged as a pass reads and judges them (env file syntax, the
+/// seccomp profile, device nodes), each error at the line of the key that names the file.
+pub(super) fn inputs(file: &Path, text: &str, s: &Spec) -> Result<(), SpecError> {
+    use super::effective::{self, EffectiveError};
+    let key = |e: &EffectiveError| match e {
+        EffectiveError::InputRead { what: "device", .. } => "devices",
+        EffectiveError::InputRead {
+            what: "seccomp profile",
+            ..
+        }
+        | EffectiveError::SeccompProfile { .. } => "security_opt",
+        _ => "env_file",
+    };
+    let err = |e: EffectiveError| SpecError::at(file, text, Some(key(&e)), e.to_string());
+    let inputs = effective::read_inputs(s).map_err(err)?;
+    for (path, text) in &inputs.env_files {
+        effective::parse_env_file(path, text).map_err(err)?;
+    }
+    if let Some((path, text)) = &inputs.seccomp_profile {
+        effective::seccomp_profile(path, text).map_err(err)?;
+    }
+    Ok(())
+}

@@ -125,6 +125,17 @@ impl Effective {
     }
 }
 
+/// A Docker-format seccomp profile file's text as OCI's `linux.seccomp` (what a pass gives the
+/// container, and what `berth check` judges).
+pub fn seccomp_profile(path: &str, text: &str) -> Result<LinuxSeccomp, EffectiveError> {
+    crate::bundle::seccomp::from_docker_profile(text)
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        .map_err(|message| EffectiveError::SeccompProfile {
+            path: path.into(),
+            message,
+        })
+}
+
 /// Merges a spec with its image's config, Docker's way.
 pub fn resolve(
     name: &str,
@@ -246,13 +257,7 @@ pub fn resolve(
                     });
                 }
             };
-            let profile = crate::bundle::seccomp::from_docker_profile(text)
-                .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-                .map_err(|message| EffectiveError::SeccompProfile {
-                    path: path.into(),
-                    message,
-                })?;
-            Some(profile)
+            Some(seccomp_profile(path, text)?)
         }
     };
 
