@@ -282,19 +282,11 @@ impl Store {
                 let p = &opts.platform;
                 let d = manifest::choose_platform(&idx, p).ok_or_else(|| Error::NoPlatform {
                     image: name.to_string(),
-                    platform: format!(
-                        "{}/{}{}",
-                        p.os,
-                        p.architecture,
-                        p.variant
-                            .as_deref()
-                            .map(|v| format!("/{v}"))
-                            .unwrap_or_default()
-                    ),
+                    platform: manifest::platform_name(p),
                 })?;
-                let mref = oref.clone_with_digest(d.digest.clone());
+                let mref = oref.clone_with_digest(d.digest().to_string());
                 let (raw, digest) = self
-                    .fetch_manifest(&client, host, &mref, name, &auth, Some(&d.digest))
+                    .fetch_manifest(&client, host, &mref, name, &auth, Some(d.digest().as_ref()))
                     .await?;
                 match parse_document(&raw).map_err(bad)? {
                     Document::Manifest(m) => (raw, digest, m),
@@ -302,52 +294,54 @@ impl Store {
                 }
             }
         };
-        for l in &manifest.layers {
-            if !l.media_type.contains("tar") && !l.media_type.contains("layer") {
+        for l in manifest.layers() {
+            let media_type = manifest::media_type(l);
+            if !media_type.contains("tar") && !media_type.contains("layer") {
                 return Err(bad(format!(
-                    "layer {} has unsupported media type {}",
-                    l.digest, l.media_type
+                    "layer {} has unsupported media type {media_type}",
+                    l.digest()
                 )));
             }
-            digest_hex(&l.digest)
-                .ok_or_else(|| bad(format!("unsupported layer digest {}", l.digest)))?;
+            digest_hex(l.digest().as_ref())
+                .ok_or_else(|| bad(format!("unsupported layer digest {}", l.digest())))?;
         }
         // config (small: in memory)
-        let cd = &manifest.config;
-        if !self.has_blob(&cd.digest, cd.size) {
+        let cd = &manifest.config();
+        if !self.has_blob(cd.digest().as_ref(), cd.size()) {
             // the config is held in memory: refuse absurd sizes from a hostile manifest
-            if cd.size > 64 << 20 {
+            if cd.size() > 64 << 20 {
                 return Err(bad(format!(
                     "config {} claims {} bytes",
-                    cd.digest, cd.size
+                    cd.digest(),
+                    cd.size()
                 )));
             }
-            let mut buf = Vec::with_capacity(cd.size as usize);
+            let mut buf = Vec::with_capacity(cd.size() as usize);
             client
                 .pull_blob(
                     oref,
                     &LayerDescriptor {
-                        digest: &cd.digest,
+                        digest: cd.digest().as_ref(),
                         urls: &None,
                     },
                     &mut buf,
                 )
                 .await
-                .map_err(|e| map_err(name, host, &format!("config blob {}", cd.digest), e))?;
-            if buf.len() as u64 != cd.size {
+                .map_err(|e| map_err(name, host, &format!("config blob {}", cd.digest()), e))?;
+            if buf.len() as u64 != cd.size() {
                 return Err(Error::SizeMismatch {
-                    digest: cd.digest.clone(),
-                    expected: cd.size,
+                    digest: cd.digest().to_string(),
+                    expected: cd.size(),
                     actual: buf.len() as u64,
                 });
             }
-            self.put_blob(&cd.digest, &buf)?;
+            self.put_blob(cd.digest().as_ref(), &buf)?;
         }
         self.put_blob(&digest, &raw)?;
         let img = self.load_image(&digest, name)?;
         opts.report(|p| {
             p.phase = Phase::Fetching;
-            p.layers_total = img.manifest.layers.len();
+            p.layers_total = img.manifest.layers().len();
             p.bytes_total = img.size();
         });
         // Boxed and collected first: a lazy `map` closure over borrowed layers makes the pull
@@ -355,7 +349,7 @@ impl Store {
         let mut jobs: Vec<
             std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>>,
         > = Vec::new();
-        for (i, l) in img.manifest.layers.iter().enumerate() {
+        for (i, l) in img.manifest.layers().iter().enumerate() {
             let unpack = opts
                 .unpack
                 .then(|| (img.diff_ids[i].clone(), img.chain_ids[i].clone()));
@@ -373,16 +367,11 @@ impl Store {
             .collect()
             .await;
         results.into_iter().collect::<Result<Vec<()>>>()?;
-        let desc = Descriptor {
-            media_type: manifest
-                .media_type
-                .clone()
-                .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string()),
-            digest: digest.clone(),
-            size: raw.len() as u64,
-            platform: None,
-            annotations: Default::default(),
-        };
+        let media_type = manifest
+            .media_type()
+            .as_ref()
+            .map_or_else(|| manifest::OCI_MANIFEST.to_owned(), |m| m.to_string());
+        let desc = manifest::descriptor(&media_type, &digest, raw.len() as u64).map_err(bad)?;
         let s = self.clone();
         let n = name.to_string();
         tokio::task::spawn_blocking(move || s.set_ref(&n, desc))
@@ -408,23 +397,25 @@ impl Store {
         unpack: Option<(String, String)>,
         opts: &PullOptions,
     ) -> Result<()> {
-        let lock = self.inflight(&desc.digest);
+        let lock = self.inflight(desc.digest().as_ref());
         let _g = lock.lock().await;
         let need_unpack = unpack
             .as_ref()
             .is_some_and(|(_, c)| !self.layer_path(c).exists());
-        if self.has_blob(&desc.digest, desc.size) {
-            opts.report(|p| p.bytes_done += desc.size);
+        if self.has_blob(desc.digest().as_ref(), desc.size()) {
+            opts.report(|p| p.bytes_done += desc.size());
             if need_unpack {
                 let (diff, chain) = unpack.expect("need_unpack");
                 self.unpack_blob(desc.clone(), diff, chain).await?;
             }
             return Ok(());
         }
-        let hex = digest_hex(&desc.digest).expect("checked").to_string();
+        let hex = digest_hex(desc.digest().as_ref())
+            .expect("checked")
+            .to_string();
         let ingest = self.inner.root.join("ingest").join(&hex);
         let mut offset = fs::metadata(&ingest).map(|m| m.len()).unwrap_or(0);
-        if offset > desc.size {
+        if offset > desc.size() {
             offset = 0;
         }
         let stream_unpack = need_unpack && offset == 0;
@@ -449,8 +440,11 @@ impl Store {
         // the writer: hashes, writes the ingest file, forwards to the unpacker
         let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(64);
         let sink = {
-            let (desc, ingest, blob) =
-                (desc.clone(), ingest.clone(), self.blob_path(&desc.digest)?);
+            let (desc, ingest, blob) = (
+                desc.clone(),
+                ingest.clone(),
+                self.blob_path(desc.digest().as_ref())?,
+            );
             tokio::task::spawn_blocking(move || write_blob(rx, utx, &ingest, &blob, &desc, offset))
         };
         opts.report(|p| p.bytes_done += offset);
@@ -480,9 +474,9 @@ impl Store {
                 cleanup(&unpacked);
                 return Err(match e {
                     Error::Transport { detail, .. } => Error::Interrupted {
-                        digest: desc.digest.clone(),
+                        digest: desc.digest().to_string(),
                         done,
-                        size: desc.size,
+                        size: desc.size(),
                         detail,
                     },
                     e => e,
@@ -495,9 +489,9 @@ impl Store {
             (Ok(()), Ok(SinkEnd::Interrupted(done))) => {
                 cleanup(&unpacked);
                 return Err(Error::Interrupted {
-                    digest: desc.digest.clone(),
+                    digest: desc.digest().to_string(),
                     done,
-                    size: desc.size,
+                    size: desc.size(),
                     detail: "writer stopped".into(),
                 });
             }
@@ -508,7 +502,7 @@ impl Store {
         };
         match unpacked {
             Some(Ok((tmp, u))) => {
-                self.commit_layer(&tmp, &desc.digest, &diff, &chain, &u)
+                self.commit_layer(&tmp, desc.digest().as_ref(), &diff, &chain, &u)
                     .await
             }
             Some(Err(e)) => Err(e),
@@ -530,7 +524,7 @@ impl Store {
         opts: &PullOptions,
     ) -> Result<()> {
         let ld = LayerDescriptor {
-            digest: &desc.digest,
+            digest: desc.digest().as_ref(),
             urls: &None,
         };
         // Always a range request: a 206 answer is not hashed again by oci-client (the writer
@@ -538,7 +532,7 @@ impl Store {
         let resp = client
             .pull_blob_stream_partial(oref, &ld, offset, None)
             .await
-            .map_err(|e| map_err(name, host, &format!("layer blob {}", desc.digest), e))?;
+            .map_err(|e| map_err(name, host, &format!("layer blob {}", desc.digest()), e))?;
         let mut s = match resp {
             oci_client::client::BlobResponse::Partial(s) => s,
             oci_client::client::BlobResponse::Full(s) => {
@@ -612,7 +606,7 @@ impl Store {
         chain: String,
     ) -> Result<()> {
         let s = self.clone();
-        let blob = self.blob_path(&desc.digest)?;
+        let blob = self.blob_path(desc.digest().as_ref())?;
         let ch = chain.clone();
         let (tmp, u) = tokio::task::spawn_blocking(move || {
             let f = File::open(&blob).map_err(io_err("opening blob", &blob))?;
@@ -620,7 +614,7 @@ impl Store {
         })
         .await
         .expect("unpack task")?;
-        self.commit_layer(&tmp, &desc.digest, &diff, &chain, &u)
+        self.commit_layer(&tmp, desc.digest().as_ref(), &diff, &chain, &u)
             .await
     }
 
@@ -712,10 +706,10 @@ fn write_blob(
     loop {
         match rx.blocking_recv() {
             Some(Msg::Data(b)) => {
-                if pos + b.len() as u64 > desc.size {
+                if pos + b.len() as u64 > desc.size() {
                     return Err(fail(Error::SizeMismatch {
-                        digest: desc.digest.clone(),
-                        expected: desc.size,
+                        digest: desc.digest().to_string(),
+                        expected: desc.size(),
                         actual: pos + b.len() as u64,
                     }));
                 }
@@ -743,20 +737,20 @@ fn write_blob(
             }
         }
     }
-    if pos != desc.size {
-        if pos < desc.size {
+    if pos != desc.size() {
+        if pos < desc.size() {
             return Ok(SinkEnd::Interrupted(pos));
         }
         return Err(fail(Error::SizeMismatch {
-            digest: desc.digest.clone(),
-            expected: desc.size,
+            digest: desc.digest().to_string(),
+            expected: desc.size(),
             actual: pos,
         }));
     }
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual != desc.digest {
+    if actual != desc.digest().to_string() {
         return Err(fail(Error::DigestMismatch {
-            digest: desc.digest.clone(),
+            digest: desc.digest().to_string(),
             actual,
         }));
     }
