@@ -242,10 +242,14 @@ pub fn resolve(
     // Converted here rather than when the bundle is written, so that a broken profile is reported
     // like a broken spec and leaves the running container alone.
     let seccomp = match spec.seccomp() {
-        None => Some(resolved::seccomp_value(
-            name,
-            crate::bundle::seccomp::default_profile(&capabilities),
-        )?),
+        None => Some(
+            crate::bundle::seccomp::default_profile(&capabilities).map_err(|e| {
+                EffectiveError::Invalid {
+                    name: name.into(),
+                    message: format!("berth's default seccomp profile: {e}"),
+                }
+            })?,
+        ),
         Some(None) => None,
         Some(Some(path)) => {
             let text = match &inputs.seccomp_profile {

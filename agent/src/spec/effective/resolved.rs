@@ -2,7 +2,7 @@
 //! capability set, rlimits, the device list. Pure functions of the spec; run in berthd (and
 //! `berth check`/`diff`) when the effective spec is resolved.
 
-use super::{DeviceNode, EffectiveError};
+use super::DeviceNode;
 use crate::spec::{CAPABILITIES, SecurityOpt, Spec, ULIMITS, VolumeSource};
 use serde::Serialize;
 use std::time::Duration;
@@ -150,18 +150,6 @@ pub fn no_new_privileges(spec: &Spec) -> bool {
             _ => None,
         })
         .unwrap_or(false)
-}
-
-/// A generated profile in OCI's types (a profile berth made that does not fit them is a bug that
-/// shows here, in every test that resolves a spec).
-pub fn seccomp_value(
-    name: &str,
-    v: serde_json::Value,
-) -> Result<oci_spec::runtime::LinuxSeccomp, EffectiveError> {
-    serde_json::from_value(v).map_err(|e| EffectiveError::Invalid {
-        name: name.into(),
-        message: format!("berth's default seccomp profile: {e}"),
-    })
 }
 
 /// A device passed through: where the container sees it, what it may do with it, and the host
