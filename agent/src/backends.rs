@@ -68,23 +68,11 @@ impl StoreImages {
         }
     }
 
-    /// The image's config, with Docker's Healthcheck (read from the config blob itself: the OCI
-    /// types do not carry it).
+    /// What a container inherits from the image, from the config the store parsed once.
     fn resolved(&self, img: &image::Image) -> Result<ResolvedImage, ImagesError> {
-        let d = &img.manifest.config.digest;
-        let hex = d.strip_prefix("sha256:").unwrap_or(d);
-        let path = self.store.root().join("blobs/sha256").join(hex);
-        let raw = std::fs::read(&path).map_err(|source| ImagesError::ConfigRead {
-            path: path.clone(),
-            source,
-        })?;
-        let config = ImageConfig::from_config_blob(&raw).map_err(|e| ImagesError::Config {
-            digest: d.clone(),
-            detail: e.to_string(),
-        })?;
         Ok(ResolvedImage {
             digest: img.digest.clone(),
-            config,
+            config: ImageConfig::from_oci(&img.config, img.healthcheck.clone()),
         })
     }
 

@@ -19,10 +19,12 @@ fn agent_write_edit_touch_delete() {
     let a = Agent::start("agent-wetd").unwrap();
     a.start_berthd(true).unwrap();
     a.write("web", &sleeper(""));
-    a.write("db", &sleeper("environment: {ROLE: db}\n"));
+    a.write("db", &sleeper("environment: {ROLE: db}\npids_limit: -1\n"));
     a.wait(T, "web and db active", || a.active("web") && a.active("db"))
         .unwrap();
     let (web0, db0) = (a.show("web", "InvocationID"), a.show("db", "InvocationID"));
+    // `pids_limit: -1` is unlimited, not systemd's default task limit.
+    assert_eq!(a.show("db", "TasksMax"), "infinity");
     // `berth exec` runs inside the container, with its exit status.
     let out = a
         .berth(&["exec", "db", "sh", "-c", "echo $ROLE; exit 3"])

@@ -104,11 +104,7 @@ async fn image_pull_plain_index_platform_and_layout_readable_by_skopeo_umoci() {
 
     // the other platform on request
     let arm = PullOptions {
-        platform: berth_agent::image::Platform {
-            os: "linux".into(),
-            architecture: "arm64".into(),
-            variant: None,
-        },
+        platform: berth_agent::image::manifest::platform("linux", "arm64", None),
         ..Default::default()
     };
     let a = s
@@ -137,7 +133,7 @@ async fn image_pull_plain_index_platform_and_layout_readable_by_skopeo_umoci() {
     let blob = dir
         .path()
         .join("blobs/sha256")
-        .join(amd.manifest.layers[0].digest.trim_start_matches("sha256:"));
+        .join(amd.manifest.layers()[0].digest().digest());
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&blob).unwrap());
     s.pull(&name, &PullOptions::default()).await.unwrap();
     assert_eq!(
@@ -155,7 +151,11 @@ async fn image_pull_plain_index_platform_and_layout_readable_by_skopeo_umoci() {
         .await
         .expect("docker v2 pull");
     assert_eq!(
-        d.manifest.media_type.as_deref(),
+        d.manifest
+            .media_type()
+            .as_ref()
+            .map(|m| m.to_string())
+            .as_deref(),
         Some("application/vnd.docker.distribution.manifest.v2+json")
     );
     assert_eq!(

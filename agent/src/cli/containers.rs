@@ -346,8 +346,7 @@ fn check(g: &Global, files: Vec<PathBuf>) -> ExitCode {
     let mut bad = 0;
     let mut report = Vec::new();
     for f in &files {
-        let sf = spec::load(f);
-        match &sf.spec {
+        match &spec::check_file(f) {
             Ok(_) => {
                 if !g.json {
                     println!("ok      {}", f.display());

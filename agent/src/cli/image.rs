@@ -108,11 +108,7 @@ pub enum ImageCommand {
 fn parse_platform(s: &str) -> Option<image::Platform> {
     let mut it = s.split('/');
     let (os, arch) = (it.next()?, it.next()?);
-    Some(image::Platform {
-        os: os.into(),
-        architecture: arch.into(),
-        variant: it.next().map(Into::into),
-    })
+    Some(image::manifest::platform(os, arch, it.next()))
 }
 
 /// Prints `v` as the command's JSON output.

@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::manifest::{self, Descriptor, Document, Manifest, REF_NAME, digest_hex, parse_document};
+use super::manifest::{self, Document, digest_hex, parse_document};
 use super::unpack::{Compression, detect};
 use super::{Error, Image, ImageRef, Result, Store, io_err, write_atomic};
 
@@ -80,17 +80,18 @@ impl Store {
 
     fn name_image(&self, img: &Image, name: &str) -> Result<()> {
         let raw = self.read_blob(&img.digest)?;
-        let desc = Descriptor {
-            media_type: img
-                .manifest
-                .media_type
-                .clone()
-                .unwrap_or_else(|| manifest::OCI_MANIFEST.into()),
-            digest: img.digest.clone(),
-            size: raw.len() as u64,
-            platform: None,
-            annotations: Default::default(),
-        };
+        let media_type = img
+            .manifest
+            .media_type()
+            .as_ref()
+            .map_or_else(|| manifest::OCI_MANIFEST.to_owned(), |m| m.to_string());
+        let desc =
+            manifest::descriptor(&media_type, &img.digest, raw.len() as u64).map_err(|detail| {
+                Error::Manifest {
+                    image: name.to_owned(),
+                    detail,
+                }
+            })?;
         self.set_ref(name, desc)
     }
 
@@ -185,19 +186,19 @@ impl Store {
                     commit(m)?;
                 }
             }
-            let idx: manifest::Index = serde_json::from_slice(&small("index.json")?)
+            let idx: manifest::ImageIndex = serde_json::from_slice(&small("index.json")?)
                 .map_err(|e| bad(format!("index.json: {e}")))?;
             let first = idx
-                .manifests
+                .manifests()
                 .first()
                 .ok_or_else(|| bad("index.json lists no image".into()))?;
-            let tag = first.annotations.get(REF_NAME).cloned();
-            let mut d = first.digest.clone();
+            let tag = manifest::ref_name(first).map(str::to_owned);
+            let mut d = first.digest().to_string();
             if let Ok(Document::Index(i)) = parse_document(&self.read_blob(&d)?) {
                 d = manifest::choose_platform(&i, &manifest::host_platform())
                     .ok_or_else(|| bad("no manifest for the host platform".into()))?
-                    .digest
-                    .clone();
+                    .digest()
+                    .to_string();
             }
             // an OCI ref name is often just a tag; only take full references
             (d, tag.filter(|t| t.contains('/')))
@@ -222,26 +223,11 @@ impl Store {
                     Compression::Zstd => manifest::OCI_LAYER_ZSTD,
                     Compression::None => manifest::OCI_LAYER,
                 };
-                layers.push(Descriptor {
-                    media_type: media_type.into(),
-                    digest: m.digest.clone(),
-                    size: m.size,
-                    platform: None,
-                    annotations: Default::default(),
-                });
+                layers.push(manifest::descriptor(media_type, &m.digest, m.size).map_err(bad)?);
             }
-            let man = Manifest {
-                schema_version: 2,
-                media_type: Some(manifest::OCI_MANIFEST.into()),
-                config: Descriptor {
-                    media_type: manifest::OCI_CONFIG.into(),
-                    digest: cfg.digest.clone(),
-                    size: cfg.size,
-                    platform: None,
-                    annotations: Default::default(),
-                },
-                layers,
-            };
+            let config =
+                manifest::descriptor(manifest::OCI_CONFIG, &cfg.digest, cfg.size).map_err(bad)?;
+            let man = manifest::image_manifest(config, layers).map_err(bad)?;
             let raw = serde_json::to_vec(&man).expect("manifest serialises");
             let d = manifest::sha256_digest(&raw);
             self.put_blob(&d, &raw)?;
@@ -255,9 +241,12 @@ impl Store {
             (None, None) => format!("import/{}:latest", &file_digest[..12]),
         };
         let img = self.load_image(&digest, &n)?;
-        for l in &img.manifest.layers {
-            if !self.has_blob(&l.digest, l.size) {
-                return Err(bad(format!("layer {} missing from the archive", l.digest)));
+        for l in img.manifest.layers() {
+            if !self.has_blob(l.digest().as_ref(), l.size()) {
+                return Err(bad(format!(
+                    "layer {} missing from the archive",
+                    l.digest()
+                )));
             }
         }
         self.name_image(&img, &n)?;

@@ -1,9 +1,12 @@
-//! Manifest, index and descriptor JSON (OCI and Docker v2 schema 2 share one shape), the host
-//! platform and its choice from an index, digests and chain ids. Pure logic, used by berthd and the CLI.
+//! Manifest and index documents (oci-spec's image types; OCI and Docker v2 schema 2 share one
+//! shape), the image config blob, the host platform and its choice from an index, digests and chain
+//! ids. Pure logic, used by berthd and the CLI.
 
+pub use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, Platform};
+
+use oci_spec::image::{Arch, Os, PlatformBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::collections::BTreeMap;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -15,52 +18,51 @@ pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Media types berth asks registries for, in order of preference.
 pub const ACCEPTED: &[&str] = &[OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST];
+/// Docker's image healthcheck (`config.Healthcheck`, a Docker extension the OCI image types do not
+/// carry); durations in nanoseconds, 0 = inherit/default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageHealthcheck {
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
+    #[serde(default)]
+    pub interval: Option<u64>,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub start_period: Option<u64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+/// Parses an image config blob once: oci-spec's `ImageConfiguration` and Docker's healthcheck.
+pub fn parse_config_blob(
+    json: &[u8],
+) -> Result<
+    (
+        oci_spec::image::ImageConfiguration,
+        Option<ImageHealthcheck>,
+    ),
+    serde_json::Error,
+> {
+    let v: serde_json::Value = serde_json::from_slice(json)?;
+    let healthcheck = match v.get("config").and_then(|c| c.get("Healthcheck")) {
+        Some(h) if !h.is_null() => Some(ImageHealthcheck::deserialize(h)?),
+        _ => None,
+    };
+    Ok((serde_json::from_value(v)?, healthcheck))
+}
+
 /// The annotation that names an image in an OCI layout's index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub manifests: Vec<Descriptor>,
-}
-
-/// A manifest document as fetched: an image manifest or an index.
+/// A manifest document as fetched: an image manifest or an index (oci-spec's types, which read
+/// Docker's v2 schema 2 manifests and lists too: they share the OCI shape).
+// One document lives at a time, briefly, while a pull or an import reads it: not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Document {
-    Manifest(Manifest),
-    Index(Index),
+    Manifest(ImageManifest),
+    Index(ImageIndex),
 }
 
 /// Parses a manifest or index (OCI or Docker v2), telling them apart by media type or shape.
@@ -136,38 +138,91 @@ pub fn host_platform() -> Platform {
         "s390x" => ("s390x", None),
         other => (other, None),
     };
-    Platform {
-        os: "linux".into(),
-        architecture: architecture.into(),
-        variant: variant.map(Into::into),
+    platform("linux", architecture, variant)
+}
+
+/// A platform from its names.
+pub fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+    let mut p = PlatformBuilder::default()
+        .os(Os::from(os))
+        .architecture(Arch::from(architecture))
+        .build()
+        .expect("os and architecture are set");
+    p.set_variant(variant.map(Into::into));
+    p
+}
+
+/// `os/arch[/variant]`, for messages.
+pub fn platform_name(p: &Platform) -> String {
+    let mut s = format!("{}/{}", p.os(), p.architecture());
+    if let Some(v) = p.variant() {
+        s.push('/');
+        s.push_str(v);
     }
+    s
+}
+
+/// The annotation `key` of a descriptor.
+pub fn annotation<'a>(d: &'a Descriptor, key: &str) -> Option<&'a str> {
+    d.annotations().as_ref()?.get(key).map(String::as_str)
+}
+
+/// A descriptor's `org.opencontainers.image.ref.name`.
+pub fn ref_name(d: &Descriptor) -> Option<&str> {
+    annotation(d, REF_NAME)
+}
+
+/// A descriptor of a blob (its digest parsed: `sha256:` and 64 lowercase hex digits).
+pub fn descriptor(media_type: &str, digest: &str, size: u64) -> Result<Descriptor, String> {
+    let d =
+        oci_spec::image::Digest::try_from(digest).map_err(|e| format!("digest {digest}: {e}"))?;
+    Ok(Descriptor::new(media_type.into(), size, d))
+}
+
+/// An image manifest of a config and layers, as berth writes one for an imported archive.
+pub fn image_manifest(
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+) -> Result<ImageManifest, String> {
+    oci_spec::image::ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(oci_spec::image::MediaType::ImageManifest)
+        .config(config)
+        .layers(layers)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A descriptor's media type as written.
+pub fn media_type(d: &Descriptor) -> String {
+    d.media_type().to_string()
 }
 
 /// Picks the manifest for `want` from an index: same os and architecture; an exact variant match
 /// wins, then an entry without a variant (arm64's v8 is the default); attestations are skipped.
-pub fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
+pub fn choose_platform<'a>(index: &'a ImageIndex, want: &Platform) -> Option<&'a Descriptor> {
     let mut fallback = None;
-    for d in &index.manifests {
-        let Some(p) = &d.platform else { continue };
-        if p.os != want.os || p.architecture != want.architecture {
+    for d in index.manifests() {
+        let Some(p) = d.platform() else { continue };
+        if p.os() != want.os() || p.architecture() != want.architecture() {
             continue;
         }
-        if !matches!(d.media_type.as_str(), OCI_MANIFEST | DOCKER_MANIFEST) {
+        if !matches!(media_type(d).as_str(), OCI_MANIFEST | DOCKER_MANIFEST) {
             continue;
         }
         // arm64's default variant is v8: "arm64" and "arm64/v8" are the same platform.
-        fn norm<'x>(arch: &str, v: Option<&'x str>) -> Option<&'x str> {
-            if arch == "arm64" && v == Some("v8") {
+        fn norm<'x>(arch: &Arch, v: Option<&'x str>) -> Option<&'x str> {
+            if *arch == Arch::ARM64 && v == Some("v8") {
                 None
             } else {
                 v
             }
         }
-        let arch = want.architecture.as_str();
-        if norm(arch, p.variant.as_deref()) == norm(arch, want.variant.as_deref()) {
+        let arch = want.architecture();
+        if norm(arch, p.variant().as_deref()) == norm(arch, want.variant().as_deref()) {
             return Some(d);
         }
-        if p.variant.is_none() {
+        if p.variant().is_none() {
             fallback = fallback.or(Some(d));
         }
     }
@@ -178,83 +233,54 @@ pub fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Desc
 mod tests {
     use super::*;
 
-    fn entry(arch: &str, variant: Option<&str>, digest: &str) -> Descriptor {
-        Descriptor {
-            media_type: OCI_MANIFEST.into(),
-            digest: digest.into(),
-            size: 1,
-            platform: Some(Platform {
-                os: "linux".into(),
-                architecture: arch.into(),
-                variant: variant.map(Into::into),
-            }),
-            annotations: BTreeMap::new(),
-        }
+    fn digest(tag: &str) -> String {
+        sha256_digest(tag.as_bytes())
+    }
+
+    fn entry(os: &str, arch: &str, variant: Option<&str>, tag: &str) -> Descriptor {
+        let mut d = Descriptor::new(
+            oci_spec::image::MediaType::ImageManifest,
+            1,
+            oci_spec::image::Digest::try_from(digest(tag)).unwrap(),
+        );
+        d.set_platform(Some(platform(os, arch, variant)));
+        d
+    }
+
+    fn index(entries: Vec<Descriptor>) -> ImageIndex {
+        let mut i = ImageIndex::default();
+        i.set_manifests(entries);
+        i
     }
 
     #[test]
     fn platform_choice() {
-        let idx = Index {
-            schema_version: 2,
-            media_type: Some(OCI_INDEX.into()),
-            manifests: vec![
-                entry("arm", Some("v6"), "a6"),
-                entry("arm", Some("v7"), "a7"),
-                entry("arm64", None, "a64"),
-                entry("amd64", None, "x64"),
-                Descriptor {
-                    platform: Some(Platform {
-                        os: "unknown".into(),
-                        architecture: "unknown".into(),
-                        variant: None,
-                    }),
-                    ..entry("amd64", None, "att")
-                },
-            ],
+        let idx = index(vec![
+            entry("linux", "arm", Some("v6"), "a6"),
+            entry("linux", "arm", Some("v7"), "a7"),
+            entry("linux", "arm64", None, "a64"),
+            entry("linux", "amd64", None, "x64"),
+            entry("unknown", "unknown", None, "att"),
+        ]);
+        let pick = |a: &str, v: Option<&str>| {
+            choose_platform(&idx, &platform("linux", a, v)).map(|d| d.digest().to_string())
         };
-        let p = |a: &str, v: Option<&str>| Platform {
-            os: "linux".into(),
-            architecture: a.into(),
-            variant: v.map(Into::into),
-        };
-        assert_eq!(
-            choose_platform(&idx, &p("amd64", None)).unwrap().digest,
-            "x64"
-        );
-        assert_eq!(
-            choose_platform(&idx, &p("arm", Some("v7"))).unwrap().digest,
-            "a7"
-        );
-        assert_eq!(
-            choose_platform(&idx, &p("arm", Some("v6"))).unwrap().digest,
-            "a6"
-        );
-        assert_eq!(
-            choose_platform(&idx, &p("arm64", Some("v8")))
-                .unwrap()
-                .digest,
-            "a64"
-        );
-        assert!(choose_platform(&idx, &p("s390x", None)).is_none());
-        let mut win = p("amd64", None);
-        win.os = "windows".into();
-        assert!(choose_platform(&idx, &win).is_none());
+        assert_eq!(pick("amd64", None), Some(digest("x64")));
+        assert_eq!(pick("arm", Some("v7")), Some(digest("a7")));
+        assert_eq!(pick("arm", Some("v6")), Some(digest("a6")));
+        assert_eq!(pick("arm64", Some("v8")), Some(digest("a64")));
+        assert_eq!(pick("s390x", None), None);
+        assert!(choose_platform(&idx, &platform("windows", "amd64", None)).is_none());
         // an arm64/v8 entry is taken for an arm64 host
-        let idx2 = Index {
-            manifests: vec![entry("arm64", Some("v8"), "v8")],
-            ..idx
-        };
-        assert_eq!(
-            choose_platform(&idx2, &p("arm64", Some("v8")))
-                .unwrap()
-                .digest,
-            "v8"
-        );
-        assert_eq!(
-            choose_platform(&idx2, &p("arm64", None)).unwrap().digest,
-            "v8"
-        );
-        assert!(!host_platform().architecture.is_empty());
+        let idx2 = index(vec![entry("linux", "arm64", Some("v8"), "v8")]);
+        for v in [Some("v8"), None] {
+            assert_eq!(
+                choose_platform(&idx2, &platform("linux", "arm64", v))
+                    .map(|d| d.digest().to_string()),
+                Some(digest("v8"))
+            );
+        }
+        assert!(!platform_name(&host_platform()).is_empty());
     }
 
     #[test]
@@ -282,7 +308,7 @@ mod tests {
 
     #[test]
     fn parses_docker_and_oci_documents() {
-        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:00"},"layers":[]}"#;
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"},"layers":[]}"#;
         assert!(matches!(parse_document(m), Ok(Document::Manifest(_))));
         let i = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(matches!(parse_document(i), Ok(Document::Index(_))));

@@ -16,6 +16,7 @@
 //! atomically under a lock. Pulls hold a shared lock on `gc.lock`, garbage collection an exclusive one.
 
 pub mod credhelper;
+mod gc;
 pub mod import;
 pub mod manifest;
 pub mod pull;
@@ -30,11 +31,11 @@ pub use reference::{ImageRef, RefError};
 pub use registry::RegistryConfig;
 
 use berth_proto::OverlayRootfs;
-use manifest::{Document, Index, Manifest, REF_NAME, digest_hex, parse_document};
+use manifest::{Document, ImageIndex, ImageManifest, REF_NAME, digest_hex, parse_document};
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -162,9 +163,11 @@ pub struct Image {
     pub name: String,
     /// Digest of the image manifest (the platform-specific one when pulled through an index).
     pub digest: String,
-    pub manifest: Manifest,
+    pub manifest: ImageManifest,
     /// The image config (ENTRYPOINT, CMD, ENV, WORKDIR, USER, … for berthd to merge).
     pub config: ImageConfiguration,
+    /// Docker's `Healthcheck` from the same config blob (parsed with it, once).
+    pub healthcheck: Option<manifest::ImageHealthcheck>,
     /// Uncompressed layer digests, bottom first.
     pub diff_ids: Vec<String>,
     /// Chain ids, bottom first (the keys of unpacked layers).
@@ -174,7 +177,7 @@ pub struct Image {
 impl Image {
     /// Total compressed size of the layers.
     pub fn size(&self) -> u64 {
-        self.manifest.layers.iter().map(|l| l.size).sum()
+        self.manifest.layers().iter().map(|l| l.size()).sum()
     }
 }
 
@@ -242,16 +245,6 @@ fn valid_container_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-#[derive(Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct LayoutIndex {
-    schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
 }
 
 impl Store {
@@ -360,7 +353,7 @@ impl Store {
             .expect("lock task")
     }
 
-    fn read_index(&self) -> Result<LayoutIndex> {
+    fn read_index(&self) -> Result<ImageIndex> {
         let p = self.inner.root.join("index.json");
         let data = fs::read(&p).map_err(io_err("reading", &p))?;
         serde_json::from_slice(&data).map_err(|e| Error::Io {
@@ -373,19 +366,24 @@ impl Store {
     fn update_index(&self, f: impl FnOnce(&mut Vec<Descriptor>)) -> Result<()> {
         let _lock = self.lock_file("index.lock", FlockArg::LockExclusive)?;
         let mut idx = self.read_index()?;
-        f(&mut idx.manifests);
-        idx.schema_version = 2;
-        idx.media_type = Some(manifest::OCI_INDEX.to_string());
+        let mut manifests = idx.manifests().clone();
+        f(&mut manifests);
+        idx.set_manifests(manifests);
+        idx.set_schema_version(2);
+        idx.set_media_type(Some(oci_spec::image::MediaType::ImageIndex));
         let data = serde_json::to_vec(&idx).expect("index serialises");
         write_atomic(&self.inner.root.join("index.json"), &data)
     }
 
     /// Records `name` → manifest (replacing an older entry of that name).
     pub(crate) fn set_ref(&self, name: &str, mut desc: Descriptor) -> Result<()> {
-        desc.platform = None;
-        desc.annotations = BTreeMap::from([(REF_NAME.to_string(), name.to_string())]);
+        desc.set_platform(None);
+        desc.set_annotations(Some(HashMap::from([(
+            REF_NAME.to_string(),
+            name.to_string(),
+        )])));
         self.update_index(|m| {
-            m.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(name));
+            m.retain(|d| manifest::ref_name(d) != Some(name));
             m.push(desc);
         })
     }
@@ -399,20 +397,18 @@ impl Store {
         } else {
             ImageRef::parse(reference)?.to_string()
         };
-        let found = idx.manifests.iter().find(|d| {
+        let found = idx.manifests().iter().find(|d| {
             if by_digest {
-                d.digest == name
+                d.digest().to_string() == name
             } else {
-                d.annotations.get(REF_NAME) == Some(&name)
+                manifest::ref_name(d) == Some(name.as_str())
             }
         });
         let Some(d) = found else { return Ok(None) };
-        let n = d
-            .annotations
-            .get(REF_NAME)
-            .cloned()
-            .unwrap_or_else(|| d.digest.clone());
-        self.load_image(&d.digest, &n).map(Some)
+        let n = manifest::ref_name(d)
+            .map(str::to_owned)
+            .unwrap_or_else(|| d.digest().to_string());
+        self.load_image(d.digest().as_ref(), &n).map(Some)
     }
 
     pub(crate) fn load_image(&self, digest: &str, name: &str) -> Result<Image> {
@@ -427,14 +423,14 @@ impl Store {
                 return Err(bad(format!("{digest} is an index, not an image manifest")));
             }
         };
-        let craw = self.read_blob(&manifest.config.digest)?;
-        let config: ImageConfiguration = serde_json::from_slice(&craw)
-            .map_err(|e| bad(format!("config {}: {e}", manifest.config.digest)))?;
+        let craw = self.read_blob(manifest.config().digest().as_ref())?;
+        let (config, healthcheck) = manifest::parse_config_blob(&craw)
+            .map_err(|e| bad(format!("config {}: {e}", manifest.config().digest())))?;
         let diff_ids = config.rootfs().diff_ids().clone();
-        if diff_ids.len() != manifest.layers.len() {
+        if diff_ids.len() != manifest.layers().len() {
             return Err(bad(format!(
                 "{} layers but {} diff ids in the config",
-                manifest.layers.len(),
+                manifest.layers().len(),
                 diff_ids.len()
             )));
         }
@@ -444,6 +440,7 @@ impl Store {
             digest: digest.to_string(),
             manifest,
             config,
+            healthcheck,
             diff_ids,
             chain_ids,
         })
@@ -453,16 +450,16 @@ impl Store {
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
         let idx = self.read_index()?;
         let mut out = Vec::new();
-        for d in &idx.manifests {
-            let name = d.annotations.get(REF_NAME).cloned().unwrap_or_default();
+        for d in idx.manifests() {
+            let name = manifest::ref_name(d).unwrap_or_default().to_owned();
             let size = self
-                .read_blob(&d.digest)
+                .read_blob(d.digest().as_ref())
                 .ok()
-                .and_then(|raw| serde_json::from_slice::<Manifest>(&raw).ok())
-                .map_or(0, |m| m.layers.iter().map(|l| l.size).sum());
+                .and_then(|raw| serde_json::from_slice::<ImageManifest>(&raw).ok())
+                .map_or(0, |m| m.layers().iter().map(|l| l.size()).sum());
             out.push(ImageSummary {
                 name,
-                digest: d.digest.clone(),
+                digest: d.digest().to_string(),
                 size,
             });
         }
@@ -512,9 +509,9 @@ impl Store {
         self.update_index(|m| {
             m.retain(|d| {
                 if by_digest {
-                    d.digest != img.digest
+                    d.digest().to_string() != img.digest
                 } else {
-                    d.annotations.get(REF_NAME) != Some(&name)
+                    manifest::ref_name(d) != Some(name.as_str())
                 }
             })
         })
@@ -522,7 +519,7 @@ impl Store {
 
     /// Unpacks every layer of `image` that is not unpacked yet (from the stored blobs).
     pub async fn unpack(&self, image: &Image) -> Result<()> {
-        for (i, l) in image.manifest.layers.iter().enumerate() {
+        for (i, l) in image.manifest.layers().iter().enumerate() {
             let chain = &image.chain_ids[i];
             if !self.layer_path(chain).exists() {
                 self.unpack_blob(l.clone(), image.diff_ids[i].clone(), chain.clone())
@@ -586,102 +583,6 @@ impl Store {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &dir)(e)),
             _ => Ok(()),
         }
-    }
-
-    /// Removes blobs, unpacked layers, partial downloads and stale temp dirs that no named image,
-    /// no prepared container and no image in `in_use` (references or manifest digests) needs.
-    pub async fn gc(&self, in_use: &[String]) -> Result<GcReport> {
-        let s = self.clone();
-        let in_use = in_use.to_vec();
-        tokio::task::spawn_blocking(move || s.gc_blocking(&in_use))
-            .await
-            .expect("gc task")
-    }
-
-    fn gc_blocking(&self, in_use: &[String]) -> Result<GcReport> {
-        let _lock = self.lock_file("gc.lock", FlockArg::LockExclusive)?;
-        let mut roots: Vec<String> = self
-            .read_index()?
-            .manifests
-            .into_iter()
-            .map(|d| d.digest)
-            .collect();
-        roots.extend(self.container_records()?.into_iter().map(|(_, r)| r.digest));
-        for r in in_use {
-            if digest_hex(r).is_some() {
-                roots.push(r.clone());
-            } else if let Some(img) = self.image(r)? {
-                roots.push(img.digest);
-            }
-        }
-        let mut keep_blobs: HashSet<String> = HashSet::new();
-        let mut keep_layers: HashSet<String> = HashSet::new();
-        let mut stack = roots;
-        while let Some(d) = stack.pop() {
-            if !keep_blobs.insert(d.clone()) {
-                continue;
-            }
-            let Ok(raw) = self.read_blob(&d) else {
-                continue;
-            };
-            match parse_document(&raw) {
-                Ok(Document::Index(Index { manifests, .. })) => {
-                    stack.extend(manifests.into_iter().map(|m| m.digest))
-                }
-                Ok(Document::Manifest(m)) => {
-                    keep_blobs.insert(m.config.digest.clone());
-                    keep_blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
-                    if let Ok(img) = self.load_image(&d, "") {
-                        keep_layers.extend(
-                            img.chain_ids
-                                .iter()
-                                .filter_map(|c| digest_hex(c).map(str::to_string)),
-                        );
-                    }
-                }
-                Err(_) => {}
-            }
-        }
-        let mut rep = GcReport::default();
-        let blobs = self.inner.root.join("blobs/sha256");
-        for e in fs::read_dir(&blobs)
-            .map_err(io_err("listing", &blobs))?
-            .flatten()
-        {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if !keep_blobs.contains(&format!("sha256:{n}")) {
-                rep.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(e.path()).map_err(io_err("removing blob", &e.path()))?;
-                rep.blobs_removed += 1;
-            }
-        }
-        let layers = self.inner.root.join("layers");
-        for e in fs::read_dir(&layers)
-            .map_err(io_err("listing", &layers))?
-            .flatten()
-        {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n != "empty" && !keep_layers.contains(&n) {
-                fs::remove_dir_all(e.path()).map_err(io_err("removing layer", &e.path()))?;
-                if !n.starts_with(".tmp") {
-                    rep.layers_removed += 1;
-                }
-            }
-        }
-        let ingest = self.inner.root.join("ingest");
-        for e in fs::read_dir(&ingest)
-            .map_err(io_err("listing", &ingest))?
-            .flatten()
-        {
-            let p = e.path();
-            let r = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            r.map_err(io_err("removing", &p))?;
-        }
-        Ok(rep)
     }
 }
 

@@ -120,9 +120,8 @@ impl ReconcileError {
             ReconcileError::Image { source, .. } => source.persistence(),
             ReconcileError::Bundle(b) => match b {
                 BundleError::UnknownUser { .. }
-                | BundleError::Device { .. }
-                | BundleError::Seccomp { .. }
-                | BundleError::Oci { .. } => Permanent,
+                | BundleError::Oci { .. }
+                | BundleError::Json { .. } => Permanent,
                 // The init binary is a host package, the bundle dir a host disk.
                 BundleError::Init { .. } | BundleError::Write { .. } => Transient,
             },

@@ -18,7 +18,6 @@ pub fn unit_spec(
     bundle: &Path,
     spec_file: Option<&Path>,
 ) -> UnitSpec {
-    let s = &eff.spec;
     let mut u = UnitSpec::new(
         &eff.name,
         &eff.image_ref,
@@ -28,9 +27,9 @@ pub fn unit_spec(
             bundle.display().to_string(),
         ],
     );
-    u.memory_max = s.mem_limit.map(|m| m.0);
-    u.cpu_quota_per_sec = s.cpus.map(Duration::from_secs_f64);
-    u.tasks_max = s.pids_limit.and_then(|p| u64::try_from(p).ok());
+    u.memory_max = eff.limits.memory_max;
+    u.cpu_quota_per_sec = eff.limits.cpu_quota_per_sec;
+    u.tasks_max = eff.limits.tasks_max;
     // systemd sends KillSignal to the shim, which passes the stop signal on. SIGKILL (or SIGSTOP)
     // would kill the shim itself before it could clean up: it gets SIGTERM and sends SIGKILL on.
     u.kill_signal = Some(match eff.stop_signal.number() {
@@ -49,13 +48,13 @@ pub fn unit_spec(
         }
         _ => START_TIMEOUT,
     });
-    u.restart = match s.restart {
+    u.restart = match eff.restart {
         Restart::No => RestartPolicy::No,
         Restart::Always | Restart::UnlessStopped => RestartPolicy::Always,
         Restart::OnFailure(n) => RestartPolicy::OnFailure { max_retries: n },
     };
     u.restart_delay = Some(RESTART_DELAY);
-    for (dep, d) in &s.depends_on.0 {
+    for (dep, d) in &eff.depends_on {
         let unit = unit_name(dep);
         u.after.push(unit.clone());
         match (d.condition, d.required) {
@@ -125,6 +124,22 @@ mod tests {
         assert_eq!(u.after.len(), 3);
         assert_eq!(u.spec_hash, e.hash);
         assert!(u.validate().is_ok());
+        // `pids_limit: -1` is unlimited: TasksMax=infinity, not systemd's default.
+        let unlimited = crate::spec::parse(
+            Path::new("/x/u.yaml"),
+            "image: x\ncommand: [a]\npids_limit: -1\n",
+        )
+        .unwrap();
+        let ue = resolve(
+            "u",
+            &unlimited,
+            "sha256:1",
+            &ImageConfig::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let uu = unit_spec(&ue, Path::new("/b"), Path::new("/r"), None);
+        assert_eq!(uu.tasks_max, Some(u64::MAX));
         let kspec = crate::spec::parse(
             Path::new("/x/k.yaml"),
             "image: x\ncommand: [a]\nstop_signal: SIGKILL\n",

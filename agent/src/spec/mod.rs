@@ -3,13 +3,20 @@
 //! `berth check` (no daemon needed).
 
 pub mod effective;
+#[cfg(test)]
+mod hash_pins;
+pub mod health;
+pub mod isolation;
 pub mod types;
+mod validate;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use health::*;
+pub use isolation::*;
 pub use types::*;
 
 /// One container as its file describes it. Keys follow Docker Compose's service keys.
@@ -231,7 +238,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
             .hint("a spec needs at least `image:` or `image_file:`"));
     }
     let spec: Spec = serde_norway::from_str(text).map_err(|e| yaml_error(file, &e))?;
-    validate(file, text, &spec)?;
+    validate::validate(file, text, &spec)?;
     Ok(spec)
 }
 
@@ -291,162 +298,6 @@ fn yaml_error(file: &Path, e: &serde_norway::Error) -> SpecError {
     }
 }
 
-/// Namespaced sysctls a container may set (Docker's rule); `net.*` only with its own network.
-fn sysctl_allowed(k: &str, own_net: bool) -> bool {
-    matches!(
-        k,
-        "kernel.msgmax"
-            | "kernel.msgmnb"
-            | "kernel.msgmni"
-            | "kernel.sem"
-            | "kernel.shmall"
-            | "kernel.shmmax"
-            | "kernel.shmmni"
-            | "kernel.shm_rmid_forced"
-    ) || k.starts_with("fs.mqueue.")
-        || (own_net && k.starts_with("net."))
-}
-
-/// Checks that span keys or need more than the value itself.
-fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecError> {
-    let err = |key: Option<&str>, m: String| SpecError::at(file, text, key, m);
-    match (&s.image, &s.image_file) {
-        (None, None) => {
-            return Err(err(None, "the spec names no image".into()).hint(
-                "add `image: docker.io/library/busybox:1.36` or `image_file: /path/to/image.tar`",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(err(
-                Some("image_file"),
-                "`image` and `image_file` are exclusive".into(),
-            )
-            .hint("keep one of them"));
-        }
-        (Some(i), None) => {
-            if i.is_empty()
-                || i.contains(char::is_whitespace)
-                || i.to_ascii_lowercase() != *i && !i.contains(['@', ':', '/'])
-            {
-                return Err(err(Some("image"), format!("invalid image reference `{i}`")));
-            }
-        }
-        (None, Some(p)) => {
-            if !p.is_absolute() {
-                return Err(err(
-                    Some("image_file"),
-                    format!("image_file `{}` must be an absolute path", p.display()),
-                ));
-            }
-            if s.pull_policy == PullPolicy::Always {
-                return Err(err(
-                    Some("pull_policy"),
-                    "`pull_policy: always` has no meaning for an image_file".into(),
-                ));
-            }
-        }
-    }
-    for f in &s.env_file.0 {
-        if !f.starts_with('/') {
-            return Err(err(
-                Some("env_file"),
-                format!("env_file `{f}` must be an absolute path"),
-            ));
-        }
-    }
-    if let Some(w) = &s.working_dir
-        && !w.starts_with('/')
-    {
-        return Err(err(
-            Some("working_dir"),
-            format!("working_dir `{w}` must be an absolute path"),
-        ));
-    }
-    if let Some(h) = &s.hostname
-        && (h.is_empty()
-            || h.len() > 63
-            || !h
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
-    {
-        return Err(err(Some("hostname"), format!("invalid hostname `{h}`")));
-    }
-    if let Some(c) = s.cpus
-        && !(c > 0.0 && c <= 1024.0)
-    {
-        return Err(err(
-            Some("cpus"),
-            format!("cpus must be greater than 0, got {c}"),
-        ));
-    }
-    if let Some(p) = s.pids_limit
-        && p == 0
-    {
-        return Err(err(
-            Some("pids_limit"),
-            "pids_limit must be positive (or -1 for unlimited)".into(),
-        ));
-    }
-    if let Some(p) = s.pids_limit
-        && p < -1
-    {
-        return Err(err(
-            Some("pids_limit"),
-            "pids_limit must be positive (or -1 for unlimited)".into(),
-        ));
-    }
-    for k in s.ulimits.keys() {
-        if !ULIMITS.iter().any(|(n, _)| n == k) {
-            let hint =
-                closest(k, ULIMITS.iter().map(|(n, _)| *n)).map(|c| format!("did you mean `{c}`?"));
-            let mut e = err(Some("ulimits"), format!("unknown ulimit `{k}`"));
-            e.hint = hint;
-            return Err(e);
-        }
-    }
-    let own_net = s.network_mode != NetworkMode::Host;
-    for k in s.sysctls.0.keys() {
-        if !sysctl_allowed(k, own_net) {
-            return Err(err(Some("sysctls"), format!("sysctl `{k}` is not namespaced{}", if k.starts_with("net.") { " (with network_mode: host it would change the host)" } else { "" }))
-                .hint("only kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.* and (without host networking) net.* can be set per container"));
-        }
-    }
-    let mut targets = std::collections::BTreeSet::new();
-    for t in s
-        .volumes
-        .iter()
-        .map(|v| &v.target)
-        .chain(s.tmpfs.0.iter().map(|t| &t.target))
-    {
-        if !targets.insert(t) {
-            return Err(err(Some("volumes"), format!("two mounts at `{t}`")));
-        }
-    }
-    if s.network_mode == NetworkMode::Host && s.hostname.is_some() {
-        return Err(err(
-            Some("hostname"),
-            "`hostname` cannot be set with `network_mode: host`".into(),
-        ));
-    }
-    let name = name_of(file).unwrap_or_default();
-    if s.depends_on.0.contains_key(name) {
-        return Err(err(
-            Some("depends_on"),
-            format!("`{name}` depends on itself"),
-        ));
-    }
-    if s.readiness == Some(Readiness::Healthy)
-        && let Some(h) = &s.healthcheck
-        && (h.disable || h.test == Some(HealthTest::None))
-    {
-        return Err(err(
-            Some("readiness"),
-            "`readiness: healthy` with the healthcheck disabled".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// A spec file as read from disk: its parsed spec, or why it could not be used.
 #[derive(Debug, Clone)]
 pub struct SpecFile {
@@ -473,6 +324,21 @@ pub fn load(path: &Path) -> SpecFile {
         path: path.to_owned(),
         spec,
     }
+}
+
+/// What `berth check` says of a file: parsed as [`load`] does, then the files it names (env files,
+/// a seccomp profile, device nodes) read and judged as a reconcile pass would.
+pub fn check_file(path: &Path) -> Result<Spec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+        file: path.to_owned(),
+        line: None,
+        column: None,
+        message: format!("cannot read: {e}"),
+        hint: None,
+    })?;
+    let spec = parse(path, &text)?;
+    validate::inputs(path, &text, &spec)?;
+    Ok(spec)
 }
 
 /// Reads every spec in a directory, keyed by container name. A name given by two files
@@ -514,167 +380,4 @@ pub fn load_dir(dir: &Path) -> std::io::Result<BTreeMap<String, SpecFile>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(text: &str) -> Result<Spec, SpecError> {
-        parse(Path::new("/etc/berth/containers/web.yaml"), text)
-    }
-
-    #[test]
-    fn full_spec_parses() {
-        let s = p(r#"
-image: docker.io/library/nginx:1.27
-pull_policy: always
-command: ["nginx", "-g", "daemon off;"]
-entrypoint: /docker-entrypoint.sh
-environment: {TZ: UTC, PORT: 8080, DEBUG: true}
-env_file: /run/secrets/web.env
-user: "101:101"
-working_dir: /srv
-hostname: web
-ports: ["8080:80/tcp", "127.0.0.1:8443:443"]
-volumes: ["/srv/www:/usr/share/nginx/html:ro", "cache:/var/cache/nginx"]
-tmpfs: [/tmp, "/run:size=64m"]
-read_only: true
-network_mode: bridge
-mem_limit: 256M
-cpus: 0.5
-pids_limit: 200
-ulimits: {nofile: {soft: 1024, hard: 4096}, core: 0}
-cap_add: [NET_BIND_SERVICE]
-cap_drop: [cap_net_raw]
-security_opt: [no-new-privileges, "seccomp=unconfined"]
-devices: ["/dev/fuse"]
-sysctls: ["net.ipv4.ip_forward=1"]
-labels: {a: b}
-stop_signal: SIGQUIT
-stop_grace_period: 1m30s
-restart: on-failure:3
-healthcheck: {test: ["CMD", "curl", "-f", "http://localhost/"], interval: 10s, retries: 3}
-depends_on: {db: {condition: service_healthy}}
-readiness: healthy
-"#)
-        .unwrap();
-        assert_eq!(s.environment.0["PORT"], "8080");
-        assert_eq!(s.environment.0["DEBUG"], "true");
-        assert_eq!(s.entrypoint.unwrap().0, vec!["/docker-entrypoint.sh"]);
-        assert_eq!(s.env_file.0, vec!["/run/secrets/web.env"]);
-        assert_eq!(s.mem_limit.unwrap().0, 256 << 20);
-        assert_eq!(
-            s.ulimits["nofile"],
-            Ulimit {
-                soft: 1024,
-                hard: 4096
-            }
-        );
-        assert_eq!(s.cap_drop[0].0, "CAP_NET_RAW");
-        assert_eq!(s.restart, Restart::OnFailure(Some(3)));
-        assert_eq!(s.stop_grace_period.unwrap().0.as_secs(), 90);
-        assert_eq!(s.depends_on.0["db"].condition, Condition::ServiceHealthy);
-        assert_eq!(s.tmpfs.0[1].options, vec!["size=64m"]);
-        assert_eq!(s.readiness, Some(Readiness::Healthy));
-    }
-
-    #[test]
-    fn unknown_key_has_location_and_hint() {
-        let e = p("image: busybox\nmem_limt: 1G\n").unwrap_err();
-        assert_eq!(e.line, Some(2), "{e}");
-        assert_eq!(e.column, Some(1), "{e}");
-        assert_eq!(e.hint.as_deref(), Some("did you mean `mem_limit`?"), "{e}");
-        assert!(
-            e.to_string()
-                .starts_with("/etc/berth/containers/web.yaml:2:1: unknown key `mem_limt`"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn nested_unknown_key_hint() {
-        let e = p("image: busybox\nhealthcheck:\n  test: [\"CMD\", \"true\"]\n  intervall: 5s\n")
-            .unwrap_err();
-        assert_eq!(e.line, Some(4), "{e}");
-        assert_eq!(e.hint.as_deref(), Some("did you mean `interval`?"), "{e}");
-    }
-
-    #[test]
-    fn alias_hint() {
-        let e = p("image: busybox\nprivileged: true\n").unwrap_err();
-        assert!(e.hint.unwrap().contains("cap_add"));
-    }
-
-    #[test]
-    fn bad_values_have_locations() {
-        let e = p("image: busybox\nmem_limit: 12Q\n").unwrap_err();
-        assert_eq!(e.line, Some(2), "{e}");
-        assert!(e.message.contains("size unit"), "{e}");
-        let e = p("image: busybox\nports:\n  - \"80:80\"\n  - \"x:80\"\n").unwrap_err();
-        assert_eq!(e.line, Some(4), "{e}");
-        let e = p("image: busybox\nread_only: maybe\n").unwrap_err();
-        assert_eq!(e.line, Some(2), "{e}");
-        let e = p("image: busybox\nrestart: sometimes\n").unwrap_err();
-        assert!(e.message.contains("invalid restart policy"), "{e}");
-        let e = p("image: busybox\npull_policy: misssing\n").unwrap_err();
-        assert_eq!(e.hint.as_deref(), Some("did you mean `missing`?"), "{e}");
-        let e = p("image: busybox\ncap_add: [NET_BIND_SERVIC]\n").unwrap_err();
-        assert!(e.message.contains("did you mean `NET_BIND_SERVICE`"), "{e}");
-    }
-
-    #[test]
-    fn cross_field_rules() {
-        assert!(
-            p("command: [x]\n")
-                .unwrap_err()
-                .message
-                .contains("no image")
-        );
-        let e = p("image: a\nimage_file: /b.tar\n").unwrap_err();
-        assert_eq!(e.line, Some(2));
-        assert!(p("image: a\nsysctls: {kernel.hostname: x}\n").is_err());
-        assert!(p("image: a\nnetwork_mode: host\nsysctls: {net.ipv4.ip_forward: 1}\n").is_err());
-        assert!(p("image: a\ndepends_on: [web]\n").is_err());
-        assert!(p("image: a\nworking_dir: rel\n").is_err());
-        assert!(p("image: a\nenvironment: [FOO]\n").is_err());
-        assert!(p("image: a\nenvironment: {FOO: }\n").is_err());
-        assert!(
-            p("image: a\nulimits: {nofiles: 10}\n")
-                .unwrap_err()
-                .hint
-                .unwrap()
-                .contains("nofile")
-        );
-        assert!(p("").is_err());
-    }
-
-    #[test]
-    fn bad_file_names() {
-        assert!(parse(Path::new("/x/-bad.yaml"), "image: a\n").is_err());
-        assert_eq!(name_of(Path::new("/x/.web.yaml.swp")), None);
-        assert_eq!(name_of(Path::new("/x/web.yaml~")), None);
-        assert_eq!(name_of(Path::new("/x/web.yml")), Some("web"));
-    }
-
-    #[test]
-    fn dir_loading() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("a.yaml"), "image: busybox\n").unwrap();
-        std::fs::write(d.path().join("b.yaml"), "image: [\n").unwrap();
-        std::fs::write(d.path().join("c.yaml"), "image: busybox\n").unwrap();
-        std::fs::write(d.path().join("c.yml"), "image: busybox\n").unwrap();
-        std::fs::write(d.path().join(".hidden.yaml"), "x").unwrap();
-        std::fs::write(d.path().join("README"), "x").unwrap();
-        let m = load_dir(d.path()).unwrap();
-        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["a", "b", "c"]);
-        assert!(m["a"].spec.is_ok());
-        assert!(m["b"].spec.is_err());
-        assert!(
-            m["c"]
-                .spec
-                .as_ref()
-                .unwrap_err()
-                .message
-                .contains("defined twice")
-        );
-        assert!(load_dir(&d.path().join("nope")).unwrap().is_empty());
-    }
-}
+mod tests;

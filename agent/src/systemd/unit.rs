@@ -114,12 +114,8 @@ impl UnitSpec {
     /// Checks what systemd would reject late or, worse, interpret: empty argv, relative binary,
     /// bad journal field names, newlines in values.
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        // The container-name grammar, the one the spec file name is parsed with.
+        if !crate::spec::is_valid_name(&self.name) {
             return Err(format!(
                 "invalid container name {:?} for a unit name",
                 self.name

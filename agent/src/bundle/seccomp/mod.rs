@@ -3,7 +3,15 @@
 //! allow list; namespace-creating `clone` flags, kernel-module, clock, reboot, mount and tracing-class
 //! calls only with the capability that guards them). Built in berthd into the bundle's config.json.
 
-use serde_json::{Value, json};
+mod docker;
+
+pub use docker::from_docker_profile;
+
+use oci_spec::OciSpecError;
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscallBuilder,
+};
 
 /// Allowed for every container.
 pub const BASE: &[&str] = &[
@@ -437,17 +445,16 @@ const CLONE_NS_MASK: u64 = 0x7E02_0000;
 /// `personality()` values that do not weaken the address space layout.
 const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
-/// The profile (OCI `linux.seccomp`) for a container holding `caps`.
-pub fn default_profile(caps: &[String]) -> Value {
-    let arch = std::env::consts::ARCH;
-    let (architectures, extra): (Vec<&str>, &[&str]) = match arch {
+/// The profile (OCI `linux.seccomp`) for a container holding `caps`, built with oci-spec's types.
+pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, OciSpecError> {
+    let (architectures, extra): (Vec<Arch>, &[&str]) = match std::env::consts::ARCH {
         "x86_64" => (
-            vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
             X86,
         ),
-        "x86" => (vec!["SCMP_ARCH_X86"], X86),
-        "aarch64" => (vec!["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"], ARM),
-        "arm" => (vec!["SCMP_ARCH_ARM"], ARM),
+        "x86" => (vec![Arch::ScmpArchX86], X86),
+        "aarch64" => (vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm], ARM),
+        "arm" => (vec![Arch::ScmpArchArm], ARM),
         _ => (vec![], &[]),
     };
     let mut names: Vec<&str> = BASE.iter().chain(extra).copied().collect();
@@ -459,72 +466,44 @@ pub fn default_profile(caps: &[String]) -> Value {
     }
     names.sort_unstable();
     names.dedup();
-    let mut syscalls = vec![json!({"names": names, "action": "SCMP_ACT_ALLOW"})];
+    let allow = |names: &[&str]| {
+        LinuxSyscallBuilder::default()
+            .names(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .action(LinuxSeccompAction::ScmpActAllow)
+    };
+    let mut syscalls = vec![allow(&names).build()?];
     for p in PERSONALITIES {
-        syscalls.push(json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": p, "op": "SCMP_CMP_EQ"}]}));
+        let arg = LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(*p)
+            .op(LinuxSeccompOperator::ScmpCmpEq)
+            .build()?;
+        syscalls.push(allow(&["personality"]).args(vec![arg]).build()?);
     }
     if !has("CAP_SYS_ADMIN") {
         // clone's flags are its first argument on these architectures.
-        syscalls.push(json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": CLONE_NS_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}));
+        let arg = LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(CLONE_NS_MASK)
+            .value_two(0u64)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+            .build()?;
+        syscalls.push(allow(&["clone"]).args(vec![arg]).build()?);
         // clone3 passes flags in memory seccomp cannot read: ENOSYS makes libc fall back to clone.
         syscalls.push(
-            json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+            LinuxSyscallBuilder::default()
+                .names(vec!["clone3".to_string()])
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(libc::ENOSYS as u32)
+                .build()?,
         );
     }
-    json!({
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": libc::EPERM,
-        "architectures": architectures,
-        "syscalls": syscalls,
-    })
-}
-
-/// A Docker-format profile file turned into OCI's shape (Docker's extra keys dropped).
-pub fn from_docker_profile(text: &str) -> Result<Value, String> {
-    let mut v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let obj = v.as_object_mut().ok_or("profile is not a JSON object")?;
-    if let Some(map) = obj.remove("archMap")
-        && !obj.contains_key("architectures")
-    {
-        {
-            let mut arches = Vec::new();
-            for m in map.as_array().into_iter().flatten() {
-                if let Some(a) = m.get("architecture") {
-                    arches.push(a.clone());
-                }
-                for s in m
-                    .get("subArchitectures")
-                    .and_then(|s| s.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    arches.push(s.clone());
-                }
-            }
-            obj.insert("architectures".into(), Value::Array(arches));
-        }
-    }
-    obj.remove("defaultErrno");
-    if let Some(Value::Array(calls)) = obj.get_mut("syscalls") {
-        calls.retain(|c| {
-            c.get("includes")
-                .is_none_or(|i| i.as_object().is_some_and(|o| o.is_empty()))
-        });
-        for c in calls.iter_mut().filter_map(|c| c.as_object_mut()) {
-            for k in ["comment", "includes", "excludes", "name"] {
-                if k == "name" {
-                    if let Some(n) = c.remove("name") {
-                        c.insert("names".into(), Value::Array(vec![n]));
-                    }
-                } else {
-                    c.remove(k);
-                }
-            }
-        }
-    }
-    Ok(v)
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActErrno)
+        .default_errno_ret(libc::EPERM as u32)
+        .architectures(architectures)
+        .syscalls(syscalls)
+        .build()
 }
 
 #[cfg(test)]
@@ -533,7 +512,7 @@ mod tests {
 
     #[test]
     fn default_denies_namespace_and_module_calls() {
-        let p = default_profile(&["CAP_CHOWN".into()]);
+        let p = serde_json::to_value(default_profile(&["CAP_CHOWN".into()]).unwrap()).unwrap();
         let allowed: Vec<&str> = p["syscalls"][0]["names"]
             .as_array()
             .unwrap()
@@ -568,7 +547,7 @@ mod tests {
 
     #[test]
     fn capabilities_open_their_calls() {
-        let p = default_profile(&["CAP_SYS_ADMIN".into()]);
+        let p = serde_json::to_value(default_profile(&["CAP_SYS_ADMIN".into()]).unwrap()).unwrap();
         let allowed: Vec<&str> = p["syscalls"][0]["names"]
             .as_array()
             .unwrap()
@@ -576,18 +555,5 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert!(allowed.contains(&"mount") && allowed.contains(&"clone"));
-    }
-
-    #[test]
-    fn docker_profile_converts() {
-        let v = from_docker_profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":["SCMP_ARCH_X86"]}],
-            "syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","comment":"x","includes":{},"excludes":{}},
-                        {"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}}]}"#).unwrap();
-        assert_eq!(
-            v["architectures"],
-            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
-        );
-        assert_eq!(v["syscalls"].as_array().unwrap().len(), 1);
-        assert!(v["syscalls"][0].get("comment").is_none());
     }
 }

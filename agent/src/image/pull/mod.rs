@@ -1,0 +1,339 @@
+//! Pulling an image from a registry into the store: manifest (index → host platform), config,
+//! then all layers concurrently, each streamed to `ingest/` while it is hashed and, on a fresh
+//! download, unpacked at the same time on another thread (download, SHA-256 and decompression
+//! overlap). A blob becomes visible only after size and digest checked; an unpacked layer only after
+//! its diff id checked. Runs in berthd and the CLI (async, with blocking threads for disk work).
+
+mod layer;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use oci_client::client::LayerDescriptor;
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use super::manifest::{self, Descriptor, Document, Platform, digest_hex, parse_document};
+use super::registry::{Secret, chain, map_err};
+use super::unpack::{Unpacked, unpack_layer};
+use super::{Error, Image, ImageRef, Result, Store, io_err};
+
+/// Where a pull is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Resolving,
+    Fetching,
+    Done,
+    Failed,
+}
+
+/// Progress of one pull: readable by the CLI and by berthd (sd_notify STATUS=).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Progress {
+    pub image: String,
+    pub phase: Phase,
+    pub layers_total: usize,
+    pub layers_done: usize,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |b: u64| b as f64 / 1e6;
+        write!(
+            f,
+            "{} {:?}: {}/{} layers, {:.1}/{:.1} MB",
+            self.image,
+            self.phase,
+            self.layers_done,
+            self.layers_total,
+            mb(self.bytes_done),
+            mb(self.bytes_total)
+        )
+    }
+}
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Platform to choose from an index (default: the host's).
+    pub platform: Platform,
+    /// Unpack the layers as overlay lowers while pulling.
+    pub unpack: bool,
+    /// Receives progress updates (create with `watch::channel(Progress::default())`).
+    pub progress: Option<Arc<watch::Sender<Progress>>>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platform: manifest::host_platform(),
+            unpack: true,
+            progress: None,
+        }
+    }
+}
+
+impl PullOptions {
+    fn report(&self, f: impl FnOnce(&mut Progress)) {
+        if let Some(p) = &self.progress {
+            p.send_modify(f);
+        }
+    }
+}
+
+impl Store {
+    fn client(&self, host: &str) -> Result<oci_client::Client> {
+        let mut m = self.inner.clients.lock().expect("clients lock");
+        if let Some(c) = m.get(host) {
+            return Ok(c.clone());
+        }
+        let c = self.inner.registry.client_for(host)?;
+        m.insert(host.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Pulls `reference` (Docker syntax) into the store and names it; returns the stored image.
+    pub async fn pull(&self, reference: &str, opts: &PullOptions) -> Result<Image> {
+        let r = ImageRef::parse(reference)?;
+        let name = r.to_string();
+        opts.report(|p| {
+            *p = Progress {
+                image: name.clone(),
+                ..Default::default()
+            }
+        });
+        let res = self.pull_inner(&r, &name, opts).await;
+        opts.report(|p| {
+            p.phase = if res.is_ok() {
+                Phase::Done
+            } else {
+                Phase::Failed
+            }
+        });
+        res
+    }
+
+    async fn pull_inner(&self, r: &ImageRef, name: &str, opts: &PullOptions) -> Result<Image> {
+        let _lock = self.gc_shared().await?;
+        // docker.io mirrors first, then the registry itself
+        let mut sources: Vec<(String, oci_client::Reference)> = Vec::new();
+        if r.registry() == super::reference::DOCKER_HUB {
+            for m in &self.inner.registry.mirrors {
+                let mut o = r.to_oci();
+                o.set_mirror_registry(m.clone());
+                sources.push((m.clone(), o));
+            }
+        }
+        sources.push((r.registry().to_owned(), r.to_oci()));
+        let mut last_err = None;
+        for (i, (host, oref)) in sources.iter().enumerate() {
+            match self.pull_from(host, oref, r, name, opts).await {
+                Ok(img) => return Ok(img),
+                Err(e) if i + 1 < sources.len() => {
+                    tracing::warn!(image = name, mirror = host, error = %e, "mirror failed, trying the next source");
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.expect("at least one source"))
+    }
+
+    async fn fetch_manifest(
+        &self,
+        client: &oci_client::Client,
+        host: &str,
+        oref: &oci_client::Reference,
+        name: &str,
+        auth: &oci_client::secrets::RegistryAuth,
+        want_digest: Option<&str>,
+    ) -> Result<(Bytes, String)> {
+        let (raw, _) = client
+            .pull_manifest_raw(oref, auth, manifest::ACCEPTED)
+            .await
+            .map_err(|e| map_err(name, host, "manifest", e))?;
+        let actual = manifest::sha256_digest(&raw);
+        if let Some(w) = want_digest
+            && w != actual
+        {
+            return Err(Error::DigestMismatch {
+                digest: w.to_string(),
+                actual,
+            });
+        }
+        Ok((raw, actual))
+    }
+
+    async fn pull_from(
+        &self,
+        host: &str,
+        oref: &oci_client::Reference,
+        r: &ImageRef,
+        name: &str,
+        opts: &PullOptions,
+    ) -> Result<Image> {
+        let client = self.client(host)?;
+        let (secret, from) = self
+            .inner
+            .registry
+            .credentials(host, r.repository())
+            .await
+            .map_err(|source| Error::CredentialHelper {
+                image: name.to_string(),
+                source: Box::new(source),
+            })?;
+        // A 401/403 says where the rejected credentials came from (or that there were none).
+        let says_source = |e: Error| match e {
+            Error::Unauthorized {
+                image,
+                registry,
+                detail,
+            } => Error::Unauthorized {
+                image,
+                registry,
+                detail: format!("{detail} ({from})"),
+            },
+            Error::Denied {
+                image,
+                registry,
+                detail,
+            } => Error::Denied {
+                image,
+                registry,
+                detail: format!("{detail} ({from})"),
+            },
+            e => e,
+        };
+        let auth = match secret {
+            Secret::Auth(a) => a,
+            Secret::IdentityToken(t) => self
+                .inner
+                .registry
+                .exchange_identity_token(name, host, oref, &t, &from)
+                .await
+                .map_err(says_source)?,
+        };
+        client
+            .auth(oref, &auth, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(|e| says_source(map_err(name, host, "authenticating", e)))?;
+        let (raw, digest) = self
+            .fetch_manifest(&client, host, oref, name, &auth, r.digest())
+            .await
+            .map_err(says_source)?;
+        let bad = |detail: String| Error::Manifest {
+            image: name.to_string(),
+            detail,
+        };
+        let (raw, digest, manifest) = match parse_document(&raw).map_err(bad)? {
+            Document::Manifest(m) => (raw, digest, m),
+            Document::Index(idx) => {
+                let p = &opts.platform;
+                let d = manifest::choose_platform(&idx, p).ok_or_else(|| Error::NoPlatform {
+                    image: name.to_string(),
+                    platform: manifest::platform_name(p),
+                })?;
+                let mref = oref.clone_with_digest(d.digest().to_string());
+                let (raw, digest) = self
+                    .fetch_manifest(&client, host, &mref, name, &auth, Some(d.digest().as_ref()))
+                    .await?;
+                match parse_document(&raw).map_err(bad)? {
+                    Document::Manifest(m) => (raw, digest, m),
+                    Document::Index(_) => return Err(bad(format!("{digest}: nested index"))),
+                }
+            }
+        };
+        for l in manifest.layers() {
+            let media_type = manifest::media_type(l);
+            if !media_type.contains("tar") && !media_type.contains("layer") {
+                return Err(bad(format!(
+                    "layer {} has unsupported media type {media_type}",
+                    l.digest()
+                )));
+            }
+            digest_hex(l.digest().as_ref())
+                .ok_or_else(|| bad(format!("unsupported layer digest {}", l.digest())))?;
+        }
+        // config (small: in memory)
+        let cd = &manifest.config();
+        if !self.has_blob(cd.digest().as_ref(), cd.size()) {
+            // the config is held in memory: refuse absurd sizes from a hostile manifest
+            if cd.size() > 64 << 20 {
+                return Err(bad(format!(
+                    "config {} claims {} bytes",
+                    cd.digest(),
+                    cd.size()
+                )));
+            }
+            let mut buf = Vec::with_capacity(cd.size() as usize);
+            client
+                .pull_blob(
+                    oref,
+                    &LayerDescriptor {
+                        digest: cd.digest().as_ref(),
+                        urls: &None,
+                    },
+                    &mut buf,
+                )
+                .await
+                .map_err(|e| map_err(name, host, &format!("config blob {}", cd.digest()), e))?;
+            if buf.len() as u64 != cd.size() {
+                return Err(Error::SizeMismatch {
+                    digest: cd.digest().to_string(),
+                    expected: cd.size(),
+                    actual: buf.len() as u64,
+                });
+            }
+            self.put_blob(cd.digest().as_ref(), &buf)?;
+        }
+        self.put_blob(&digest, &raw)?;
+        let img = self.load_image(&digest, name)?;
+        opts.report(|p| {
+            p.phase = Phase::Fetching;
+            p.layers_total = img.manifest.layers().len();
+            p.bytes_total = img.size();
+        });
+        // Boxed and collected first: a lazy `map` closure over borrowed layers makes the pull
+        // future not provably Send (higher-ranked lifetimes), and berthd spawns it.
+        let mut jobs: Vec<
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>>,
+        > = Vec::new();
+        for (i, l) in img.manifest.layers().iter().enumerate() {
+            let unpack = opts
+                .unpack
+                .then(|| (img.diff_ids[i].clone(), img.chain_ids[i].clone()));
+            let client = &client;
+            jobs.push(Box::pin(async move {
+                self.fetch_layer(client, host, oref, name, l, unpack, opts)
+                    .await?;
+                opts.report(|p| p.layers_done += 1);
+                Ok::<(), Error>(())
+            }));
+        }
+        // every layer runs to its end (no cancelled half-done unpacks); the first error is reported
+        let results: Vec<Result<()>> = stream::iter(jobs)
+            .buffer_unordered(self.inner.registry.concurrency())
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        let media_type = manifest
+            .media_type()
+            .as_ref()
+            .map_or_else(|| manifest::OCI_MANIFEST.to_owned(), |m| m.to_string());
+        let desc = manifest::descriptor(&media_type, &digest, raw.len() as u64).map_err(bad)?;
+        let s = self.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || s.set_ref(&n, desc))
+            .await
+            .expect("index task")?;
+        Ok(img)
+    }
+}
