@@ -320,8 +320,18 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies `linux.resources`.
+    /// Applies `linux.resources`: the file writes ([`Cgroup::write_resources`]) and, on v2, the
+    /// device program.
     pub fn apply(&self, res: &LinuxResources) -> Result<()> {
+        self.write_resources(res)?;
+        if self.v2 {
+            return apply_device_program(&self.dirs[0].path, res);
+        }
+        Ok(())
+    }
+
+    /// The file writes of `linux.resources` (v1: device rules included).
+    fn write_resources(&self, res: &LinuxResources) -> Result<()> {
         if self.v2 {
             let d = &self.dirs[0];
             let writes = v2_writes(res);
@@ -329,7 +339,7 @@ impl Cgroup {
             for (file, value) in writes {
                 write(&d.path.join(&file), &value)?;
             }
-            return apply_device_program(&d.path, res);
+            return Ok(());
         }
         for (controller, file, value) in v1_writes(res) {
             let Some(d) = self.dir_with(controller) else {
@@ -718,7 +728,7 @@ mod tests {
         ] {
             std::fs::write(root.join("unit/ctr").join(f), "").unwrap();
         }
-        cg.apply(&res(r#"{"memory":{"limit":4096},"pids":{"limit":7}}"#))
+        cg.write_resources(&res(r#"{"memory":{"limit":4096},"pids":{"limit":7}}"#))
             .unwrap();
         let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
         assert_eq!(read("unit/ctr/memory.max"), "4096");

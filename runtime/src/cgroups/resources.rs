@@ -4,9 +4,10 @@
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
-/// The effective device rules of `res` as (allow, "type major:minor access"), in order: the
-/// spec's, then the default devices when they start from "deny all". Shared by v1 (files) and
-/// v2 (an eBPF program).
+/// The effective device rules of `res` as (allow, "type major:minor access"), in order (later
+/// ones win): "deny all", the spec's rules, then the default devices. The spec's device nodes
+/// (`linux.devices`) add nothing: like runc, only `resources.devices` opens them. Shared by v1
+/// (files) and v2 (an eBPF program).
 pub fn device_rules(res: &LinuxResources) -> Vec<(bool, String)> {
     v1_writes(res)
         .into_iter()
@@ -33,16 +34,20 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
     )
 }
 
-/// Devices every container may use when its rules start with "deny all" (as runc allows them).
-const DEFAULT_ALLOWED: [&str; 9] = [
+/// Devices every container may use whatever its rules say, as runc 1.1 allows them (read from
+/// its `devices.list`): creating any node, null, zero, full, random, urandom, tty, ptmx,
+/// net/tun and the ptys.
+const DEFAULT_ALLOWED: [&str; 11] = [
+    "b *:* m",
+    "c *:* m",
     "c 1:3 rwm",
     "c 1:5 rwm",
     "c 1:7 rwm",
     "c 1:8 rwm",
     "c 1:9 rwm",
     "c 5:0 rwm",
-    "c 5:1 rwm",
     "c 5:2 rwm",
+    "c 10:200 rwm",
     "c 136:* rwm",
 ];
 
@@ -160,30 +165,22 @@ pub fn v1_writes(res: &LinuxResources) -> Vec<(&'static str, String, String)> {
             );
         }
     }
-    if let Some(devs) = res.devices()
-        && !devs.is_empty()
-    {
-        let mut deny_all = false;
-        for d in devs {
-            let rule = device_rule(d);
-            if !d.allow() && rule == "a *:* rwm" {
-                deny_all = true;
-            }
-            put(
-                "devices",
-                if d.allow() {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                },
-                rule,
-            );
-        }
-        if deny_all {
-            for r in DEFAULT_ALLOWED {
-                put("devices", "devices.allow", r.to_string());
-            }
-        }
+    // runc's model: nothing but what the rules allow, so a start from "deny all" whatever the
+    // spec says; its default devices come last and win over the spec's denies.
+    put("devices", "devices.deny", "a *:* rwm".into());
+    for d in res.devices().as_deref().unwrap_or_default() {
+        put(
+            "devices",
+            if d.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            },
+            device_rule(d),
+        );
+    }
+    for r in DEFAULT_ALLOWED {
+        put("devices", "devices.allow", r.to_string());
     }
     w
 }
@@ -337,22 +334,41 @@ mod tests {
     }
 
     #[test]
-    fn v1_translation_adds_default_devices_after_deny_all() {
-        let r = res(
-            r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":10,"minor":200,"access":"rw"}],
-            "memory":{"limit":1000000},"pids":{"limit":42},"cpu":{"quota":-1}}"#,
-        );
+    fn v1_translation_of_limits() {
+        let r = res(r#"{"memory":{"limit":1000000},"pids":{"limit":42},"cpu":{"quota":-1}}"#);
         let w = v1_writes(&r);
         assert!(w.contains(&("memory", "memory.limit_in_bytes".into(), "1000000".into())));
         assert!(w.contains(&("pids", "pids.max".into(), "42".into())));
         assert!(w.contains(&("cpu", "cpu.cfs_quota_us".into(), "-1".into())));
-        let devs: Vec<_> = w
-            .iter()
-            .filter(|x| x.0 == "devices")
-            .map(|x| x.2.as_str())
-            .collect();
-        assert_eq!(&devs[..2], ["a *:* rwm", "c 10:200 rw"]);
-        assert!(devs.contains(&"c 136:* rwm"));
     }
 
+    fn rules(json: &str) -> Vec<String> {
+        device_rules(&res(json))
+            .into_iter()
+            .map(|(allow, r)| format!("{} {r}", if allow { "allow" } else { "deny" }))
+            .collect()
+    }
+
+    #[test]
+    fn device_rules_start_from_deny_all_and_end_with_the_defaults() {
+        let r = rules(
+            r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":10,"minor":200,"access":"rw"},
+            {"allow":false,"type":"c","major":1,"minor":3,"access":"rwm"}]}"#,
+        );
+        assert_eq!(
+            &r[..4],
+            [
+                "deny a *:* rwm",
+                "deny a *:* rwm",
+                "allow c 10:200 rw",
+                "deny c 1:3 rwm"
+            ]
+        );
+        // The defaults come after the spec's deny of /dev/null and so undo it, as in runc.
+        assert_eq!(r[4..], DEFAULT_ALLOWED.map(|d| format!("allow {d}")));
+        // No rules at all (or no `resources`): still nothing but the defaults.
+        let none = rules("{}");
+        assert_eq!(none[0], "deny a *:* rwm");
+        assert_eq!(none.len(), 1 + DEFAULT_ALLOWED.len());
+    }
 }

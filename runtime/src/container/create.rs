@@ -139,10 +139,9 @@ fn create_inner(
     undo.cgroup = Some(cg.clone());
     created.map_err(|e| Error::Init(e.to_string()))?;
     undo.cgroup = Some(cg.clone());
-    if let Some(res) = linux.resources() {
-        cg.apply(&with_spec_devices(res, linux))
-            .map_err(|e| Error::Init(e.to_string()))?;
-    }
+    // Applied without `resources` too: the device rules start from "deny all" regardless.
+    cg.apply(&linux.resources().clone().unwrap_or_default())
+        .map_err(|e| Error::Init(e.to_string()))?;
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
@@ -277,41 +276,6 @@ fn create_inner(
     undo.cgroup = None;
     undo.dir = None;
     Ok(Created { pid: pid.as_raw() })
-}
-
-/// The spec's device nodes must be usable (and creatable) in the container: like runc, allow
-/// them in the devices cgroup after the spec's own rules.
-fn with_spec_devices(
-    res: &oci_spec::runtime::LinuxResources,
-    linux: &oci_spec::runtime::Linux,
-) -> oci_spec::runtime::LinuxResources {
-    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
-    let mut res = res.clone();
-    let Some(devs) = linux.devices().as_deref().filter(|d| !d.is_empty()) else {
-        return res;
-    };
-    let mut rules = res.devices().clone().unwrap_or_default();
-    if rules.is_empty() {
-        return res;
-    }
-    for d in devs {
-        let typ = match d.typ() {
-            LinuxDeviceType::B => LinuxDeviceType::B,
-            _ => LinuxDeviceType::C,
-        };
-        if let Ok(rule) = LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(typ)
-            .major(d.major())
-            .minor(d.minor())
-            .access("rwm")
-            .build()
-        {
-            rules.push(rule);
-        }
-    }
-    res.set_devices(Some(rules));
-    res
 }
 
 /// Sends to the init; if it is gone, its last words (an error it sent before exiting) are the
