@@ -119,3 +119,52 @@ fn runtime_device_cgroup_applies_only_the_spec_rules_like_runc() {
         assert_eq!(seen[0], seen[1], "berth and runc differ ({variant})");
     }
 }
+
+/// Settings this host cannot apply fail the container, as in runc: `unified` keys on a v1
+/// (hybrid) host, limits of controllers no hierarchy has (hugetlb, net_cls, net_prio are not
+/// mounted here). A blkio weight goes to `blkio.bfq.weight` where `blkio.weight` is missing.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_cgroup_settings_the_host_cannot_apply_fail_like_runc() {
+    for (res, runc_says) in [
+        (
+            json!({"unified": {"memory.high": "90000000"}}),
+            "cannot use unified on cgroup v1",
+        ),
+        (
+            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1048576}]}),
+            "cannot set hugetlb limit",
+        ),
+        (
+            json!({"network": {"classID": 1048577}}),
+            "cannot set net_cls limit",
+        ),
+    ] {
+        for c in cases("unapplicable", "echo ran", |cfg| {
+            cfg["linux"]["resources"]
+                .as_object_mut()
+                .unwrap()
+                .extend(res.as_object().unwrap().clone());
+        }) {
+            let out = c.run(&[]);
+            assert!(!out.status.success(), "{} ran with {res}", c.label);
+            let msg = error_msg(&out.stderr);
+            assert!(msg.contains(runc_says), "{}: {msg}", c.label);
+            if c.label == "berth" {
+                assert!(c.rt.root_is_empty(), "state left after {res}");
+                assert_eq!(cgroup_dirs(&c.cg), Vec::<std::path::PathBuf>::new());
+            }
+        }
+    }
+    let weights = "cat /sys/fs/cgroup/blkio/blkio.bfq.weight";
+    let mut seen = Vec::new();
+    for c in cases("bfq", weights, |cfg| {
+        cfg["linux"]["resources"]["blockIO"] = json!({"weight": 321});
+    }) {
+        let out = c.run(&[]);
+        assert!(out.status.success(), "{}: {}", c.label, text(&out.stderr));
+        seen.push(text(&out.stdout));
+    }
+    assert!(seen[1].contains("321"), "runc: {}", seen[1]);
+    assert_eq!(seen[0], seen[1]);
+}

@@ -36,6 +36,12 @@ pub enum CgroupError {
     /// No cgroup hierarchy is mounted.
     #[error("no cgroup hierarchy found in /proc/self/mountinfo")]
     NoHierarchy,
+    /// `unified` settings on a host whose controllers are v1 (runc's words).
+    #[error("cannot use unified on cgroup v1")]
+    UnifiedOnV1,
+    /// A setting for a v1 controller that no hierarchy on this host has.
+    #[error("cannot set {0} limit: no {0} cgroup hierarchy is mounted")]
+    NoController(&'static str),
     /// Waiting for a state change timed out.
     #[error("cgroup {path}: timed out waiting for {what}")]
     Timeout {
@@ -341,14 +347,28 @@ impl Cgroup {
             }
             return Ok(());
         }
-        for (controller, file, value) in v1_writes(res) {
-            let Some(d) = self.dir_with(controller) else {
-                continue;
-            };
-            let path = d.path.join(&file);
+        if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(CgroupError::UnifiedOnV1);
+        }
+        let writes = v1_writes(res);
+        // All or nothing: a setting the host cannot apply fails before any write.
+        if let Some((c, _, _)) = writes.iter().find(|w| self.dir_with(w.0).is_none()) {
+            return Err(CgroupError::NoController(c));
+        }
+        for (controller, file, value) in writes {
+            let d = self
+                .dir_with(controller)
+                .ok_or(CgroupError::NoController(controller))?;
+            let mut path = d.path.join(&file);
             // memsw exists only with swap accounting; runc skips it likewise.
             if file == "memory.memsw.limit_in_bytes" && !path.exists() {
                 continue;
+            }
+            // With the BFQ scheduler (and no CFQ) only the `blkio.bfq.*` weights exist.
+            if let Some(bfq) = bfq_fallback(&file)
+                && !path.exists()
+            {
+                path = d.path.join(bfq);
             }
             write(&path, &value)?;
         }
@@ -508,6 +528,15 @@ impl Cgroup {
                 host_dir: d.path.clone(),
             })
             .collect()
+    }
+}
+
+/// The BFQ scheduler's name of a v1 blkio weight file.
+fn bfq_fallback(file: &str) -> Option<&'static str> {
+    match file {
+        "blkio.weight" => Some("blkio.bfq.weight"),
+        "blkio.weight_device" => Some("blkio.bfq.weight_device"),
+        _ => None,
     }
 }
 
@@ -756,6 +785,61 @@ mod tests {
         }
         cg.destroy().unwrap();
         assert!(!root.join("unit").exists());
+    }
+
+    /// A fake v1 hierarchy per controller in `names`, the container's directory holding `files`.
+    fn fake_v1(t: &Path, names: &[&str], files: &[&str]) -> Cgroup {
+        let dirs = names
+            .iter()
+            .map(|n| {
+                let path = t.join(n).join("ctr");
+                std::fs::create_dir_all(&path).unwrap();
+                for f in files.iter().filter(|f| f.starts_with(&format!("{n}."))) {
+                    std::fs::write(path.join(f), "").unwrap();
+                }
+                Dir {
+                    name: n.to_string(),
+                    controllers: vec![n.to_string()],
+                    root: t.join(n),
+                    path,
+                    created_from: None,
+                }
+            })
+            .collect();
+        Cgroup { v2: false, dirs }
+    }
+
+    #[test]
+    fn v1_settings_the_host_cannot_apply_are_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let files = [
+            "devices.allow",
+            "devices.deny",
+            "blkio.bfq.weight",
+            "memory.limit_in_bytes",
+        ];
+        let cg = fake_v1(t.path(), &["devices", "blkio", "memory"], &files);
+        let read = |p: &str| std::fs::read_to_string(t.path().join(p)).unwrap();
+        // No `blkio.weight` (BFQ, not CFQ): the weight goes to `blkio.bfq.weight`.
+        cg.apply(&res(r#"{"blockIO":{"weight":500}}"#)).unwrap();
+        assert_eq!(read("blkio/ctr/blkio.bfq.weight"), "500");
+        let e = cg
+            .apply(&res(r#"{"unified":{"memory.high":"1"}}"#))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "cannot use unified on cgroup v1");
+        // hugetlb is not mounted: an error, and nothing else written before it.
+        let e = cg
+            .apply(&res(
+                r#"{"memory":{"limit":4096},"hugepageLimits":[{"pageSize":"2MB","limit":1}]}"#,
+            ))
+            .unwrap_err();
+        assert!(matches!(e, CgroupError::NoController("hugetlb")), "{e}");
+        assert_eq!(read("memory/ctr/memory.limit_in_bytes"), "");
+        let e = cg.apply(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot set net_cls limit: no net_cls cgroup hierarchy is mounted"
+        );
     }
 
     #[test]
