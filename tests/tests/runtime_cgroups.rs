@@ -168,3 +168,133 @@ fn runtime_cgroup_settings_the_host_cannot_apply_fail_like_runc() {
     assert!(seen[1].contains("321"), "runc: {}", seen[1]);
     assert_eq!(seen[0], seen[1]);
 }
+
+/// The cgroup mount writable and a cgroup namespace, so that the container can make its own
+/// sub-cgroups.
+fn writable_cgroups(cfg: &mut Value) {
+    for m in cfg["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
+            m["options"].as_array_mut().unwrap().retain(|o| o != "ro");
+        }
+    }
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+}
+
+/// Moves the shell into sub-cgroups it makes (two levels) in several hierarchies, then makes
+/// `sub/ready` (see [`wait_nested`]) and waits.
+const NEST: &str = "for c in memory pids freezer; do mkdir -p /sys/fs/cgroup/$c/sub/deeper && \
+    echo $$ > /sys/fs/cgroup/$c/sub/deeper/cgroup.procs || exit 1; done; \
+    mkdir /sys/fs/cgroup/memory/sub/ready; exec sleep 1000";
+
+/// Waits until the container of `c` running [`NEST`] made all its sub-cgroups.
+fn wait_nested(c: &Case) {
+    let path = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(c.cg.trim_start_matches('/'))
+        .join("sub/ready");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `delete -f` of a container whose process made sub-cgroups and moved into them kills the
+/// whole subtree and removes it, deepest first, as runc does.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_delete_force_removes_sub_cgroups_like_runc() {
+    for c in cases("nested", NEST, writable_cgroups) {
+        c.rt.ok_detached(&["run", "-d", "--bundle", c.b.path().to_str().unwrap(), &c.id]);
+        wait_nested(&c);
+        let sub = std::path::Path::new("/sys/fs/cgroup/memory")
+            .join(c.cg.trim_start_matches('/'))
+            .join("sub/deeper");
+        assert!(sub.is_dir(), "{}: no sub-cgroup {}", c.label, sub.display());
+        let ps = c.rt.ok(&["ps", "--format", "json", &c.id]);
+        let pids: Vec<i32> = serde_json::from_str(&ps).unwrap();
+        assert_eq!(
+            pids.len(),
+            1,
+            "{}: ps sees the nested process: {ps}",
+            c.label
+        );
+        let out = c.rt.run(&["delete", "-f", &c.id]);
+        assert!(
+            out.status.success(),
+            "{} delete -f: {}",
+            c.label,
+            text(&out.stderr)
+        );
+        assert!(c.rt.root_is_empty(), "{}: state left", c.label);
+        assert_eq!(
+            cgroup_dirs(&c.cg),
+            Vec::<std::path::PathBuf>::new(),
+            "{}: cgroups left",
+            c.label
+        );
+    }
+}
+
+/// A freezer cgroup of the test's own, thawed and removed on drop (a failed assertion must not
+/// leave a frozen process behind).
+struct Ice(std::path::PathBuf);
+
+impl Drop for Ice {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::fs::remove_dir(&self.0).is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// A process delete cannot get rid of (a host process in a sub-cgroup of the container, frozen
+/// by a freezer cgroup of its own) keeps the container's state: delete fails, naming the busy
+/// cgroup, and succeeds once the process is gone.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_delete_keeps_state_while_a_cgroup_remains() {
+    let c = cases("keep", NEST, writable_cgroups).remove(0);
+    c.rt.ok_detached(&["run", "-d", "--bundle", c.b.path().to_str().unwrap(), &c.id]);
+    wait_nested(&c);
+    let ice = Ice(std::path::Path::new("/sys/fs/cgroup/freezer").join(format!("{}-ice", c.id)));
+    let ice = &ice.0;
+    std::fs::create_dir(ice).unwrap();
+    let mut host = std::process::Command::new("sleep")
+        .arg("1000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = host.id().to_string();
+    std::fs::write(ice.join("cgroup.procs"), &pid).unwrap();
+    std::fs::write(ice.join("freezer.state"), "FROZEN").unwrap();
+    let sub = std::path::Path::new("/sys/fs/cgroup/pids")
+        .join(c.cg.trim_start_matches('/'))
+        .join("sub");
+    std::fs::write(sub.join("cgroup.procs"), &pid).unwrap();
+
+    let out = c.rt.run(&["delete", "-f", &c.id]);
+    assert!(
+        !out.status.success(),
+        "delete -f succeeded with a frozen process in the cgroup"
+    );
+    let msg = error_msg(&out.stderr);
+    assert!(msg.contains("/sub"), "names the busy cgroup: {msg}");
+    assert_eq!(c.rt.state(&c.id)["status"], "stopped", "state kept");
+
+    std::fs::write(ice.join("freezer.state"), "THAWED").unwrap();
+    let _ = host.wait();
+    c.rt.ok(&["delete", &c.id]);
+    assert!(c.rt.root_is_empty());
+    assert_eq!(cgroup_dirs(&c.cg), Vec::<std::path::PathBuf>::new());
+}

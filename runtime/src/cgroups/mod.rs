@@ -403,17 +403,25 @@ impl Cgroup {
 
     /// The PIDs in the cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        let d = self
-            .dir_with("pids")
-            .or_else(|| self.dir_with("memory"))
-            .or(self.dirs.first())
-            .ok_or(CgroupError::NoHierarchy)?;
-        let p = d.path.join("cgroup.procs");
-        match std::fs::read_to_string(&p) {
-            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-            Err(e) => Err(CgroupError::Io { path: p, source: e }),
+        if self.dirs.is_empty() {
+            return Err(CgroupError::NoHierarchy);
         }
+        // Every hierarchy and every sub-cgroup the container made itself: a process may sit in
+        // a different place in each.
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            for dir in subtree(&d.path)? {
+                let p = dir.join("cgroup.procs");
+                match std::fs::read_to_string(&p) {
+                    Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(CgroupError::Io { path: p, source: e }),
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// Freezes (or thaws) every process, waiting until the kernel reports it done.
@@ -496,10 +504,13 @@ impl Cgroup {
     pub fn destroy(&self) -> Result<()> {
         let mut first_err = None;
         for d in &self.dirs {
-            if let Err(e) = rmdir_retry(&d.path)
-                && first_err.is_none()
-            {
-                first_err = Some(e);
+            // Sub-cgroups the container made first, deepest first: a cgroup with children is
+            // busy.
+            let removed =
+                subtree(&d.path).and_then(|dirs| dirs.iter().try_for_each(|p| rmdir_retry(p)));
+            if let Err(e) = removed {
+                first_err.get_or_insert(e);
+                continue;
             }
             // The parents this runtime created on the way (`system.slice` in a hierarchy systemd
             // does not populate, say) may hold other containers by now: remove them when empty,
@@ -529,6 +540,30 @@ impl Cgroup {
             })
             .collect()
     }
+}
+
+/// `dir` and every cgroup below it, children before their parent (the order they can be
+/// removed in); empty when `dir` does not exist.
+fn subtree(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(CgroupError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    for e in rd {
+        let e = e.map_err(io(dir))?;
+        if e.file_type().map_err(io(dir))?.is_dir() {
+            out.extend(subtree(&e.path())?);
+        }
+    }
+    out.push(dir.to_path_buf());
+    Ok(out)
 }
 
 /// The BFQ scheduler's name of a v1 blkio weight file.
@@ -840,6 +875,36 @@ mod tests {
             e.to_string(),
             "cannot set net_cls limit: no net_cls cgroup hierarchy is mounted"
         );
+    }
+
+    #[test]
+    fn destroy_removes_sub_cgroups_the_container_made_deepest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let cg = fake_v1(t.path(), &["memory", "pids"], &[]);
+        std::fs::create_dir_all(t.path().join("memory/ctr/sub/deeper")).unwrap();
+        std::fs::create_dir_all(t.path().join("memory/ctr/other")).unwrap();
+        std::fs::create_dir_all(t.path().join("pids/ctr/sub")).unwrap();
+        std::fs::write(t.path().join("pids/ctr/sub/cgroup.procs"), "42\n").unwrap();
+        std::fs::write(
+            t.path().join("memory/ctr/sub/deeper/cgroup.procs"),
+            "7\n42\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.pids().unwrap(),
+            [7, 42],
+            "processes of sub-cgroups count"
+        );
+        for f in [
+            "pids/ctr/sub/cgroup.procs",
+            "memory/ctr/sub/deeper/cgroup.procs",
+        ] {
+            std::fs::remove_file(t.path().join(f)).unwrap();
+        }
+        cg.destroy().unwrap();
+        assert!(!t.path().join("memory/ctr").exists());
+        assert!(!t.path().join("pids/ctr").exists());
+        assert!(t.path().join("pids").exists());
     }
 
     #[test]
