@@ -298,3 +298,46 @@ fn runtime_delete_keeps_state_while_a_cgroup_remains() {
     assert!(c.rt.root_is_empty());
     assert_eq!(cgroup_dirs(&c.cg), Vec::<std::path::PathBuf>::new());
 }
+
+/// A container cgroup that exists already and is frozen (freezer.state FROZEN) is refused with
+/// runc's error: the init, which joins it itself, would stay frozen and `run -d` hang.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_run_refuses_a_frozen_cgroup_like_runc() {
+    for c in cases("frozen", "echo ran", |_| {}) {
+        let freezer =
+            std::path::Path::new("/sys/fs/cgroup/freezer").join(c.cg.trim_start_matches('/'));
+        std::fs::create_dir(&freezer).unwrap();
+        std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+        let mut child =
+            c.rt.cmd(&["run", "-d", "--bundle", c.b.path().to_str().unwrap(), &c.id])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let _ = std::fs::write(freezer.join("freezer.state"), "THAWED");
+        let status =
+            status.unwrap_or_else(|| panic!("{}: run -d hangs on a frozen cgroup", c.label));
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "{} ran in a frozen cgroup", c.label);
+        let msg = error_msg(err.as_bytes());
+        assert!(
+            msg.contains("container's cgroup unexpectedly frozen"),
+            "{}: {msg}",
+            c.label
+        );
+        assert!(c.rt.root_is_empty(), "{}: state left", c.label);
+    }
+}

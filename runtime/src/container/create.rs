@@ -13,7 +13,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use super::{Container, Persisted, Status, write_atomic};
+use super::{Container, KILL_TIMEOUT, Persisted, SETUP_TIMEOUT, Status, write_atomic};
 use crate::cgroups::Cgroup;
 use crate::namespaces::NsPlan;
 use crate::process::channel::{self, Message};
@@ -29,18 +29,10 @@ struct Undo {
 }
 
 impl Undo {
-    /// Kills and reaps the init, if there is one.
+    /// Kills and reaps the init, if there is one (waiting a bounded time).
     fn kill_child(&mut self) {
         if let Some((pid, pidfd)) = self.child.take() {
-            match &pidfd {
-                Some(fd) => {
-                    let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
-                }
-                None => {
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                }
-            }
-            let _ = nix::sys::wait::waitpid(pid, None);
+            super::kill_and_reap(pid, pidfd.as_ref());
         }
     }
 
@@ -139,6 +131,17 @@ fn create_inner(
     undo.cgroup = Some(cg.clone());
     created.map_err(|e| Error::Init(e.to_string()))?;
     undo.cgroup = Some(cg.clone());
+    // The init joins the cgroup itself: in a frozen one it would stop there for good.
+    if cg.frozen().map_err(|e| Error::Init(e.to_string()))? {
+        return Err(Error::Init(format!(
+            "container's cgroup unexpectedly frozen: {}",
+            cg.dirs
+                .iter()
+                .map(|d| d.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     // Applied without `resources` too: the device rules start from "deny all" regardless.
     cg.apply(&linux.resources().clone().unwrap_or_default())
         .map_err(|e| Error::Init(e.to_string()))?;
@@ -242,7 +245,7 @@ fn create_inner(
     let state_json = container.state_json(Status::Creating);
     send(&parent_end, &Message::Go(state_json.clone()))?;
     loop {
-        match parent_end.recv().map_err(init_err)? {
+        match parent_end.recv_within(SETUP_TIMEOUT).map_err(init_err)? {
             Message::RunHooks => {
                 if let Some(h) = hooks {
                     for (kind, list) in [
@@ -283,7 +286,7 @@ fn create_inner(
 pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
     match chan.send(m) {
         Ok(()) => Ok(()),
-        Err(e) => match chan.recv() {
+        Err(e) => match chan.recv_within(KILL_TIMEOUT) {
             Ok(Message::Error(msg)) => Err(Error::Init(msg)),
             _ => Err(init_err(e)),
         },
@@ -294,7 +297,7 @@ pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
 /// its own message says more. Kills and reaps it first, so the read cannot block.
 fn init_failure(undo: &mut Undo, chan: &channel::Channel, e: Error) -> Error {
     undo.kill_child();
-    match chan.recv() {
+    match chan.recv_within(KILL_TIMEOUT) {
         Ok(Message::Error(msg)) => Error::Init(msg),
         _ => e,
     }

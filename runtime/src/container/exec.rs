@@ -113,7 +113,7 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
     if let Some(own) = &pid_restore {
         let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
     }
-    let child = match forked.map_err(|e| Error::sys("clone of the exec process", e))? {
+    let (child, pidfd) = match forked.map_err(|e| Error::sys("clone of the exec process", e))? {
         Forked::Child { in_cgroup } => {
             // The caller's end must close here so the child notices if the caller dies.
             drop(parent_end);
@@ -130,18 +130,17 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
                 keep_notify_socket: opts.keep_notify_socket,
             })
         }
-        Forked::Parent { pid, .. } => pid,
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     // Only the child may hold its end: its exec (close-on-exec) must read as EOF here.
     drop(child_end);
     drop(console);
     let fail = |e: Error| {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(child, None);
+        super::kill_and_reap(child, pidfd.as_ref());
         e
     };
     drop(join);
-    match parent_end.recv() {
+    match parent_end.recv_within(super::SETUP_TIMEOUT) {
         Err(ChannelError::Closed) => {}
         Ok(Message::Error(e)) => return Err(fail(Error::Init(e))),
         Ok(other) => return Err(fail(Error::Init(format!("unexpected message: {other:?}")))),
