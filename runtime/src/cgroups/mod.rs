@@ -42,6 +42,12 @@ pub enum CgroupError {
     /// A setting for a v1 controller that no hierarchy on this host has.
     #[error("cannot set {0} limit: no {0} cgroup hierarchy is mounted")]
     NoController(&'static str),
+    /// The container's cgroup exists already and is frozen: a process joining it would stop.
+    #[error("container's cgroup unexpectedly frozen: {}", path.display())]
+    Frozen {
+        /// The frozen directory.
+        path: PathBuf,
+    },
     /// Waiting for a state change timed out.
     #[error("cgroup {path}: timed out waiting for {what}")]
     Timeout {
@@ -448,6 +454,17 @@ impl Cgroup {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
+    }
+
+    /// Fails with [`CgroupError::Frozen`] when the cgroup is frozen (checked before a process
+    /// joins it: it would stop on the spot).
+    pub fn ensure_thawed(&self) -> Result<()> {
+        match self.dir_with("freezer") {
+            Some(d) if self.frozen()? => Err(CgroupError::Frozen {
+                path: d.path.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether the cgroup is frozen.

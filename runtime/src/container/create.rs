@@ -42,7 +42,7 @@ impl Undo {
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.destroy()
         {
-            err = Some(Error::Init(e.to_string()));
+            err = Some(e.into());
         }
         if let Some(dir) = self.dir.take()
             && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -60,14 +60,13 @@ pub fn create(rt: &Runtime, id: &str, bundle: &Path, opts: &CreateOptions) -> Re
         return Err(Error::InvalidId(id.into()));
     }
     // Check the bundle before touching anything: bad input leaves nothing behind.
-    let b = crate::spec::load(bundle).map_err(|e| Error::Init(e.to_string()))?;
+    let b = crate::spec::load(bundle)?;
     let linux = b.spec.linux().as_ref().expect("checked at load");
-    let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())
-        .map_err(|e| Error::Init(e.to_string()))?;
+    let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     let process = b.spec.process().as_ref().expect("checked at load");
     if process.terminal() == Some(true) && opts.console_socket.is_none() {
-        return Err(Error::Init(
-            "cannot allocate tty if runc will detach without setting console socket".into(),
+        return Err(Error::InvalidProcess(
+            "cannot allocate tty if runc will detach without setting console socket",
         ));
     }
 
@@ -126,25 +125,15 @@ fn create_inner(
                 .map(|p| p.display().to_string())
         })
         .unwrap_or_else(|| id.to_string());
-    let mut cg = Cgroup::resolve(&cg_path).map_err(|e| Error::Init(e.to_string()))?;
+    let mut cg = Cgroup::resolve(&cg_path)?;
     let created = cg.create();
     undo.cgroup = Some(cg.clone());
-    created.map_err(|e| Error::Init(e.to_string()))?;
+    created?;
     undo.cgroup = Some(cg.clone());
     // The init joins the cgroup itself: in a frozen one it would stop there for good.
-    if cg.frozen().map_err(|e| Error::Init(e.to_string()))? {
-        return Err(Error::Init(format!(
-            "container's cgroup unexpectedly frozen: {}",
-            cg.dirs
-                .iter()
-                .map(|d| d.path.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    cg.ensure_thawed()?;
     // Applied without `resources` too: the device rules start from "deny all" regardless.
-    cg.apply(&linux.resources().clone().unwrap_or_default())
-        .map_err(|e| Error::Init(e.to_string()))?;
+    cg.apply(&linux.resources().clone().unwrap_or_default())?;
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
@@ -157,9 +146,7 @@ fn create_inner(
         &opts.console_socket,
         spec.process().as_ref().and_then(|p| p.terminal()),
     ) {
-        (Some(path), Some(true)) => {
-            Some(crate::console::connect(path).map_err(|e| Error::Init(e.to_string()))?)
-        }
+        (Some(path), Some(true)) => Some(crate::console::connect(path)?),
         _ => None,
     };
     let join_fds = ns
@@ -180,8 +167,8 @@ fn create_inner(
         None => None,
     };
 
-    let join = cg.prepare_join().map_err(|e| Error::Init(e.to_string()))?;
-    let (parent_end, child_end) = channel::pair().map_err(|e| Error::Init(e.to_string()))?;
+    let join = cg.prepare_join()?;
+    let (parent_end, child_end) = channel::pair()?;
     let forked = clone(ns.clone_flags, join.clone_into());
     if let Some(own) = &pid_restore {
         // Restore before anything can fail, in the parent (the child ignores it: it is in the
@@ -245,7 +232,7 @@ fn create_inner(
     let state_json = container.state_json(Status::Creating);
     send(&parent_end, &Message::Go(state_json.clone()))?;
     loop {
-        match parent_end.recv_within(SETUP_TIMEOUT).map_err(init_err)? {
+        match parent_end.recv_within(SETUP_TIMEOUT)? {
             Message::RunHooks => {
                 if let Some(h) = hooks {
                     for (kind, list) in [
@@ -253,8 +240,7 @@ fn create_inner(
                         ("createRuntime", h.create_runtime()),
                     ] {
                         if let Some(list) = list {
-                            crate::hooks::run(kind, list, &state_json)
-                                .map_err(|e| Error::Init(e.to_string()))?;
+                            crate::hooks::run(kind, list, &state_json)?;
                         }
                     }
                 }
@@ -262,15 +248,21 @@ fn create_inner(
             }
             Message::Ready => break,
             Message::Error(e) => return Err(Error::Init(e)),
-            other => {
-                return Err(Error::Init(format!(
-                    "unexpected message from init: {other:?}"
-                )));
+            got => {
+                return Err(channel::ChannelError::Unexpected {
+                    expected: "RunHooks, Ready or an error",
+                    got,
+                }
+                .into());
             }
         }
     }
-    let data = serde_json::to_vec(&container.p).map_err(|e| Error::Init(e.to_string()))?;
-    write_atomic(&dir.join("state.json"), &data)?;
+    let state_path = dir.join("state.json");
+    let data = serde_json::to_vec(&container.p).map_err(|source| Error::StateFile {
+        path: state_path.clone(),
+        source,
+    })?;
+    write_atomic(&state_path, &data)?;
     if let Some(pf) = &opts.pid_file {
         write_atomic(pf, pid.to_string().as_bytes())?;
     }
@@ -288,7 +280,7 @@ pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) => match chan.recv_within(KILL_TIMEOUT) {
             Ok(Message::Error(msg)) => Err(Error::Init(msg)),
-            _ => Err(init_err(e)),
+            _ => Err(Error::from(e)),
         },
     }
 }
@@ -300,13 +292,6 @@ fn init_failure(undo: &mut Undo, chan: &channel::Channel, e: Error) -> Error {
     match chan.recv_within(KILL_TIMEOUT) {
         Ok(Message::Error(msg)) => Error::Init(msg),
         _ => e,
-    }
-}
-
-fn init_err(e: channel::ChannelError) -> Error {
-    match e {
-        channel::ChannelError::Closed => Error::Init("container init exited during set-up".into()),
-        e => Error::Init(e.to_string()),
     }
 }
 

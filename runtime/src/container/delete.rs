@@ -60,9 +60,7 @@ fn destroy(c: &Container) -> Result<()> {
         std::thread::sleep(Duration::from_millis(1));
     }
     // While a cgroup remains, so does the state: a later delete can try again.
-    c.p.cgroup
-        .destroy()
-        .map_err(|e| Error::Init(e.to_string()))?;
+    c.p.cgroup.destroy()?;
     if let Some(h) =
         c.p.spec
             .hooks()

@@ -65,12 +65,10 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
         p.set_no_new_privileges(base.and_then(|b| b.no_new_privileges()));
     }
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Init("exec: args must not be empty".into()));
+        return Err(Error::InvalidProcess("args must not be empty"));
     }
     if p.terminal() == Some(true) && opts.console_socket.is_none() {
-        return Err(Error::Init(
-            "exec: a terminal needs a console socket".into(),
-        ));
+        return Err(Error::InvalidProcess("a terminal needs a console socket"));
     }
     let pid = c.p.pid;
     // A pidfd pins the init while we read its namespaces.
@@ -98,17 +96,12 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
         Some(own)
     };
     let console = match (&opts.console_socket, p.terminal()) {
-        (Some(path), Some(true)) => {
-            Some(crate::console::connect(path).map_err(|e| Error::Init(e.to_string()))?)
-        }
+        (Some(path), Some(true)) => Some(crate::console::connect(path)?),
         _ => None,
     };
     let seccomp = c.p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let join =
-        c.p.cgroup
-            .prepare_join()
-            .map_err(|e| Error::Init(e.to_string()))?;
-    let (parent_end, child_end) = channel::pair().map_err(|e| Error::Init(e.to_string()))?;
+    let join = c.p.cgroup.prepare_join()?;
+    let (parent_end, child_end) = channel::pair()?;
     let forked = clone(CloneFlags::empty(), join.clone_into());
     if let Some(own) = &pid_restore {
         let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -143,8 +136,16 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
     match parent_end.recv_within(super::SETUP_TIMEOUT) {
         Err(ChannelError::Closed) => {}
         Ok(Message::Error(e)) => return Err(fail(Error::Init(e))),
-        Ok(other) => return Err(fail(Error::Init(format!("unexpected message: {other:?}")))),
-        Err(e) => return Err(fail(Error::Init(e.to_string()))),
+        Ok(got) => {
+            return Err(fail(
+                ChannelError::Unexpected {
+                    expected: "the exec or an error",
+                    got,
+                }
+                .into(),
+            ));
+        }
+        Err(e) => return Err(fail(e.into())),
     }
     if let Some(pf) = &opts.pid_file {
         write_atomic(pf, child.to_string().as_bytes())?;

@@ -194,8 +194,8 @@ pub fn load(rt: &Runtime, id: &str) -> Result<Container> {
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
-    let p: Persisted = serde_json::from_slice(&data)
-        .map_err(|e| Error::Init(format!("reading {}: {e}", path.display())))?;
+    let p: Persisted =
+        serde_json::from_slice(&data).map_err(|source| Error::StateFile { path, source })?;
     Ok(Container { dir, p })
 }
 
@@ -247,7 +247,7 @@ impl Container {
 
     /// PIDs in the container's cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        self.p.cgroup.pids().map_err(|e| Error::Init(e.to_string()))
+        Ok(self.p.cgroup.pids()?)
     }
 
     /// A pidfd on the init, checked against the recorded start time (None if it is gone).
