@@ -240,7 +240,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         Cmd::Create(a) => {
-            rt.create(&a.id, &a.bundle, &create_opts(a))
+            create(&rt, &a.id, &a.bundle, &create_opts(a))
                 .context("berth-runtime create failed")?;
         }
         Cmd::Start { id } => rt.start(id)?,
@@ -329,15 +329,14 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 keep_notify_socket: false,
             };
             if *detach {
-                rt.exec(id, &p, &opts)
-                    .context("berth-runtime exec failed")?;
+                exec(&rt, id, &p, &opts).context("berth-runtime exec failed")?;
                 return Ok(0);
             }
             if p.terminal() == Some(true) && opts.console_socket.is_none() {
                 return tty::exec(&rt, id, &p, &opts);
             }
             let old = block_signals()?;
-            let r = rt.exec(id, &p, &opts).context("berth-runtime exec failed");
+            let r = exec(&rt, id, &p, &opts).context("berth-runtime exec failed");
             let code = r.and_then(wait_forwarding);
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
             return code;
@@ -356,6 +355,31 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         ),
     }
     Ok(0)
+}
+
+/// [`Runtime::create`] in this binary.
+#[allow(unsafe_code)]
+pub(crate) fn create(
+    rt: &Runtime,
+    id: &str,
+    bundle: &std::path::Path,
+    opts: &CreateOptions,
+) -> berth_runtime::Result<berth_runtime::Created> {
+    // SAFETY: berth-runtime is single-threaded: it starts no threads (and links nothing that
+    // does), so the clone inside copies the only thread there is.
+    unsafe { rt.create(id, bundle, opts) }
+}
+
+/// [`Runtime::exec`] in this binary.
+#[allow(unsafe_code)]
+pub(crate) fn exec(
+    rt: &Runtime,
+    id: &str,
+    process: &oci_spec::runtime::Process,
+    opts: &ExecOptions,
+) -> berth_runtime::Result<i32> {
+    // SAFETY: as in `create` above: the binary is single-threaded.
+    unsafe { rt.exec(id, process, opts) }
 }
 
 fn parse_signal(s: &str) -> Result<i32> {
@@ -421,9 +445,7 @@ fn run(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<u8> {
         return tty::run(rt, a, &create_opts(a));
     }
     let old = if detach { None } else { Some(block_signals()?) };
-    let created = rt
-        .create(&a.id, &a.bundle, &create_opts(a))
-        .context("berth-runtime run failed");
+    let created = create(rt, &a.id, &a.bundle, &create_opts(a)).context("berth-runtime run failed");
     let result = created.and_then(|c| {
         if let Err(e) = rt.start(&a.id) {
             let _ = rt.delete(&a.id, true);

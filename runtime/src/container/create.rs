@@ -54,8 +54,14 @@ impl Undo {
     }
 }
 
-/// See [`Runtime::create`].
-pub fn create(rt: &Runtime, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<Created> {
+/// See [`Runtime::create`], whose contract (a single-threaded caller) this relies on: crate-only,
+/// so that it is the one way in.
+pub(crate) fn create(
+    rt: &Runtime,
+    id: &str,
+    bundle: &Path,
+    opts: &CreateOptions,
+) -> Result<Created> {
     if !crate::spec::valid_id(id) {
         return Err(Error::InvalidId(id.into()));
     }
@@ -169,7 +175,9 @@ fn create_inner(
 
     let join = cg.prepare_join()?;
     let (parent_end, child_end) = channel::pair()?;
-    let forked = clone(ns.clone_flags, join.clone_into());
+    #[allow(unsafe_code)]
+    // SAFETY: the runtime is single-threaded, which `Runtime::create`'s callers guarantee.
+    let forked = unsafe { clone(ns.clone_flags, join.clone_into()) };
     if let Some(own) = &pid_restore {
         // Restore before anything can fail, in the parent (the child ignores it: it is in the
         // target namespace already and this only affects its future children).

@@ -47,8 +47,9 @@ fn same_ns(a: &str, b: &str) -> bool {
     }
 }
 
-/// See [`Runtime::exec`].
-pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+/// See [`Runtime::exec`], whose contract (a single-threaded caller) this relies on: crate-only,
+/// so that it is the one way in.
+pub(crate) fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
     let c = load(rt, id)?;
     match c.status() {
         Status::Running | Status::Created => {}
@@ -102,7 +103,9 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
     let seccomp = c.p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let join = c.p.cgroup.prepare_join()?;
     let (parent_end, child_end) = channel::pair()?;
-    let forked = clone(CloneFlags::empty(), join.clone_into());
+    #[allow(unsafe_code)]
+    // SAFETY: the runtime is single-threaded, which `Runtime::exec`'s callers guarantee.
+    let forked = unsafe { clone(CloneFlags::empty(), join.clone_into()) };
     if let Some(own) = &pid_restore {
         let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
     }
