@@ -15,10 +15,8 @@ use serde::{Deserialize, Serialize};
 pub enum Message {
     /// Runtime → child: the new user namespace's id maps are written (sent first, only then).
     Mapped,
-    /// Runtime → child: the child is in its cgroup; carries the state JSON for the hooks the
-    /// child runs itself. The child does everything that does not depend on its cgroup before
-    /// waiting for this, so the cgroup migration (an RCU grace period on cgroup v1) overlaps
-    /// with its mount work.
+    /// Runtime → child: the runtime's part of the set-up is done (id maps written, the state
+    /// known); carries the state JSON for the hooks the child runs itself.
     Go(String),
     /// Child → runtime: mounts are done, run prestart and createRuntime hooks now.
     RunHooks,
