@@ -104,6 +104,13 @@ pub struct ExecOptions {
     pub detach: bool,
     /// Keep `NOTIFY_SOCKET` in the process's environment.
     pub keep_notify_socket: bool,
+    /// Run the process in a paused container too (it starts once the container is resumed;
+    /// the set-up wait still ends after its timeout).
+    pub ignore_paused: bool,
+    /// Existing sub-cgroups of the container's cgroup to put the process in (runc's
+    /// `exec --cgroup [CONTROLLER:]PATH`): `(None, path)` for every hierarchy, `(Some(c), path)`
+    /// for the one holding controller `c` (it wins over a `None` entry).
+    pub sub_cgroups: Vec<(Option<String>, String)>,
 }
 
 impl Runtime {

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 
 use crate::CreateArgs;
 
-pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions) -> Result<u8> {
+pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions, keep: bool) -> Result<u8> {
     std::fs::create_dir_all(rt.root()).context("creating the state directory")?;
     let sock = rt
         .root()
@@ -44,7 +44,10 @@ pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions) -> Result<
         rt.start(&a.id).context("berth-runtime run failed")?;
         copy_loop(std::fs::File::from(master), c.pid, &set)
     });
-    let _ = rt.delete(&a.id, true);
+    // With --keep only a container whose process ran to its end stays (stopped).
+    if !(keep && result.is_ok()) {
+        let _ = rt.delete(&a.id, true);
+    }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     result
 }

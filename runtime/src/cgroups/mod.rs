@@ -42,6 +42,12 @@ pub enum CgroupError {
     /// A setting for a v1 controller that no hierarchy on this host has.
     #[error("cannot set {0} limit: no {0} cgroup hierarchy is mounted")]
     NoController(&'static str),
+    /// An `exec --cgroup` sub-cgroup that is not a relative path below the container's cgroup,
+    /// or names a controller no hierarchy has.
+    #[error(
+        "invalid sub-cgroup {0:?}: a path below the container's cgroup, optionally after CONTROLLER:"
+    )]
+    BadSubCgroup(String),
     /// The container's cgroup exists already and is frozen: a process joining it would stop.
     #[error("container's cgroup unexpectedly frozen: {}", path.display())]
     Frozen {
@@ -454,6 +460,50 @@ impl Cgroup {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
+    }
+
+    /// The same cgroup with existing sub-cgroups instead of its directories: `(None, path)` for
+    /// every hierarchy, `(Some(controller), path)` for the one with that controller (or that
+    /// name: `systemd`, `unified`), which wins. The paths are relative and stay below.
+    pub fn sub(&self, subs: &[(Option<String>, String)]) -> Result<Cgroup> {
+        let mut out = self.clone();
+        for (controller, path) in subs {
+            let rel = Path::new(path.trim_start_matches('/'));
+            if rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(CgroupError::BadSubCgroup(path.clone()));
+            }
+            if !self.v2
+                && let Some(c) = controller
+                && !self
+                    .dirs
+                    .iter()
+                    .any(|d| d.name == *c || d.controllers.contains(c))
+            {
+                return Err(CgroupError::BadSubCgroup(format!("{c}:{path}")));
+            }
+        }
+        for (d, base) in out.dirs.iter_mut().zip(&self.dirs) {
+            let pick = subs
+                .iter()
+                .find(|(c, _)| {
+                    c.as_ref()
+                        .is_some_and(|c| d.name == *c || d.controllers.contains(c))
+                })
+                .or_else(|| subs.iter().find(|(c, _)| c.is_none() || self.v2));
+            if let Some((_, path)) = pick {
+                d.path = base.path.join(path.trim_start_matches('/'));
+                if !d.path.is_dir() {
+                    return Err(CgroupError::Io {
+                        path: d.path.clone(),
+                        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Fails with [`CgroupError::Frozen`] when the cgroup is frozen (checked before a process

@@ -53,7 +53,12 @@ pub(crate) fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions
     let c = load(rt, id)?;
     match c.status() {
         Status::Running | Status::Created => {}
-        Status::Paused => return Err(Error::State("cannot exec in a paused container".into())),
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => {
+            return Err(Error::State(
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
+            ));
+        }
         _ => return Err(Error::State("cannot exec in a stopped container".into())),
     }
     // What the process does not say, it takes from the container's process.
@@ -101,7 +106,7 @@ pub(crate) fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions
         _ => None,
     };
     let seccomp = c.p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let join = c.p.cgroup.prepare_join()?;
+    let join = c.p.cgroup.sub(&opts.sub_cgroups)?.prepare_join()?;
     let (parent_end, child_end) = channel::pair()?;
     #[allow(unsafe_code)]
     // SAFETY: the runtime is single-threaded, which `Runtime::exec`'s callers guarantee.
