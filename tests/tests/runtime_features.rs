@@ -430,12 +430,12 @@ fn runtime_exec_process_file_user_cgroup_and_exit_code() {
             > 0
     );
     let bad = rt.run(&["exec", &id, "no-such-binary"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("executable file not found"));
     // This one fails before it reads the runtime's go-ahead: its own error must still be
     // what the user sees (not the channel's reset).
     let bad = rt.run(&["exec", "--cwd", "/no-such-dir", &id, "true"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(255));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         err.contains("chdir to cwd") && err.contains("/no-such-dir"),
