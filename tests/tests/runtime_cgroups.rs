@@ -341,3 +341,70 @@ fn runtime_run_refuses_a_frozen_cgroup_like_runc() {
         assert!(c.rt.root_is_empty(), "{}: state left", c.label);
     }
 }
+
+/// Runs `script` in a private mount namespace whose /sys/fs/cgroup is the cgroup2 hierarchy
+/// (this host's, also at /sys/fs/cgroup/unified): the pure v2 paths of the runtime.
+fn on_pure_v2(script: &str) -> Output {
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && {script}"
+        ))
+        .output()
+        .unwrap()
+}
+
+/// The pure cgroup v2 side of the frozen-cgroup refusal (`cgroup.freeze` 1) and of `delete -f`
+/// with sub-cgroups the container made (production hosts are pure v2).
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_pure_v2_frozen_cgroup_and_sub_cgroups() {
+    let script = "mkdir -p /sys/fs/cgroup/sub/deeper && echo $$ > /sys/fs/cgroup/sub/deeper/cgroup.procs \
+        && mkdir /sys/fs/cgroup/sub/ready; exec sleep 1000";
+    let c = cases("v2", script, writable_cgroups).remove(0);
+    let host = std::path::Path::new("/sys/fs/cgroup/unified").join(c.cg.trim_start_matches('/'));
+    let berth = |args: &str| {
+        format!(
+            "{} --root {} {args}",
+            c.rt.bin.display(),
+            c.rt.root().display()
+        )
+    };
+    let run = berth(&format!(
+        "run -d --bundle {} {} >/dev/null",
+        c.b.path().display(),
+        c.id
+    ));
+
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("cgroup.freeze"), "1").unwrap();
+    let out = on_pure_v2(&format!("timeout 30 {run}"));
+    let _ = std::fs::write(host.join("cgroup.freeze"), "0");
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "run -d hangs on a frozen v2 cgroup"
+    );
+    assert!(!out.status.success(), "ran in a frozen cgroup");
+    let msg = error_msg(&out.stderr);
+    assert!(
+        msg.contains("container's cgroup unexpectedly frozen"),
+        "{msg}"
+    );
+    assert!(c.rt.root_is_empty(), "state left");
+
+    let ready = format!("/sys/fs/cgroup{}/sub/ready", c.cg);
+    let out = on_pure_v2(&format!(
+        "{run} && for i in $(seq 200); do [ -d {ready} ] && break; sleep 0.05; done; \
+         [ -d {ready} ] || {{ echo no sub-cgroup; exit 3; }}; {}",
+        berth(&format!("delete -f {}", c.id))
+    ));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(c.rt.root_is_empty(), "state left");
+    assert!(!host.exists(), "cgroup left: {}", host.display());
+}
