@@ -195,7 +195,7 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies `linux.resources`: the file writes ([`Cgroup::write_resources`]) and, on v2, the
+    /// Applies `linux.resources`: the file writes (`write_resources`) and, on v2, the
     /// device program.
     pub fn apply(&self, res: &LinuxResources) -> Result<()> {
         self.write_resources(res)?;

@@ -200,7 +200,7 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
 }
 
 /// The cgroup v2 file writes of `res`: (file, value), in order. Device rules are an eBPF
-/// program on v2 ([`apply_device_program`]), not files.
+/// program on v2 ([`super::apply_device_program`]), not files.
 pub fn v2_writes(res: &LinuxResources) -> Vec<(String, String)> {
     let mut w: Vec<(String, String)> = Vec::new();
     let mut put = |f: &str, v: String| w.push((f.to_string(), v));
