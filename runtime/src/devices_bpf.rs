@@ -1,7 +1,7 @@
 //! cgroup v2 device rules: v2 has no devices.allow/deny files, the kernel asks an eBPF program
 //! of type `BPF_PROG_TYPE_CGROUP_DEVICE` attached to the cgroup. This module compiles the OCI
-//! rules (the same effective list v1 gets: the spec's rules, the default devices after a
-//! "deny all", the spec's device nodes) into that program; [`crate::sys`] loads and attaches
+//! rules (the same effective list v1 gets: "deny all", the spec's rules, the default
+//! devices) into that program; [`crate::sys`] loads and attaches
 //! it. Runs in the runtime process. Pure, unit-tested; the kernel's verifier and the effect
 //! are checked by an integration test on this host's cgroup2 hierarchy.
 

@@ -37,9 +37,39 @@ pub enum Error {
         /// The cause.
         source: nix::Error,
     },
-    /// The container's init (or an exec'd process) failed during set-up; the message is its own.
+    /// The container's init (or an exec'd process) failed during set-up and said why; the
+    /// message is its own (it names the object).
     #[error("{0}")]
     Init(String),
+    /// The bundle (config.json, rootfs) is not usable.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    /// The spec's namespaces do not make a plan.
+    #[error(transparent)]
+    Namespaces(#[from] crate::namespaces::NsError),
+    /// A process's terminal could not be set up.
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    /// The container's cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    /// A lifecycle hook failed (boxed: it carries the hook's output).
+    #[error(transparent)]
+    Hook(#[from] Box<crate::hooks::HookError>),
+    /// Talking to a container process during its set-up failed (it exited, or hangs).
+    #[error(transparent)]
+    Channel(#[from] crate::process::channel::ChannelError),
+    /// A process (the container's or an exec'd one) this runtime cannot run as given.
+    #[error("invalid process: {0}")]
+    InvalidProcess(&'static str),
+    /// A container's `state.json` does not parse (or serialize).
+    #[error("state file {path}: {source}")]
+    StateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
     /// The operation failed and so did the cleanup after it; the cause comes first.
     #[error("{cause} (cleanup also failed: {cleanup})")]
     Cleanup {
@@ -48,6 +78,12 @@ pub enum Error {
         /// The error of the cleanup that followed.
         cleanup: Box<Error>,
     },
+}
+
+impl From<crate::hooks::HookError> for Error {
+    fn from(e: crate::hooks::HookError) -> Self {
+        Error::Hook(Box::new(e))
+    }
 }
 
 impl Error {

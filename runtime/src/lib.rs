@@ -7,7 +7,9 @@
 //! ```no_run
 //! use berth_runtime::{CreateOptions, Runtime};
 //! let rt = Runtime::new("/run/berth/runtime");
-//! let created = rt.create("web", "/run/berth/web/bundle".as_ref(), &CreateOptions::default())?;
+//! // SAFETY: this program starts no threads.
+//! let created =
+//!     unsafe { rt.create("web", "/run/berth/web/bundle".as_ref(), &CreateOptions::default()) }?;
 //! // `created.pid` is a direct child of this process: reap it / open a pidfd on it.
 //! rt.start("web")?;
 //! # Ok::<(), berth_runtime::Error>(())
@@ -102,6 +104,13 @@ pub struct ExecOptions {
     pub detach: bool,
     /// Keep `NOTIFY_SOCKET` in the process's environment.
     pub keep_notify_socket: bool,
+    /// Run the process in a paused container too (it starts once the container is resumed;
+    /// the set-up wait still ends after its timeout).
+    pub ignore_paused: bool,
+    /// Existing sub-cgroups of the container's cgroup to put the process in (runc's
+    /// `exec --cgroup [CONTROLLER:]PATH`): `(None, path)` for every hierarchy, `(Some(c), path)`
+    /// for the one holding controller `c` (it wins over a `None` entry).
+    pub sub_cgroups: Vec<(Option<String>, String)>,
 }
 
 impl Runtime {
@@ -119,7 +128,15 @@ impl Runtime {
     /// `createContainer`; the init then waits for [`Runtime::start`]. The init is cloned from the
     /// calling process (a direct child, PID 1 of a new PID namespace). Starts no threads and leaves
     /// the caller's cwd, mount namespace and signal mask intact. On error nothing is left behind.
-    pub fn create(
+    ///
+    /// # Safety
+    ///
+    /// The calling process must be single-threaded: the init is a fork-like clone of the calling
+    /// thread alone, which goes on running Rust code (allocating, among others) until it execs,
+    /// so a lock another thread held at that moment would never be released in it. The shim and
+    /// the `berth-runtime` binary start no threads.
+    #[allow(unsafe_code)]
+    pub unsafe fn create(
         &self,
         id: &str,
         bundle: &std::path::Path,
@@ -162,7 +179,13 @@ impl Runtime {
     /// Runs `process` inside running container `id`: it joins all the container's namespaces
     /// and its cgroup and gets the container's capabilities, seccomp filter and user unless
     /// `process` overrides them. Returns its host PID; it is a direct child of the caller.
-    pub fn exec(
+    ///
+    /// # Safety
+    ///
+    /// As for [`Runtime::create`]: the calling process must be single-threaded (the process is a
+    /// fork-like clone of the calling thread).
+    #[allow(unsafe_code)]
+    pub unsafe fn exec(
         &self,
         id: &str,
         process: &oci_spec::runtime::Process,

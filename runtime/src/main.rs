@@ -116,6 +116,9 @@ enum Cmd {
         /// Return once it started.
         #[arg(short, long)]
         detach: bool,
+        /// Keep the container (stopped) after its process exits, instead of deleting it.
+        #[arg(long)]
+        keep: bool,
     },
     /// Run a process in a running container.
     Exec {
@@ -150,6 +153,15 @@ enum Cmd {
         #[arg(long = "preserve-fds", default_value_t = 0)]
         preserve_fds: u32,
         id: String,
+        /// Additional gids of the process.
+        #[arg(short = 'g', long = "additional-gids")]
+        additional_gids: Vec<u32>,
+        /// Run the process in an existing sub-cgroup: [CONTROLLER:]PATH (repeatable).
+        #[arg(long)]
+        cgroup: Vec<String>,
+        /// Allow exec in a paused container.
+        #[arg(long = "ignore-paused")]
+        ignore_paused: bool,
         /// Command and arguments (without --process).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -185,7 +197,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             report(&cli, &e);
-            ExitCode::from(1)
+            // runc's exec fails with 255, so that callers tell it from the process's own 1.
+            ExitCode::from(if matches!(cli.cmd, Cmd::Exec { .. }) {
+                255
+            } else {
+                1
+            })
         }
     }
 }
@@ -240,7 +257,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         Cmd::Create(a) => {
-            rt.create(&a.id, &a.bundle, &create_opts(a))
+            create(&rt, &a.id, &a.bundle, &create_opts(a))
                 .context("berth-runtime create failed")?;
         }
         Cmd::Start { id } => rt.start(id)?,
@@ -252,7 +269,11 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             Err(berth_runtime::Error::NotExist(_)) if *force => {}
             r => r?,
         },
-        Cmd::Run { create, detach } => return run(&rt, create, *detach),
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => return run(&rt, create, *detach, *keep),
         Cmd::Exec {
             process,
             tty,
@@ -265,6 +286,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             cap,
             no_new_privs,
             preserve_fds,
+            additional_gids,
+            cgroup,
+            ignore_paused,
             id,
             command,
         } => {
@@ -272,8 +296,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 Some(f) => {
                     let data =
                         std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-                    serde_json::from_slice(&data)
-                        .with_context(|| format!("parsing {}", f.display()))?
+                    process_file(&data).with_context(|| format!("parsing {}", f.display()))?
                 }
                 None => {
                     if command.is_empty() {
@@ -317,6 +340,11 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     if *no_new_privs {
                         p.set_no_new_privileges(Some(true));
                     }
+                    if !additional_gids.is_empty() {
+                        let mut usr = p.user().clone();
+                        usr.set_additional_gids(Some(additional_gids.clone()));
+                        p.set_user(usr);
+                    }
                     p
                 }
             };
@@ -327,17 +355,24 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 preserve_fds: *preserve_fds,
                 detach: *detach,
                 keep_notify_socket: false,
+                ignore_paused: *ignore_paused,
+                sub_cgroups: cgroup
+                    .iter()
+                    .map(|c| match c.split_once(':') {
+                        Some((ctl, path)) => (Some(ctl.to_string()), path.to_string()),
+                        None => (None, c.clone()),
+                    })
+                    .collect(),
             };
             if *detach {
-                rt.exec(id, &p, &opts)
-                    .context("berth-runtime exec failed")?;
+                exec(&rt, id, &p, &opts).context("berth-runtime exec failed")?;
                 return Ok(0);
             }
             if p.terminal() == Some(true) && opts.console_socket.is_none() {
                 return tty::exec(&rt, id, &p, &opts);
             }
             let old = block_signals()?;
-            let r = rt.exec(id, &p, &opts).context("berth-runtime exec failed");
+            let r = exec(&rt, id, &p, &opts).context("berth-runtime exec failed");
             let code = r.and_then(wait_forwarding);
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
             return code;
@@ -356,6 +391,42 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         ),
     }
     Ok(0)
+}
+
+/// A process file (`exec --process`): the spec's `process` object, where, as runc reads it,
+/// `user` may be left out (root).
+fn process_file(data: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let mut v: serde_json::Value = serde_json::from_slice(data)?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    Ok(serde_json::from_value(v)?)
+}
+
+/// [`Runtime::create`] in this binary.
+#[allow(unsafe_code)]
+pub(crate) fn create(
+    rt: &Runtime,
+    id: &str,
+    bundle: &std::path::Path,
+    opts: &CreateOptions,
+) -> berth_runtime::Result<berth_runtime::Created> {
+    // SAFETY: berth-runtime is single-threaded: it starts no threads (and links nothing that
+    // does), so the clone inside copies the only thread there is.
+    unsafe { rt.create(id, bundle, opts) }
+}
+
+/// [`Runtime::exec`] in this binary.
+#[allow(unsafe_code)]
+pub(crate) fn exec(
+    rt: &Runtime,
+    id: &str,
+    process: &oci_spec::runtime::Process,
+    opts: &ExecOptions,
+) -> berth_runtime::Result<i32> {
+    // SAFETY: as in `create` above: the binary is single-threaded.
+    unsafe { rt.exec(id, process, opts) }
 }
 
 fn parse_signal(s: &str) -> Result<i32> {
@@ -416,14 +487,12 @@ pub(crate) fn wait_forwarding(pid: i32) -> Result<u8> {
     }
 }
 
-fn run(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<u8> {
+fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
     if !detach && a.console_socket.is_none() && wants_terminal(&a.bundle) {
-        return tty::run(rt, a, &create_opts(a));
+        return tty::run(rt, a, &create_opts(a), keep);
     }
     let old = if detach { None } else { Some(block_signals()?) };
-    let created = rt
-        .create(&a.id, &a.bundle, &create_opts(a))
-        .context("berth-runtime run failed");
+    let created = create(rt, &a.id, &a.bundle, &create_opts(a)).context("berth-runtime run failed");
     let result = created.and_then(|c| {
         if let Err(e) = rt.start(&a.id) {
             let _ = rt.delete(&a.id, true);
@@ -433,7 +502,9 @@ fn run(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<u8> {
             return Ok(0);
         }
         let code = wait_forwarding(c.pid);
-        let _ = rt.delete(&a.id, true);
+        if !keep {
+            let _ = rt.delete(&a.id, true);
+        }
         code
     });
     if let Some(old) = old {

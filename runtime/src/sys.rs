@@ -56,10 +56,13 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// under the read side of its fork lock, where moving a process afterwards takes the write side
 /// and waits out an RCU grace period (measured 5 to 30 ms here).
 ///
-/// The caller must be single-threaded (the runtime never starts threads): the child is a copy of
-/// the calling thread only, and glibc's fork handlers do not run, so the child must not rely on
-/// locks another thread could have held.
-pub fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd<'_>>) -> nix::Result<Forked> {
+/// # Safety
+///
+/// The calling process must be single-threaded (the runtime never starts threads): the child is
+/// a copy of the calling thread only and glibc's fork handlers do not run, so a lock another
+/// thread held at the clone (the allocator's, stdio's) stays locked forever in the child, which
+/// goes on running Rust code that takes them.
+pub unsafe fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd<'_>>) -> nix::Result<Forked> {
     if let Some(dir) = cgroup {
         match clone3(flags.bits() as u64 | CLONE_INTO_CGROUP, dir.as_raw_fd()) {
             // Before 5.7 the flag is unknown (EINVAL) or the larger clone_args is (E2BIG): the
@@ -239,15 +242,27 @@ pub fn exit_now(code: i32) -> ! {
 
 /// dup2(2) of raw fds: makes `target` (0, 1 or 2 here) a copy of `fd`. Used for the stdio the
 /// caller lends as raw fds and for which no `OwnedFd` exists in this process.
-pub fn dup_onto(fd: RawFd, target: RawFd) -> nix::Result<()> {
+///
+/// # Safety
+///
+/// No live Rust object may own `target` (an `OwnedFd`, a `File`): it would go on using, and
+/// finally close, the file this call puts there. Stdio in a freshly cloned child qualifies.
+pub unsafe fn dup_onto(fd: RawFd, target: RawFd) -> nix::Result<()> {
     // SAFETY: dup2 only manipulates the fd table; an invalid `fd` yields EBADF. Replacing
-    // `target` is the point: stdio is not owned by any Rust object here.
+    // `target` is the point, and the caller guarantees nothing owns it.
     let ret = unsafe { libc::dup2(fd, target) };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 
 /// Clears close-on-exec on the preserved fds `3 .. 3+n` (the caller lent them to the container).
-pub fn keep_fds(n: u32) {
+///
+/// # Safety
+///
+/// Every fd in `3 .. 3+n` must be one the caller lent for the container: the next exec hands
+/// them to the container's program, and a runtime fd among them (a state directory, the host's
+/// root) would give the container a way out. Call it right before exec, after everything of
+/// the runtime's own is close-on-exec.
+pub unsafe fn keep_fds(n: u32) {
     for fd in 3..3 + n as RawFd {
         // SAFETY: F_GETFD/F_SETFD only touch fd flags; an invalid fd yields EBADF, ignored.
         unsafe {

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 
 use crate::CreateArgs;
 
-pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions) -> Result<u8> {
+pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions, keep: bool) -> Result<u8> {
     std::fs::create_dir_all(rt.root()).context("creating the state directory")?;
     let sock = rt
         .root()
@@ -33,7 +33,7 @@ pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions) -> Result<
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))?;
     // The runtime connects before the clone and the init sends the master during set-up; the
     // connection waits in the listen backlog, so accepting afterwards is fine.
-    let created = rt.create(&a.id, &a.bundle, &opts);
+    let created = crate::create(rt, &a.id, &a.bundle, &opts);
     let _ = std::fs::remove_file(&sock);
     let result = created.context("berth-runtime run failed").and_then(|c| {
         let (conn, _) = listener
@@ -44,7 +44,10 @@ pub(crate) fn run(rt: &Runtime, a: &CreateArgs, opts: &CreateOptions) -> Result<
         rt.start(&a.id).context("berth-runtime run failed")?;
         copy_loop(std::fs::File::from(master), c.pid, &set)
     });
-    let _ = rt.delete(&a.id, true);
+    // With --keep only a container whose process ran to its end stays (stopped).
+    if !(keep && result.is_ok()) {
+        let _ = rt.delete(&a.id, true);
+    }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     result
 }
@@ -68,7 +71,7 @@ pub(crate) fn exec(
     let set = forwarded();
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))?;
-    let pid = rt.exec(id, p, &opts);
+    let pid = crate::exec(rt, id, p, &opts);
     let _ = std::fs::remove_file(&sock);
     let result = pid.context("berth-runtime exec failed").and_then(|pid| {
         let (conn, _) = listener

@@ -107,7 +107,12 @@ impl Backend {
         opts: &CreateOptions,
     ) -> Result<i32, BackendError> {
         match self {
-            Backend::Lib(rt) => Ok(rt.create(id, bundle, opts)?.pid),
+            Backend::Lib(rt) => {
+                #[allow(unsafe_code)]
+                // SAFETY: the shim is single-threaded (a poll loop, no threads: see main.rs).
+                let created = unsafe { rt.create(id, bundle, opts) }?;
+                Ok(created.pid)
+            }
             Backend::Binary { .. } => {
                 let (mut c, bin) = self.cmd("create");
                 let pid_file = bundle.join(".init.pid");
@@ -191,7 +196,12 @@ impl Backend {
         scratch: &Path,
     ) -> Result<i32, BackendError> {
         match self {
-            Backend::Lib(rt) => Ok(rt.exec(id, process, opts)?),
+            Backend::Lib(rt) => {
+                #[allow(unsafe_code)]
+                // SAFETY: the shim is single-threaded (a poll loop, no threads: see main.rs).
+                let pid = unsafe { rt.exec(id, process, opts) }?;
+                Ok(pid)
+            }
             Backend::Binary { .. } => {
                 let (mut c, bin) = self.cmd("exec");
                 let err = |e: String| BackendError::Binary {

@@ -202,7 +202,7 @@ fn runtime_cgroup_limits_visible_inside_and_removed_after() {
     let script = "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); echo pids=$(cat /sys/fs/cgroup/pids/pids.max); \
         echo shares=$(cat /sys/fs/cgroup/cpu/cpu.shares); echo quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us); \
         echo self=$(grep memory /proc/self/cgroup); \
-        mknod /tmp/sda b 8 0 2>&1; echo sda=$?; mknod /tmp/null c 1 3 && echo null=ok; head -c1 /dev/sda >/dev/null && echo specdev=ok";
+        mknod /tmp/kmsg c 1 11 && (exec 3>>/tmp/kmsg) 2>&1; echo kmsg=$?; mknod /tmp/null c 1 3 && echo null=ok; head -c1 /dev/sda >/dev/null && echo specdev=ok";
     let (rt, mut b, id, cg) = setup("cgroups", script);
     b.config["linux"]["resources"] = json!({
         "memory": {"limit": 67108864},
@@ -210,8 +210,8 @@ fn runtime_cgroup_limits_visible_inside_and_removed_after() {
         "cpu": {"shares": 512, "quota": 50000, "period": 100000},
         "devices": [{"allow": false, "access": "rwm"}]
     });
-    // With CAP_MKNOD, the devices cgroup is what refuses a disk (8:0) but allows the defaults;
-    // a node the spec lists is allowed (as runc does).
+    // With CAP_MKNOD, the devices cgroup lets any node be created (as runc does) but refuses to
+    // open /dev/kmsg (1:11), and allows the defaults (1:9 here, under a name the spec lists).
     for set in ["bounding", "effective", "permitted"] {
         b.config["process"]["capabilities"][set]
             .as_array_mut()
@@ -240,9 +240,9 @@ fn runtime_cgroup_limits_visible_inside_and_removed_after() {
     );
     assert!(
         out.contains("Operation not permitted"),
-        "devices cgroup denies 8:0:\n{out}"
+        "devices cgroup denies 1:11:\n{out}"
     );
-    assert_ne!(line(&out, "sda="), "0");
+    assert_ne!(line(&out, "kmsg="), "0");
     assert_eq!(line(&out, "null="), "ok");
     assert_eq!(line(&out, "specdev="), "ok");
     assert_nothing_left(&rt, &b, &cg, None);
@@ -430,12 +430,12 @@ fn runtime_exec_process_file_user_cgroup_and_exit_code() {
             > 0
     );
     let bad = rt.run(&["exec", &id, "no-such-binary"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("executable file not found"));
     // This one fails before it reads the runtime's go-ahead: its own error must still be
     // what the user sees (not the channel's reset).
     let bad = rt.run(&["exec", "--cwd", "/no-such-dir", &id, "true"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(255));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         err.contains("chdir to cwd") && err.contains("/no-such-dir"),
@@ -493,7 +493,7 @@ fn runtime_preserve_fds_passes_fd_3_and_nothing_else() {
 #[ignore = "needs root: namespaces, mounts, cgroups"]
 fn runtime_pure_cgroup_v2_host() {
     let script = "echo self=$(grep '^0::' /proc/self/cgroup); echo files=$(ls /sys/fs/cgroup | grep -c '^cgroup.controllers$'); \
-        mknod /tmp/loop b 7 0 2>/dev/null && echo loop=allowed || echo loop=denied; \
+        mknod /tmp/kmsg c 1 11 && { (exec 3>>/tmp/kmsg) 2>/dev/null && echo kmsg=allowed || echo kmsg=denied; }; \
         mknod /tmp/null c 1 3 && echo null=allowed";
     let (rt, mut b, id, cg) = setup("v2", script);
     for set in ["bounding", "effective", "permitted"] {
@@ -535,7 +535,7 @@ fn runtime_pure_cgroup_v2_host() {
         "1",
         "the cgroup mount is the v2 cgroup"
     );
-    assert_eq!(line(&stdout, "loop="), "denied", "eBPF device program");
+    assert_eq!(line(&stdout, "kmsg="), "denied", "eBPF device program");
     assert_eq!(line(&stdout, "null="), "allowed");
     assert_nothing_left(&rt, &b, &cg, None);
 }

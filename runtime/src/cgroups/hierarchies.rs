@@ -248,6 +248,19 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl Cgroup {
+    /// Resolves `path` (absolute: from each hierarchy's root; relative: from this process's own
+    /// cgroup) against the hierarchies mounted on this host. Creates nothing.
+    pub fn resolve(path: &str) -> Result<Cgroup, CgroupError> {
+        Hierarchies::read()?.cgroup(path)
+    }
+
+    /// [`Cgroup::resolve`] over given `/proc/self/mountinfo` and `/proc/self/cgroup` texts.
+    pub fn resolve_with(path: &str, mountinfo: &str, own: &str) -> Result<Cgroup, CgroupError> {
+        Hierarchies::parse(mountinfo, own).cgroup(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

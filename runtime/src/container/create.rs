@@ -13,7 +13,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use super::{Container, Persisted, Status, write_atomic};
+use super::{Container, KILL_TIMEOUT, Persisted, SETUP_TIMEOUT, Status, write_atomic};
 use crate::cgroups::Cgroup;
 use crate::namespaces::NsPlan;
 use crate::process::channel::{self, Message};
@@ -29,18 +29,10 @@ struct Undo {
 }
 
 impl Undo {
-    /// Kills and reaps the init, if there is one.
+    /// Kills and reaps the init, if there is one (waiting a bounded time).
     fn kill_child(&mut self) {
         if let Some((pid, pidfd)) = self.child.take() {
-            match &pidfd {
-                Some(fd) => {
-                    let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
-                }
-                None => {
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                }
-            }
-            let _ = nix::sys::wait::waitpid(pid, None);
+            super::kill_and_reap(pid, pidfd.as_ref());
         }
     }
 
@@ -50,7 +42,7 @@ impl Undo {
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.destroy()
         {
-            err = Some(Error::Init(e.to_string()));
+            err = Some(e.into());
         }
         if let Some(dir) = self.dir.take()
             && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -62,20 +54,25 @@ impl Undo {
     }
 }
 
-/// See [`Runtime::create`].
-pub fn create(rt: &Runtime, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<Created> {
+/// See [`Runtime::create`], whose contract (a single-threaded caller) this relies on: crate-only,
+/// so that it is the one way in.
+pub(crate) fn create(
+    rt: &Runtime,
+    id: &str,
+    bundle: &Path,
+    opts: &CreateOptions,
+) -> Result<Created> {
     if !crate::spec::valid_id(id) {
         return Err(Error::InvalidId(id.into()));
     }
     // Check the bundle before touching anything: bad input leaves nothing behind.
-    let b = crate::spec::load(bundle).map_err(|e| Error::Init(e.to_string()))?;
+    let b = crate::spec::load(bundle)?;
     let linux = b.spec.linux().as_ref().expect("checked at load");
-    let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())
-        .map_err(|e| Error::Init(e.to_string()))?;
+    let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     let process = b.spec.process().as_ref().expect("checked at load");
     if process.terminal() == Some(true) && opts.console_socket.is_none() {
-        return Err(Error::Init(
-            "cannot allocate tty if runc will detach without setting console socket".into(),
+        return Err(Error::InvalidProcess(
+            "cannot allocate tty if runc will detach without setting console socket",
         ));
     }
 
@@ -134,15 +131,15 @@ fn create_inner(
                 .map(|p| p.display().to_string())
         })
         .unwrap_or_else(|| id.to_string());
-    let mut cg = Cgroup::resolve(&cg_path).map_err(|e| Error::Init(e.to_string()))?;
+    let mut cg = Cgroup::resolve(&cg_path)?;
     let created = cg.create();
     undo.cgroup = Some(cg.clone());
-    created.map_err(|e| Error::Init(e.to_string()))?;
+    created?;
     undo.cgroup = Some(cg.clone());
-    if let Some(res) = linux.resources() {
-        cg.apply(&with_spec_devices(res, linux))
-            .map_err(|e| Error::Init(e.to_string()))?;
-    }
+    // The init joins the cgroup itself: in a frozen one it would stop there for good.
+    cg.ensure_thawed()?;
+    // Applied without `resources` too: the device rules start from "deny all" regardless.
+    cg.apply(&linux.resources().clone().unwrap_or_default())?;
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
@@ -155,9 +152,7 @@ fn create_inner(
         &opts.console_socket,
         spec.process().as_ref().and_then(|p| p.terminal()),
     ) {
-        (Some(path), Some(true)) => {
-            Some(crate::console::connect(path).map_err(|e| Error::Init(e.to_string()))?)
-        }
+        (Some(path), Some(true)) => Some(crate::console::connect(path)?),
         _ => None,
     };
     let join_fds = ns
@@ -178,9 +173,11 @@ fn create_inner(
         None => None,
     };
 
-    let join = cg.prepare_join().map_err(|e| Error::Init(e.to_string()))?;
-    let (parent_end, child_end) = channel::pair().map_err(|e| Error::Init(e.to_string()))?;
-    let forked = clone(ns.clone_flags, join.clone_into());
+    let join = cg.prepare_join()?;
+    let (parent_end, child_end) = channel::pair()?;
+    #[allow(unsafe_code)]
+    // SAFETY: the runtime is single-threaded, which `Runtime::create`'s callers guarantee.
+    let forked = unsafe { clone(ns.clone_flags, join.clone_into()) };
     if let Some(own) = &pid_restore {
         // Restore before anything can fail, in the parent (the child ignores it: it is in the
         // target namespace already and this only affects its future children).
@@ -243,7 +240,7 @@ fn create_inner(
     let state_json = container.state_json(Status::Creating);
     send(&parent_end, &Message::Go(state_json.clone()))?;
     loop {
-        match parent_end.recv().map_err(init_err)? {
+        match parent_end.recv_within(SETUP_TIMEOUT)? {
             Message::RunHooks => {
                 if let Some(h) = hooks {
                     for (kind, list) in [
@@ -251,8 +248,7 @@ fn create_inner(
                         ("createRuntime", h.create_runtime()),
                     ] {
                         if let Some(list) = list {
-                            crate::hooks::run(kind, list, &state_json)
-                                .map_err(|e| Error::Init(e.to_string()))?;
+                            crate::hooks::run(kind, list, &state_json)?;
                         }
                     }
                 }
@@ -260,15 +256,21 @@ fn create_inner(
             }
             Message::Ready => break,
             Message::Error(e) => return Err(Error::Init(e)),
-            other => {
-                return Err(Error::Init(format!(
-                    "unexpected message from init: {other:?}"
-                )));
+            got => {
+                return Err(channel::ChannelError::Unexpected {
+                    expected: "RunHooks, Ready or an error",
+                    got,
+                }
+                .into());
             }
         }
     }
-    let data = serde_json::to_vec(&container.p).map_err(|e| Error::Init(e.to_string()))?;
-    write_atomic(&dir.join("state.json"), &data)?;
+    let state_path = dir.join("state.json");
+    let data = serde_json::to_vec(&container.p).map_err(|source| Error::StateFile {
+        path: state_path.clone(),
+        source,
+    })?;
+    write_atomic(&state_path, &data)?;
     if let Some(pf) = &opts.pid_file {
         write_atomic(pf, pid.to_string().as_bytes())?;
     }
@@ -279,49 +281,14 @@ fn create_inner(
     Ok(Created { pid: pid.as_raw() })
 }
 
-/// The spec's device nodes must be usable (and creatable) in the container: like runc, allow
-/// them in the devices cgroup after the spec's own rules.
-fn with_spec_devices(
-    res: &oci_spec::runtime::LinuxResources,
-    linux: &oci_spec::runtime::Linux,
-) -> oci_spec::runtime::LinuxResources {
-    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
-    let mut res = res.clone();
-    let Some(devs) = linux.devices().as_deref().filter(|d| !d.is_empty()) else {
-        return res;
-    };
-    let mut rules = res.devices().clone().unwrap_or_default();
-    if rules.is_empty() {
-        return res;
-    }
-    for d in devs {
-        let typ = match d.typ() {
-            LinuxDeviceType::B => LinuxDeviceType::B,
-            _ => LinuxDeviceType::C,
-        };
-        if let Ok(rule) = LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(typ)
-            .major(d.major())
-            .minor(d.minor())
-            .access("rwm")
-            .build()
-        {
-            rules.push(rule);
-        }
-    }
-    res.set_devices(Some(rules));
-    res
-}
-
 /// Sends to the init; if it is gone, its last words (an error it sent before exiting) are the
 /// better message.
 pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
     match chan.send(m) {
         Ok(()) => Ok(()),
-        Err(e) => match chan.recv() {
+        Err(e) => match chan.recv_within(KILL_TIMEOUT) {
             Ok(Message::Error(msg)) => Err(Error::Init(msg)),
-            _ => Err(init_err(e)),
+            _ => Err(Error::from(e)),
         },
     }
 }
@@ -330,16 +297,9 @@ pub(crate) fn send(chan: &channel::Channel, m: &Message) -> Result<()> {
 /// its own message says more. Kills and reaps it first, so the read cannot block.
 fn init_failure(undo: &mut Undo, chan: &channel::Channel, e: Error) -> Error {
     undo.kill_child();
-    match chan.recv() {
+    match chan.recv_within(KILL_TIMEOUT) {
         Ok(Message::Error(msg)) => Error::Init(msg),
         _ => e,
-    }
-}
-
-fn init_err(e: channel::ChannelError) -> Error {
-    match e {
-        channel::ChannelError::Closed => Error::Init("container init exited during set-up".into()),
-        e => Error::Init(e.to_string()),
     }
 }
 

@@ -52,19 +52,15 @@ fn stop(c: &Container, status: Status) -> Result<()> {
 }
 
 fn destroy(c: &Container) -> Result<()> {
-    // Processes outside the init's PID namespace (none with one) may still be exiting.
+    // Processes outside the init's PID namespace may still be exiting, and a process of the
+    // host may have been put into the container's cgroup (or a sub-cgroup of it).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !c.p.own_pid_ns
-        && c.pids().map(|p| !p.is_empty()).unwrap_or(false)
-        && Instant::now() < deadline
-    {
+    while c.pids().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
         let _ = c.p.cgroup.kill_all(libc::SIGKILL);
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut err: Option<Error> = None;
-    if let Err(e) = c.p.cgroup.destroy() {
-        err = Some(Error::Init(e.to_string()));
-    }
+    // While a cgroup remains, so does the state: a later delete can try again.
+    c.p.cgroup.destroy()?;
     if let Some(h) =
         c.p.spec
             .hooks()
@@ -74,10 +70,10 @@ fn destroy(c: &Container) -> Result<()> {
     {
         eprintln!("berth-runtime: warning: {e}");
     }
-    if let Err(e) = std::fs::remove_dir_all(&c.dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        err.get_or_insert(Error::io(format!("removing {}", c.dir.display()), e));
+    match std::fs::remove_dir_all(&c.dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("removing {}", c.dir.display()), e))
+        }
+        _ => Ok(()),
     }
-    err.map_or(Ok(()), Err)
 }

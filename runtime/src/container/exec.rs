@@ -47,12 +47,18 @@ fn same_ns(a: &str, b: &str) -> bool {
     }
 }
 
-/// See [`Runtime::exec`].
-pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+/// See [`Runtime::exec`], whose contract (a single-threaded caller) this relies on: crate-only,
+/// so that it is the one way in.
+pub(crate) fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
     let c = load(rt, id)?;
     match c.status() {
         Status::Running | Status::Created => {}
-        Status::Paused => return Err(Error::State("cannot exec in a paused container".into())),
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => {
+            return Err(Error::State(
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
+            ));
+        }
         _ => return Err(Error::State("cannot exec in a stopped container".into())),
     }
     // What the process does not say, it takes from the container's process.
@@ -65,12 +71,10 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
         p.set_no_new_privileges(base.and_then(|b| b.no_new_privileges()));
     }
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Init("exec: args must not be empty".into()));
+        return Err(Error::InvalidProcess("args must not be empty"));
     }
     if p.terminal() == Some(true) && opts.console_socket.is_none() {
-        return Err(Error::Init(
-            "exec: a terminal needs a console socket".into(),
-        ));
+        return Err(Error::InvalidProcess("a terminal needs a console socket"));
     }
     let pid = c.p.pid;
     // A pidfd pins the init while we read its namespaces.
@@ -98,22 +102,19 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
         Some(own)
     };
     let console = match (&opts.console_socket, p.terminal()) {
-        (Some(path), Some(true)) => {
-            Some(crate::console::connect(path).map_err(|e| Error::Init(e.to_string()))?)
-        }
+        (Some(path), Some(true)) => Some(crate::console::connect(path)?),
         _ => None,
     };
     let seccomp = c.p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let join =
-        c.p.cgroup
-            .prepare_join()
-            .map_err(|e| Error::Init(e.to_string()))?;
-    let (parent_end, child_end) = channel::pair().map_err(|e| Error::Init(e.to_string()))?;
-    let forked = clone(CloneFlags::empty(), join.clone_into());
+    let join = c.p.cgroup.sub(&opts.sub_cgroups)?.prepare_join()?;
+    let (parent_end, child_end) = channel::pair()?;
+    #[allow(unsafe_code)]
+    // SAFETY: the runtime is single-threaded, which `Runtime::exec`'s callers guarantee.
+    let forked = unsafe { clone(CloneFlags::empty(), join.clone_into()) };
     if let Some(own) = &pid_restore {
         let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
     }
-    let child = match forked.map_err(|e| Error::sys("clone of the exec process", e))? {
+    let (child, pidfd) = match forked.map_err(|e| Error::sys("clone of the exec process", e))? {
         Forked::Child { in_cgroup } => {
             // The caller's end must close here so the child notices if the caller dies.
             drop(parent_end);
@@ -130,22 +131,29 @@ pub fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions) -> Re
                 keep_notify_socket: opts.keep_notify_socket,
             })
         }
-        Forked::Parent { pid, .. } => pid,
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     // Only the child may hold its end: its exec (close-on-exec) must read as EOF here.
     drop(child_end);
     drop(console);
     let fail = |e: Error| {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(child, None);
+        super::kill_and_reap(child, pidfd.as_ref());
         e
     };
     drop(join);
-    match parent_end.recv() {
+    match parent_end.recv_within(super::SETUP_TIMEOUT) {
         Err(ChannelError::Closed) => {}
         Ok(Message::Error(e)) => return Err(fail(Error::Init(e))),
-        Ok(other) => return Err(fail(Error::Init(format!("unexpected message: {other:?}")))),
-        Err(e) => return Err(fail(Error::Init(e.to_string()))),
+        Ok(got) => {
+            return Err(fail(
+                ChannelError::Unexpected {
+                    expected: "the exec or an error",
+                    got,
+                }
+                .into(),
+            ));
+        }
+        Err(e) => return Err(fail(e.into())),
     }
     if let Some(pf) = &opts.pid_file {
         write_atomic(pf, child.to_string().as_bytes())?;

@@ -9,9 +9,7 @@ pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<()> {
     let c = load(rt, id)?;
     let status = c.status();
     if all {
-        c.p.cgroup
-            .kill_all(signal)
-            .map_err(|e| Error::Init(e.to_string()))?;
+        c.p.cgroup.kill_all(signal)?;
         if status == Status::Paused && signal == libc::SIGKILL {
             let _ = c.p.cgroup.freeze(false);
         }

@@ -10,13 +10,61 @@ pub mod pause;
 pub mod start;
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use oci_spec::runtime::{ContainerState, Spec, State};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Cgroup;
 use crate::{Error, Result, Runtime};
+
+/// How long the runtime waits for a container process it cloned to report during set-up, and
+/// for a killed one to die: none of its waits on a container process is unbounded.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a process killed with SIGKILL gets to die before the runtime stops waiting.
+pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits at most `timeout` for `pidfd`'s process to exit (a zombie counts); whether it did.
+pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+/// Kills child `pid` of this process and reaps it, waiting at most [`KILL_TIMEOUT`]: a process
+/// in a frozen cgroup v1 does not die of SIGKILL until it is thawed, and the runtime must not
+/// hang on it. Whether it was reaped.
+pub fn kill_and_reap(pid: Pid, pidfd: Option<&OwnedFd>) -> bool {
+    let own;
+    let fd = match pidfd {
+        Some(fd) => Some(fd),
+        None => {
+            own = crate::sys::pidfd_open(pid.as_raw()).ok();
+            own.as_ref()
+        }
+    };
+    match fd {
+        Some(fd) => {
+            let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
+            wait_exit(fd, KILL_TIMEOUT);
+        }
+        None => {
+            // Already reaped, or a kernel without pidfds: signal by PID, poll briefly.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    !matches!(
+        waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+        Ok(WaitStatus::StillAlive)
+    )
+}
 
 /// Status of a container, as `state` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,8 +194,8 @@ pub fn load(rt: &Runtime, id: &str) -> Result<Container> {
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
-    let p: Persisted = serde_json::from_slice(&data)
-        .map_err(|e| Error::Init(format!("reading {}: {e}", path.display())))?;
+    let p: Persisted =
+        serde_json::from_slice(&data).map_err(|source| Error::StateFile { path, source })?;
     Ok(Container { dir, p })
 }
 
@@ -199,7 +247,7 @@ impl Container {
 
     /// PIDs in the container's cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        self.p.cgroup.pids().map_err(|e| Error::Init(e.to_string()))
+        Ok(self.p.cgroup.pids()?)
     }
 
     /// A pidfd on the init, checked against the recorded start time (None if it is gone).

@@ -10,9 +10,7 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
         Status::Running | Status::Created => {}
         s => return Err(Error::State(format!("container not running: {s}"))),
     }
-    c.p.cgroup
-        .freeze(true)
-        .map_err(|e| Error::Init(e.to_string()))
+    c.p.cgroup.freeze(true).map_err(Error::from)
 }
 
 /// See [`Runtime::resume`].
@@ -21,7 +19,5 @@ pub fn resume(rt: &Runtime, id: &str) -> Result<()> {
     if c.status() != Status::Paused {
         return Err(Error::State("container not paused".into()));
     }
-    c.p.cgroup
-        .freeze(false)
-        .map_err(|e| Error::Init(e.to_string()))
+    c.p.cgroup.freeze(false).map_err(Error::from)
 }

@@ -61,7 +61,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
             let _ = crate::sys::pidfd_send_signal(&fd, libc::SIGKILL);
         }
         let _ = c.p.cgroup.kill_all(libc::SIGKILL);
-        return Err(Error::Init(e.to_string()));
+        return Err(e.into());
     }
     Ok(())
 }

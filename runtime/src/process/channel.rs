@@ -3,8 +3,10 @@
 //! as end-of-file instead of a hang. A peer that exits right after sending its error may leave
 //! messages of ours unread; [`Channel::recv`] still delivers its error (see there).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use serde::{Deserialize, Serialize};
 
@@ -13,10 +15,8 @@ use serde::{Deserialize, Serialize};
 pub enum Message {
     /// Runtime → child: the new user namespace's id maps are written (sent first, only then).
     Mapped,
-    /// Runtime → child: the child is in its cgroup; carries the state JSON for the hooks the
-    /// child runs itself. The child does everything that does not depend on its cgroup before
-    /// waiting for this, so the cgroup migration (an RCU grace period on cgroup v1) overlaps
-    /// with its mount work.
+    /// Runtime → child: the runtime's part of the set-up is done (id maps written, the state
+    /// known); carries the state JSON for the hooks the child runs itself.
     Go(String),
     /// Child → runtime: mounts are done, run prestart and createRuntime hooks now.
     RunHooks,
@@ -37,6 +37,9 @@ pub enum ChannelError {
     /// The peer closed its end (it exited).
     #[error("container process exited during set-up")]
     Closed,
+    /// The peer sent nothing for too long (it hangs: frozen, or stuck in a mount).
+    #[error("container process sent nothing for {0:?} during set-up")]
+    Timeout(Duration),
     /// A message did not decode.
     #[error("channel: bad message: {0}")]
     Decode(#[from] serde_json::Error),
@@ -95,6 +98,23 @@ impl Channel {
         Ok(serde_json::from_slice(&buf[..n])?)
     }
 
+    /// [`Channel::recv`], giving up after `timeout` without a message: the runtime's waits on
+    /// a container process all end, whatever state the process is in.
+    pub fn recv_within(&self, timeout: Duration) -> Result<Message, ChannelError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) if left.is_zero() => return Err(ChannelError::Timeout(timeout)),
+                Ok(0) | Err(nix::Error::EINTR) => continue,
+                Ok(_) => return self.recv(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Child side: waits for [`Message::Go`] and returns the state JSON it carries.
     pub fn wait_for_go(&self) -> Result<String, ChannelError> {
         match self.recv()? {
@@ -133,6 +153,20 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recv_within_gives_up_on_a_silent_peer() {
+        let (parent, child) = pair().unwrap();
+        let t0 = Instant::now();
+        let e = parent.recv_within(Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(e, ChannelError::Timeout(_)), "{e}");
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        child.send(&Message::Ready).unwrap();
+        assert_eq!(
+            parent.recv_within(Duration::from_secs(5)).unwrap(),
+            Message::Ready
+        );
+    }
 
     /// The child failed and exited with a message of ours still unread: its error, queued
     /// before it closed, must still come through (the kernel reports the reset first).

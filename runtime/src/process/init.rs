@@ -288,7 +288,12 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     }
     crate::sys::reset_signals();
     crate::sys::cloexec_from(3 + a.preserve_fds).map_err(|e| (true, sys("close_range")(e)))?;
-    crate::sys::keep_fds(a.preserve_fds);
+    #[allow(unsafe_code)]
+    // SAFETY: 3.. are the fds the caller lent (CreateOptions::preserve_fds); everything of
+    // the runtime's is close-on-exec since the line above.
+    unsafe {
+        crate::sys::keep_fds(a.preserve_fds)
+    };
     let _ = a.fifo.as_raw_fd();
     Err((true, super::exec(&path, &args, &env)))
 }

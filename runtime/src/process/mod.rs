@@ -261,8 +261,10 @@ pub fn dup_stdio(stdio: Option<[std::os::fd::RawFd; 3]>) -> Result<(), ProcessEr
             if fd as usize == target {
                 continue;
             }
-            crate::sys::dup_onto(fd, target as i32)
-                .map_err(sys(format!("dup2 of stdio fd {fd}")))?;
+            #[allow(unsafe_code)]
+            // SAFETY: runs in the freshly cloned child, where no Rust object owns 0, 1 or 2.
+            let r = unsafe { crate::sys::dup_onto(fd, target as i32) };
+            r.map_err(sys(format!("dup2 of stdio fd {fd}")))?;
         }
     }
     Ok(())

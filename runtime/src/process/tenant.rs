@@ -106,6 +106,11 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     }
     crate::sys::reset_signals();
     crate::sys::cloexec_from(3 + a.preserve_fds).map_err(sys("close_range"))?;
-    crate::sys::keep_fds(a.preserve_fds);
+    #[allow(unsafe_code)]
+    // SAFETY: 3.. are the fds the caller lent (ExecOptions::preserve_fds); everything of the
+    // runtime's is close-on-exec since the line above.
+    unsafe {
+        crate::sys::keep_fds(a.preserve_fds)
+    };
     Err(super::exec(&path, &args, &env))
 }
