@@ -159,7 +159,8 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> nix::Result<()> {
 }
 
 /// Marks every fd from `first` up close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so only
-/// stdio and the preserved fds reach the container's program.
+/// stdio and the preserved fds reach the container's program. Where close_range is missing
+/// (before Linux 5.11) or refused, walks /proc/self/fd instead.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
     // SAFETY: plain syscall with integer arguments; it does not close anything Rust owns.
     let ret = unsafe {
@@ -170,7 +171,77 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+    if ret >= 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first as RawFd)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only touch fd flags; the directory's own fd, closed by now,
+        // yields EBADF, ignored.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFD);
+            if fl >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A program ready to execve: path, arguments and environment as C strings with their pointer
+/// arrays built up front, so that [`ExecImage::exec`] allocates nothing and makes no system
+/// call but execve (it runs under the container's seccomp filter).
+pub struct ExecImage {
+    _strings: Vec<CString>,
+    path: CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl ExecImage {
+    /// Builds the image; strings with an interior NUL are refused (EINVAL).
+    pub fn new(path: &std::path::Path, args: &[String], env: &[String]) -> nix::Result<Self> {
+        let c = |s: &[u8]| CString::new(s).map_err(|_| Errno::EINVAL);
+        let path = c(path.as_os_str().as_encoded_bytes())?;
+        let args: Vec<CString> = args
+            .iter()
+            .map(|a| c(a.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let env: Vec<CString> = env
+            .iter()
+            .map(|e| c(e.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let argv = ptrs(&args);
+        let envp = ptrs(&env);
+        let mut strings = args;
+        strings.extend(env);
+        Ok(ExecImage {
+            _strings: strings,
+            path,
+            argv,
+            envp,
+        })
+    }
+
+    /// execve(2); returns only on failure.
+    pub fn exec(&self) -> Errno {
+        // SAFETY: `path` is a C string; `argv` and `envp` are NULL-terminated arrays of pointers
+        // into C strings this struct owns (a CString's buffer does not move with the struct),
+        // all alive for the call.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        Errno::last()
+    }
 }
 
 /// setdomainname(2).

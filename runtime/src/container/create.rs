@@ -21,6 +21,10 @@ use crate::process::init::{InitArgs, run as init_run};
 use crate::sys::{Forked, clone};
 use crate::{CreateOptions, Created, Error, Result, Runtime};
 
+/// The file in the state directory where the init writes an error it hits after `start` let
+/// it go (an exec or startContainer hook failure); `start` reads it.
+pub(crate) const LATE_ERROR_FILE: &str = "init.err";
+
 /// Undo list of a create in progress.
 struct Undo {
     dir: Option<std::path::PathBuf>,
@@ -151,6 +155,16 @@ fn create_inner(
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys(format!("opening {}", fifo_path.display()), e))?;
 
+    // Where the init leaves its error when it fails after `create` returned (between `start`
+    // and the exec of the program): `start` reports it.
+    let late_path = dir.join(LATE_ERROR_FILE);
+    let late_error = nix::fcntl::open(
+        &late_path,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| Error::sys(format!("creating {}", late_path.display()), e))?;
+
     let console = match (
         &opts.console_socket,
         spec.process().as_ref().and_then(|p| p.terminal()),
@@ -202,6 +216,7 @@ fn create_inner(
                 user_fd,
                 chan: &child_end,
                 fifo: &fifo,
+                late_error: &late_error,
                 console: console.as_ref(),
                 stdio: opts.stdio,
                 preserve_fds: opts.preserve_fds,
@@ -214,6 +229,7 @@ fn create_inner(
     // Ours are copies the init now holds; closing them makes the init's exit visible as EOF.
     drop(child_end);
     drop(fifo);
+    drop(late_error);
     drop(console);
     undo.child = Some((pid, pidfd));
 

@@ -26,7 +26,7 @@
 //! `/proc/1/exe` refused while a dumpable process of its own with the same capabilities is
 //! reachable (without `PR_SET_DUMPABLE 0` the init's is reachable too: checked when writing it).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -56,6 +56,8 @@ pub struct InitArgs<'a> {
     pub chan: &'a Channel,
     /// The exec fifo, open read-write.
     pub fifo: &'a OwnedFd,
+    /// Where an error after `Ready` goes (the runtime is gone by then; `start` reads it).
+    pub late_error: &'a OwnedFd,
     /// The console socket, when the process has a terminal.
     pub console: Option<&'a OwnedFd>,
     /// Caller-lent stdio.
@@ -73,14 +75,18 @@ pub struct InitArgs<'a> {
 }
 
 /// Runs the init; never returns. A set-up failure goes back over the channel and the process
-/// exits 1; a failure after `Ready` (the runtime is gone) is printed on the container's stderr.
+/// exits 1; a failure after `Ready` (the runtime is gone) goes to the late-error file, where
+/// `start` finds it, or, should that fail, to the container's stderr.
 pub fn run(args: InitArgs<'_>) -> ! {
     let chan = args.chan;
     match setup(&args) {
         Ok(()) => unreachable!("setup returns only on error"),
         Err((ready, e)) => {
             if ready {
-                eprintln!("berth-runtime: container init: {e}");
+                let msg = e.to_string();
+                if nix::unistd::write(args.late_error, msg.as_bytes()).is_err() {
+                    eprintln!("berth-runtime: container init: {msg}");
+                }
                 crate::sys::exit_now(127);
             }
             let _ = chan.send(&Message::Error(e.to_string()));
@@ -243,6 +249,8 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         Some(s) => Some(early(crate::seccomp::build(s))?),
         None => None,
     };
+    // Before any filter is loaded: it may deny close_range, fcntl or rt_sigaction.
+    early(super::prepare_exec(a.preserve_fds))?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the user
     // switch drops capabilities. With it, load it as late as possible (right before exec).
     if !nnp && let Some(f) = &filter {
@@ -257,6 +265,7 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     let path = early(super::find_executable(&args[0], &env))?;
+    let image = early(super::exec_image(&path, &args, &env))?;
 
     early(a.chan.send(&Message::Ready))?;
     // From here on the runtime may be gone: errors go to the container's stderr.
@@ -283,14 +292,11 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     {
         crate::hooks::run("startContainer", h, &state_json).map_err(|e| (true, e.into()))?;
     }
+    // Only the filter load and execve from here: the filter may deny anything else.
     if nnp && let Some(f) = &filter {
         crate::seccomp::load(f).map_err(|e| (true, e.into()))?;
     }
-    crate::sys::reset_signals();
-    crate::sys::cloexec_from(3 + a.preserve_fds).map_err(|e| (true, sys("close_range")(e)))?;
-    crate::sys::keep_fds(a.preserve_fds);
-    let _ = a.fifo.as_raw_fd();
-    Err((true, super::exec(&path, &args, &env)))
+    Err((true, super::exec(&image, &path)))
 }
 
 /// A new time namespace: unshared here (after the user namespace, which then owns it), its clock

@@ -11,7 +11,6 @@ pub mod channel;
 pub mod init;
 pub mod tenant;
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use nix::sys::resource::Resource;
@@ -242,16 +241,37 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, ProcessErr
     )))
 }
 
-/// Replaces this process with the container's program. Only returns on failure.
-pub fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError {
-    let to_c = |s: &str| CString::new(s).unwrap_or_default();
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    let cargs: Vec<CString> = args.iter().map(|a| to_c(a)).collect();
-    let cenv: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
-    match nix::unistd::execve(&cpath, &cargs, &cenv) {
-        Err(e) => ProcessError::Other(format!("exec {}: {e}", path.display())),
-        Ok(never) => match never {},
-    }
+/// The container's program, ready to exec (see [`crate::sys::ExecImage`]).
+pub fn exec_image(
+    path: &Path,
+    args: &[String],
+    env: &[String],
+) -> Result<crate::sys::ExecImage, ProcessError> {
+    crate::sys::ExecImage::new(path, args, env).map_err(sys(format!(
+        "exec {}: a NUL byte in the path, args or env",
+        path.display()
+    )))
+}
+
+/// The last steps before the seccomp filter and exec, done while every system call is still
+/// allowed: the program must not inherit the runtime's signal dispositions and masks, nor any
+/// fd above the preserved ones.
+pub fn prepare_exec(preserve_fds: u32) -> Result<(), ProcessError> {
+    crate::sys::reset_signals();
+    crate::sys::cloexec_from(3 + preserve_fds).map_err(sys("marking fds close-on-exec"))?;
+    crate::sys::keep_fds(preserve_fds);
+    Ok(())
+}
+
+/// Replaces this process with the container's program. Only returns on failure, with runc's
+/// wording (`exec /bin/x: exec format error`).
+pub fn exec(image: &crate::sys::ExecImage, path: &Path) -> ProcessError {
+    let e = image.exec();
+    ProcessError::Other(format!(
+        "exec {}: {}",
+        path.display(),
+        e.desc().to_lowercase()
+    ))
 }
 
 /// Duplicates the caller-given stdio fds onto 0, 1, 2.

@@ -89,6 +89,8 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     }
     let nnp = p.no_new_privileges() == Some(true);
     let filter = a.seccomp.map(crate::seccomp::build).transpose()?;
+    // Before any filter is loaded: it may deny close_range, fcntl or rt_sigaction.
+    super::prepare_exec(a.preserve_fds)?;
     if !nnp && let Some(f) = &filter {
         crate::seccomp::load(f)?;
     }
@@ -101,11 +103,10 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     let umask = p.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     let path = super::find_executable(&args[0], &env)?;
+    let image = super::exec_image(&path, &args, &env)?;
+    // Only the filter load and execve from here: the filter may deny anything else.
     if nnp && let Some(f) = &filter {
         crate::seccomp::load(f)?;
     }
-    crate::sys::reset_signals();
-    crate::sys::cloexec_from(3 + a.preserve_fds).map_err(sys("close_range"))?;
-    crate::sys::keep_fds(a.preserve_fds);
-    Err(super::exec(&path, &args, &env))
+    Err(super::exec(&image, &path))
 }
