@@ -458,3 +458,24 @@ pub fn sched_setattr(attr: &mut SchedAttr) -> nix::Result<()> {
     let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *mut SchedAttr, 0) };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// seccomp(SECCOMP_SET_MODE_FILTER) with `prog`: no_new_privs must be set or the caller hold
+/// CAP_SYS_ADMIN (the kernel checks).
+pub fn seccomp_set_filter(flags: u32, prog: &[libc::sock_filter]) -> nix::Result<()> {
+    let len = u16::try_from(prog.len()).map_err(|_| Errno::E2BIG)?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points to `len` valid instructions that outlive the call; the kernel
+    // copies the program and does not write through the pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}

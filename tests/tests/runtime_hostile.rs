@@ -107,3 +107,192 @@ fn runtime_start_fails_with_the_init_error() {
         assert_nothing_left(&rt, &b, &cg, None);
     }
 }
+
+/// A static program for the container that makes raw syscalls: each argument `NR[,A0,A1…]`
+/// prints `NR[,A0…] -> RET ERRNO`.
+const PROBE_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <errno.h>
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    unsigned long a[6] = {0};
+    char *p = argv[i]; long nr = strtol(p, &p, 0); int k = 0;
+    while (*p == ',' && k < 6) a[k++] = strtoul(p + 1, &p, 0);
+    errno = 0;
+    long r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    printf("%s -> %ld %d\n", argv[i], r, r < 0 ? errno : 0);
+  }
+  return 0;
+}
+"#;
+
+/// Puts the syscall prober at /bin/probe in `b`'s rootfs (gcc -static).
+fn install_probe(b: &Bundle) {
+    let src = b.path().join("probe.c");
+    std::fs::write(&src, PROBE_C).unwrap();
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(b.rootfs().join("bin/probe"))
+        .arg(&src)
+        .output()
+        .expect("gcc (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "gcc: {}", text(&out));
+}
+
+/// Runs the prober with `calls` under a seccomp `profile` in both runtimes; returns berth's
+/// output after checking it equals runc's.
+fn probe_both(test: &str, profile: &Value, calls: &[String]) -> String {
+    let mut args = vec!["probe"];
+    args.extend(calls.iter().map(String::as_str));
+    let mut seen = Vec::new();
+    for (label, rt) in runtimes() {
+        let (out, _b) = run_with(&rt, &format!("{test}-{label}"), &args, |b| {
+            install_probe(b);
+            b.config["linux"]["seccomp"] = profile.clone();
+        });
+        assert!(out.status.success(), "{label}: {}", text(&out));
+        seen.push(stdout(&out));
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "{test}: berth (left) and runc (right) judge the calls differently under {profile}"
+    );
+    seen.swap_remove(0)
+}
+
+/// Every argument comparison operator, with and without `valueTwo`, judged as runc judges it:
+/// one rule per syscall that ignores its arguments (getppid, getpgrp, …), called with argument
+/// values around each rule's.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_seccomp_argument_comparisons_match_runc() {
+    // Syscalls that take no arguments, unused by the static prober itself.
+    const NRS: [u32; 6] = [110, 111, 24, 186, 104, 108];
+    let cases: Vec<Vec<Value>> = vec![
+        vec![json!({"index": 0, "op": "SCMP_CMP_NE", "value": 3})],
+        vec![json!({"index": 0, "op": "SCMP_CMP_LT", "value": 3})],
+        vec![json!({"index": 0, "op": "SCMP_CMP_LE", "value": 3, "valueTwo": 9})],
+        vec![json!({"index": 0, "op": "SCMP_CMP_EQ", "value": 3})],
+        vec![json!({"index": 0, "op": "SCMP_CMP_GE", "value": 0x1_0000_0000u64})],
+        vec![json!({"index": 0, "op": "SCMP_CMP_GT", "value": 3})],
+        // Docker's clone rule: value is the mask, valueTwo what the masked argument must be.
+        vec![
+            json!({"index": 0, "op": "SCMP_CMP_MASKED_EQ", "value": 0x7E02_0000u64, "valueTwo": 0}),
+        ],
+        vec![json!({"index": 0, "op": "SCMP_CMP_MASKED_EQ", "value": 0xff, "valueTwo": 0x12})],
+        vec![json!({"index": 0, "op": "SCMP_CMP_MASKED_EQ", "value": 3})],
+        // Two conditions on one argument (ORed, as runc does) and on two (ANDed).
+        vec![
+            json!({"index": 0, "op": "SCMP_CMP_EQ", "value": 1}),
+            json!({"index": 0, "op": "SCMP_CMP_EQ", "value": 3}),
+        ],
+        vec![
+            json!({"index": 0, "op": "SCMP_CMP_GT", "value": 1}),
+            json!({"index": 1, "op": "SCMP_CMP_LT", "value": 5}),
+        ],
+    ];
+    let values: [u64; 11] = [
+        0,
+        1,
+        2,
+        3,
+        4,
+        0x12,
+        0x112,
+        0x1000_0000,
+        0x7E02_0000,
+        0x1_0000_0000,
+        u64::MAX,
+    ];
+    for (n, chunk) in cases.chunks(NRS.len()).enumerate() {
+        let rules: Vec<Value> = chunk
+            .iter()
+            .zip(NRS)
+            .map(|(args, nr)| {
+                json!({"names": [name_of(nr)], "action": "SCMP_ACT_ERRNO", "errnoRet": 99, "args": args})
+            })
+            .collect();
+        let profile = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules});
+        let calls: Vec<String> = NRS[..chunk.len()]
+            .iter()
+            .flat_map(|nr| {
+                values
+                    .iter()
+                    .flat_map(move |v| [format!("{nr},{v:#x}"), format!("{nr},{v:#x},9")])
+            })
+            .collect();
+        let out = probe_both(&format!("seccmp{n}"), &profile, &calls);
+        if n == 1 {
+            // The Docker clone rule (getppid, the first of this chunk): 0 matches, a namespace
+            // flag does not.
+            assert!(out.contains("110,0x0 -> -1 99\n"), "{out}");
+            assert!(out.contains("110,0x10000000 -> 0 0\n"), "{out}");
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn name_of(nr: u32) -> &'static str {
+    match nr {
+        110 => "getppid",
+        111 => "getpgrp",
+        24 => "sched_yield",
+        186 => "gettid",
+        104 => "getgid",
+        108 => "getegid",
+        _ => unreachable!(),
+    }
+}
+
+/// Syscalls a profile with a denying default does not name: above the highest one it names
+/// they fail with ENOSYS (runc's stub, so libc falls back from clone3 or close_range), below
+/// with the default errno (`defaultErrnoRet`, else EPERM).
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_seccomp_unnamed_new_syscalls_get_enosys_like_runc() {
+    let header = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+        .expect("linux-libc-dev (scripts/setup.sh)");
+    // Everything below clone3 (435) but getppid (110).
+    let older: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define __NR_")?.split_once(' '))
+        .filter(|(name, nr)| nr.parse::<u32>().is_ok_and(|n| n < 435) && *name != "getppid")
+        .map(|(name, _)| name)
+        .collect();
+    let calls: Vec<String> = ["110", "435", "436,1000,1000", "437", "439", "449", "500"]
+        .map(String::from)
+        .to_vec();
+    for (n, (default_errno, extra)) in [(None, None), (Some(5), None), (None, Some("openat2"))]
+        .into_iter()
+        .enumerate()
+    {
+        let mut names = older.clone();
+        names.extend(extra);
+        let mut profile = json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]});
+        if let Some(e) = default_errno {
+            profile["defaultErrnoRet"] = json!(e);
+        }
+        let out = probe_both(&format!("secnosys{n}"), &profile, &calls);
+        let want_default = default_errno.unwrap_or(1);
+        assert!(
+            out.contains(&format!("110 -> -1 {want_default}\n")),
+            "{out}"
+        );
+        assert!(out.contains("439 -> -1 38\n"), "{out}");
+        if extra.is_none() {
+            assert!(out.contains("435 -> -1 38\n"), "{out}");
+        } else {
+            assert!(
+                out.contains("435 -> -1 1\n") && out.contains("437 -> -1 22\n"),
+                "{out}"
+            );
+        }
+    }
+}

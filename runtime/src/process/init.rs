@@ -211,6 +211,11 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         early(crate::hooks::run("createContainer", h, &state_json))?;
     }
     early(rootfs.pivot())?;
+    // Like runc's init, the container's first process leads its own session and process
+    // group (console set-up below does it for a terminal).
+    if process.terminal() != Some(true) {
+        early(nix::unistd::setsid().map(drop).map_err(sys("setsid")))?;
+    }
     if process.terminal() == Some(true) {
         let sock = a.console.ok_or_else(|| {
             (

@@ -71,6 +71,11 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     super::apply_rlimits(p)?;
     super::apply_oom_score_adj(p)?;
     super::apply_scheduling(p)?;
+    // Its own session and process group, as runc gives it (console set-up does it for a
+    // terminal).
+    if p.terminal() != Some(true) {
+        nix::unistd::setsid().map_err(sys("setsid"))?;
+    }
     if p.terminal() == Some(true) {
         let sock = a.console.ok_or_else(|| {
             ProcessError::Other("terminal requested without a console socket".into())
