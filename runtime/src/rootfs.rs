@@ -11,6 +11,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
+use crate::mount_options::{MountOptions, parse_options, propagation_flag};
 use crate::paths::{PathError, resolve_in_root};
 use crate::syscall::Syscall;
 
@@ -50,6 +51,16 @@ pub enum RootfsError {
         /// The cause.
         err: Errno,
     },
+    /// proc or sysfs on something that is not a directory (a symlink, say).
+    #[error(
+        "error mounting {fstype:?} to rootfs at {dest:?}: filesystem {fstype:?} must be mounted on ordinary directory"
+    )]
+    NotDirectory {
+        /// The filesystem type.
+        fstype: String,
+        /// The destination inside the container.
+        dest: PathBuf,
+    },
     /// A mount option or propagation this runtime does not know.
     #[error("invalid mount {dest:?}: {why}")]
     Invalid {
@@ -61,92 +72,6 @@ pub enum RootfsError {
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
-
-/// Parsed `options` of a mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOptions {
-    /// Flags for mount(2) (`MS_BIND`/`MS_REC` for bind and rbind).
-    pub flags: MsFlags,
-    /// Propagation changes applied after the mount, in order.
-    pub propagation: Vec<MsFlags>,
-    /// Filesystem-specific data (`mode=755,size=65536k`).
-    pub data: String,
-}
-
-/// Parses mount options as mount(8) and runc understand them.
-pub fn parse_options(opts: &[String]) -> MountOptions {
-    let mut o = MountOptions {
-        flags: MsFlags::empty(),
-        propagation: Vec::new(),
-        data: String::new(),
-    };
-    let mut data: Vec<&str> = Vec::new();
-    for opt in opts {
-        let (set, flag) = match opt.as_str() {
-            "ro" => (true, MsFlags::MS_RDONLY),
-            "rw" => (false, MsFlags::MS_RDONLY),
-            "nosuid" => (true, MsFlags::MS_NOSUID),
-            "suid" => (false, MsFlags::MS_NOSUID),
-            "nodev" => (true, MsFlags::MS_NODEV),
-            "dev" => (false, MsFlags::MS_NODEV),
-            "noexec" => (true, MsFlags::MS_NOEXEC),
-            "exec" => (false, MsFlags::MS_NOEXEC),
-            "sync" => (true, MsFlags::MS_SYNCHRONOUS),
-            "async" => (false, MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (true, MsFlags::MS_DIRSYNC),
-            "remount" => (true, MsFlags::MS_REMOUNT),
-            "mand" => (true, MsFlags::MS_MANDLOCK),
-            "nomand" => (false, MsFlags::MS_MANDLOCK),
-            "atime" => (false, MsFlags::MS_NOATIME),
-            "noatime" => (true, MsFlags::MS_NOATIME),
-            "diratime" => (false, MsFlags::MS_NODIRATIME),
-            "nodiratime" => (true, MsFlags::MS_NODIRATIME),
-            "bind" => (true, MsFlags::MS_BIND),
-            "rbind" => (true, MsFlags::MS_BIND | MsFlags::MS_REC),
-            "relatime" => (true, MsFlags::MS_RELATIME),
-            "norelatime" => (false, MsFlags::MS_RELATIME),
-            "strictatime" => (true, MsFlags::MS_STRICTATIME),
-            "nostrictatime" => (false, MsFlags::MS_STRICTATIME),
-            "lazytime" => (true, MsFlags::MS_LAZYTIME),
-            "silent" => (true, MsFlags::MS_SILENT),
-            "loud" => (false, MsFlags::MS_SILENT),
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                o.propagation
-                    .push(propagation_flag(opt).unwrap_or(MsFlags::MS_PRIVATE));
-                continue;
-            }
-            // runc extensions that only matter to it; accepted and ignored like crun does.
-            "tmpcopyup" | "rro" | "rrw" | "nosymfollow" => continue,
-            other => {
-                data.push(other);
-                continue;
-            }
-        };
-        if set {
-            o.flags |= flag;
-        } else {
-            o.flags -= flag;
-        }
-    }
-    o.data = data.join(",");
-    o
-}
-
-/// The mount(2) flags of a propagation name (`rslave`, `shared`, …).
-pub fn propagation_flag(name: &str) -> Option<MsFlags> {
-    Some(match name {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
-}
 
 /// A cgroup hierarchy to show inside the container under the `cgroup` mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,17 +197,62 @@ impl RootfsContext<'_> {
 
     fn mount_one(&self, m: &Mount) -> Result<()> {
         let dest = resolve_in_root(self.rootfs, m.destination())?;
-        let opts = parse_options(m.options().as_deref().unwrap_or_default());
+        let mut opts = parse_options(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().as_deref().unwrap_or("none");
+        let bind = typ == "bind" || opts.flags.contains(MsFlags::MS_BIND);
+        if (bind || typ == "cgroup" || typ == "cgroup2") && !opts.data.is_empty() {
+            // The kernel would ignore them: refuse rather than silently not do what was asked.
+            return Err(RootfsError::Invalid {
+                dest: m.destination().clone(),
+                why: format!("unknown mount option(s) {:?}", opts.data),
+            });
+        }
+        if opts.tmpcopyup && typ != "tmpfs" {
+            return Err(RootfsError::Invalid {
+                dest: m.destination().clone(),
+                why: "tmpcopyup is for tmpfs mounts only".into(),
+            });
+        }
+        if typ == "proc" || typ == "sysfs" {
+            self.ordinary_directory(m, typ, &dest)?;
+        }
+        // /dev is made read-only only once populated (devices, links, console): see `finish`.
+        if is_dev(m) {
+            opts.flags -= MsFlags::MS_RDONLY;
+        }
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-        if typ == "bind" || opts.flags.contains(MsFlags::MS_BIND) {
+        if bind {
             self.bind_mount(m, &dest, &opts)?;
         } else if typ == "cgroup" || typ == "cgroup2" {
             self.mount_cgroup(&dest, opts.flags)?;
         } else {
             self.mkdir(&dest)?;
             let source = m.source().clone().unwrap_or_else(|| typ.into());
+            let below = if opts.tmpcopyup {
+                Some(
+                    self.sys
+                        .open_dir(&dest)
+                        .map_err(|err| RootfsError::Create {
+                            what: "opening the directory below tmpcopyup mount",
+                            path: m.destination().clone(),
+                            err,
+                        })?,
+                )
+            } else {
+                None
+            };
             let r = self.mount(Some(&source), &dest, Some(typ), opts.flags, data);
+            if r.is_ok()
+                && let Some(below) = below
+            {
+                self.sys
+                    .copy_tree(below, &dest)
+                    .map_err(|err| RootfsError::Create {
+                        what: "copying up into tmpfs",
+                        path: m.destination().clone(),
+                        err,
+                    })?;
+            }
             match r {
                 // sysfs cannot be mounted from a user namespace that does not own the network
                 // namespace: show the host's, read-only, as runc does.
@@ -314,7 +284,35 @@ impl RootfsContext<'_> {
         for p in &opts.propagation {
             self.mount(None, &dest, None, *p, None)?;
         }
+        if opts.rec_set != 0 || opts.rec_clr != 0 {
+            self.sys
+                .mount_setattr_recursive(&dest, opts.rec_set, opts.rec_clr)
+                .map_err(|err| RootfsError::Mount {
+                    source_name: "mount_setattr".into(),
+                    dest: m.destination().clone(),
+                    err,
+                })?;
+        }
         Ok(())
+    }
+
+    /// proc and sysfs go on a directory, never through a symlink (which would put them where
+    /// the image's link points: runc refuses the same way).
+    fn ordinary_directory(&self, m: &Mount, typ: &str, dest: &Path) -> Result<()> {
+        // `dest` is resolved, so check the path as written: its last component must not be a
+        // link, whatever its parents are.
+        let literal = match m.destination().parent() {
+            Some(parent) => resolve_in_root(self.rootfs, parent)?
+                .join(m.destination().file_name().unwrap_or_default()),
+            None => dest.to_path_buf(),
+        };
+        match std::fs::symlink_metadata(&literal) {
+            Ok(md) if !md.is_dir() => Err(RootfsError::NotDirectory {
+                fstype: typ.to_string(),
+                dest: m.destination().clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn bind_mount(&self, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
@@ -559,9 +557,25 @@ impl RootfsContext<'_> {
         Ok(())
     }
 
-    /// After pivot_root: rootfsPropagation, read-only and masked paths, the read-only root.
+    /// After pivot_root: a read-only /dev, rootfsPropagation, read-only and masked paths, the
+    /// read-only root.
     pub fn finish(&self) -> Result<()> {
         let linux = self.spec.linux().as_ref();
+        let dev_flags = self
+            .spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| is_dev(m))
+            .map(|m| parse_options(m.options().as_deref().unwrap_or_default()).flags)
+            .next_back();
+        if let Some(f) = dev_flags.filter(|f| f.contains(MsFlags::MS_RDONLY)) {
+            // A bind remount with the mount's own flags, as runc does: it changes only this
+            // mount (never a bind-mounted host /dev's superblock) and works in a user namespace.
+            let keep = f - (MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            self.remount_bind(Path::new("/dev"), Path::new("/dev"), keep)?;
+        }
         if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref())
             && let Some(f) = propagation_flag(p)
         {
@@ -631,6 +645,21 @@ impl RootfsContext<'_> {
     }
 }
 
+/// Whether `m` mounts /dev itself.
+fn is_dev(m: &Mount) -> bool {
+    let d = m.destination();
+    d.components()
+        .filter(|c| {
+            !matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::CurDir
+            )
+        })
+        .count()
+        == 1
+        && d.ends_with("dev")
+}
+
 fn locked_flags() -> MsFlags {
     MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
@@ -645,25 +674,6 @@ fn locked_flags() -> MsFlags {
 mod tests {
     use super::*;
     use crate::syscall::Recorder;
-
-    #[test]
-    fn options_parse_into_flags_propagation_and_data() {
-        let o = parse_options(&[
-            "rbind".into(),
-            "ro".into(),
-            "nosuid".into(),
-            "rslave".into(),
-            "mode=755".into(),
-            "size=1m".into(),
-            "rw".into(),
-        ]);
-        assert_eq!(
-            o.flags,
-            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID
-        );
-        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
-        assert_eq!(o.data, "mode=755,size=1m");
-    }
 
     fn spec_json(extra_mounts: &str) -> Spec {
         let s = format!(
@@ -728,6 +738,74 @@ mod tests {
             rootfs.join("etc/hosts").is_file(),
             "file mount point created"
         );
+    }
+
+    fn prepare_with(extra_mounts: &str) -> (tempfile::TempDir, Result<Vec<String>>) {
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = t.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let spec = spec_json(extra_mounts);
+        let rec = Recorder {
+            strip: Some(t.path().to_path_buf()),
+            ..Default::default()
+        };
+        let ctx = RootfsContext {
+            sys: &rec,
+            bundle: t.path(),
+            rootfs: &rootfs,
+            spec: &spec,
+            in_user_ns: false,
+            cgroups: &[],
+        };
+        let r = ctx.prepare().and_then(|()| ctx.finish());
+        let calls = rec.calls.borrow().clone();
+        (t, r.map(|()| calls))
+    }
+
+    /// Options a bind mount would ignore are refused; recursive ones become mount_setattr.
+    #[test]
+    fn bind_options_are_known_or_refused_and_recursive_ones_applied() {
+        let (_t, r) = prepare_with(
+            r#",{"destination":"/h","type":"bind","source":"/tmp","options":["rbind","mode=755"]}"#,
+        );
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("unknown mount option") && e.contains("mode=755"),
+            "{e}"
+        );
+        let (_t, r) = prepare_with(
+            r#",{"destination":"/h","type":"bind","source":"/tmp","options":["rbind","rro","rnosuid"]}"#,
+        );
+        let calls = r.unwrap();
+        assert!(
+            calls.contains(&"mount_setattr /rootfs/h set=0x3 clr=0x0".to_string()),
+            "{calls:?}"
+        );
+    }
+
+    /// A read-only /dev is mounted writable, populated, and made read-only in `finish`.
+    #[test]
+    fn read_only_dev_is_remounted_after_it_is_populated() {
+        let (_t, r) = prepare_with("");
+        assert!(!r.unwrap().iter().any(|c| c.starts_with("mount /dev /dev")));
+        let (_t, r) = prepare_with(
+            r#",{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","ro","mode=755"]}"#,
+        );
+        let calls = r.unwrap();
+        let dev_mounts: Vec<&String> = calls
+            .iter()
+            .filter(|c| c.starts_with("mount tmpfs /rootfs/dev tmpfs"))
+            .collect();
+        assert!(
+            dev_mounts.iter().all(|c| !c.contains("RDONLY")),
+            "{dev_mounts:?}"
+        );
+        let last_mknod = calls.iter().rposition(|c| c.starts_with("mknod")).unwrap();
+        let remount = calls
+            .iter()
+            .position(|c| c == "mount /dev /dev - RDONLY|NOSUID|REMOUNT|BIND -")
+            .expect("read-only remount of /dev");
+        assert!(remount > last_mknod);
     }
 
     #[test]

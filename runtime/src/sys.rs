@@ -479,3 +479,36 @@ pub fn seccomp_set_filter(flags: u32, prog: &[libc::sock_filter]) -> nix::Result
     };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// mount_setattr(2) with AT_RECURSIVE on `path` (Linux 5.12): sets `set` and clears `clr`
+/// (`MOUNT_ATTR_*` bits) on the mount and every mount below it.
+pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clr: u64) -> nix::Result<()> {
+    /// `struct mount_attr` (linux/mount.h, MOUNT_ATTR_SIZE_VER0).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `c` is a C string and `attr` a mount_attr of the size passed, both alive for the
+    // call; the kernel only reads them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}

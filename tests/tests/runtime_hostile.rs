@@ -296,3 +296,107 @@ fn runtime_seccomp_unnamed_new_syscalls_get_enosys_like_runc() {
         }
     }
 }
+
+/// proc and sysfs must go on a directory: an image whose /proc or /sys is a symlink is
+/// refused (with runc's message) instead of getting procfs mounted where the link points.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_proc_or_sys_as_symlink_is_refused_like_runc() {
+    for dir in ["proc", "sys"] {
+        for (label, rt) in runtimes() {
+            let (out, b) = run_with(&rt, &format!("{dir}link-{label}"), &["true"], |b| {
+                let r = b.rootfs();
+                std::fs::remove_dir(r.join(dir)).unwrap();
+                std::fs::create_dir(r.join("elsewhere")).unwrap();
+                std::os::unix::fs::symlink("/elsewhere", r.join(dir)).unwrap();
+            });
+            let err = String::from_utf8_lossy(&out.stderr);
+            let fs = if dir == "proc" { "proc" } else { "sysfs" };
+            assert!(!out.status.success(), "{label} {dir}: {}", text(&out));
+            assert!(
+                err.contains(&format!(
+                    "filesystem \\\"{fs}\\\" must be mounted on ordinary directory"
+                )),
+                "{label} {dir}: {err}"
+            );
+            assert_eq!(
+                std::fs::read_dir(b.rootfs().join("elsewhere"))
+                    .unwrap()
+                    .count(),
+                0
+            );
+        }
+    }
+}
+
+/// Recursive mount attributes (`rro`, `rnosuid`, …) reach the mounts below a bind mount; a
+/// read-only /dev is populated first; `tmpcopyup` fills a tmpfs with what it covers. The
+/// container sees the same under both runtimes.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_recursive_options_read_only_dev_and_tmpcopyup_like_runc() {
+    let host = tempfile::tempdir().unwrap();
+    let sub = host.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let script = "grep -E ' /(h|h/sub|dev|etc) ' /proc/mounts | cut -d' ' -f2,4 | sed 's/,size=[^,]*//'; \
+        touch /h/sub/x 2>/dev/null && echo sub-writable || echo sub-read-only; \
+        touch /dev/x 2>/dev/null && echo dev-writable || echo dev-read-only; \
+        ls /dev | tr '\\n' ' '; echo; stat -c '%n %A %u:%g' /etc/*; echo link: $(readlink /etc/link)";
+    let mut seen = Vec::new();
+    for (label, rt) in runtimes() {
+        let (out, _b) = run_with(
+            &rt,
+            &format!("recopts-{label}"),
+            &["sh", "-c", script],
+            |b| {
+                let mounts = b.config["mounts"].as_array_mut().unwrap();
+                for m in mounts.iter_mut() {
+                    if m["destination"] == "/dev" {
+                        m["options"].as_array_mut().unwrap().push(json!("ro"));
+                    }
+                }
+                mounts.push(
+                    json!({"destination": "/h", "type": "bind", "source": host.path(),
+                "options": ["rbind", "rro", "rnosuid", "rnodev"]}),
+                );
+                mounts.push(
+                    json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                "options": ["tmpcopyup", "mode=755"]}),
+                );
+                std::fs::create_dir(b.rootfs().join("etc/private")).unwrap();
+                std::os::unix::fs::symlink("passwd", b.rootfs().join("etc/link")).unwrap();
+            },
+        );
+        assert!(out.status.success(), "{label}: {}", text(&out));
+        seen.push(stdout(&out));
+    }
+    let _ = std::process::Command::new("umount").arg(&sub).status();
+    assert!(seen[0].contains("/h/sub ro,nosuid,nodev"), "{}", seen[0]);
+    assert!(seen[0].contains("sub-read-only") && seen[0].contains("dev-read-only"));
+    assert!(seen[0].contains("link: passwd"), "{}", seen[0]);
+    assert_eq!(seen[0], seen[1], "berth (left) and runc (right) differ");
+}
+
+/// Options the kernel would ignore on a bind mount are refused, not silently dropped.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_unknown_bind_mount_option_is_an_error() {
+    let rt = Runtime::berth();
+    let (out, _b) = run_with(&rt, "unknownopt", &["true"], |b| {
+        b.config["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/h", "type": "bind", "source": "/tmp", "options": ["rbind", "rro", "recursive-ro"]}),
+        );
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown mount option") && err.contains("recursive-ro"),
+        "{err}"
+    );
+}
