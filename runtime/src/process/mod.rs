@@ -168,6 +168,7 @@ pub fn apply_oom_score_adj(p: &Process) -> Result<(), ProcessError> {
 /// change, then sets the capability sets the spec asks for.
 pub fn switch_user(p: &Process, in_user_ns_without_setgroups: bool) -> Result<(), ProcessError> {
     let user: &User = p.user();
+    give_stdio_to(user.uid())?;
     if let Some(c) = p.capabilities() {
         crate::capabilities::apply_bounding(c)?;
     }
@@ -189,6 +190,34 @@ pub fn switch_user(p: &Process, in_user_ns_without_setgroups: bool) -> Result<()
     nix::sys::prctl::set_keepcaps(false).map_err(sys("PR_SET_KEEPCAPS"))?;
     if let Some(c) = p.capabilities() {
         crate::capabilities::apply_sets(c)?;
+    }
+    Ok(())
+}
+
+/// Makes the container's user own its stdio (the pty slave with a terminal, else what the
+/// caller lent), so that it can reopen /dev/stdout or use its terminal, as runc does: only the
+/// owner changes (the tty group stays), /dev/null is left alone, and a file whose owner or
+/// group the user namespace does not map (EINVAL, EPERM) is skipped.
+fn give_stdio_to(uid: u32) -> Result<(), ProcessError> {
+    use std::os::fd::AsFd;
+    let null = nix::sys::stat::stat("/dev/null").ok().map(|s| s.st_rdev);
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    for (n, fd) in fds.into_iter().enumerate() {
+        let Ok(st) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        if st.st_uid == uid || Some(st.st_rdev) == null {
+            continue;
+        }
+        match nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(st.st_gid)),
+        ) {
+            Ok(()) | Err(nix::Error::EINVAL | nix::Error::EPERM) => {}
+            Err(e) => return Err(sys(format!("giving stdio fd {n} to uid {uid}"))(e)),
+        }
     }
     Ok(())
 }
