@@ -526,6 +526,62 @@ impl RootfsContext<'_> {
         Ok(())
     }
 
+    /// Without a mount namespace of its own the container shares the caller's mounts (the
+    /// spec allows it; runc runs it). Nothing may be mounted then, as it would land in the
+    /// caller's namespace and outlive the container (runc mounts there regardless; berth
+    /// refuses): checks that the spec asks for no mount, and gives runc's message for the
+    /// combinations it refuses too.
+    pub fn check_shared(spec: &Spec) -> Result<()> {
+        let linux = spec.linux().as_ref();
+        let refuse = |why: &str| {
+            Err(RootfsError::Invalid {
+                dest: "/".into(),
+                why: why.into(),
+            })
+        };
+        if linux.is_some_and(|l| {
+            l.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+                || l.readonly_paths().as_ref().is_some_and(|p| !p.is_empty())
+        }) {
+            return refuse("unable to restrict sys entries without a private MNT namespace");
+        }
+        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            return refuse("mounts need a private mount namespace");
+        }
+        if linux.is_some_and(|l| {
+            l.rootfs_propagation()
+                .as_ref()
+                .is_some_and(|p| !p.is_empty())
+        }) {
+            return refuse("rootfsPropagation needs a private mount namespace");
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+            return refuse("a read-only root needs a private mount namespace");
+        }
+        Ok(())
+    }
+
+    /// The shared-mount-namespace counterpart of [`Self::prepare`]: device nodes and `/dev`
+    /// links in the rootfs (files, as runc makes them), no mount.
+    pub fn prepare_shared(&self) -> Result<()> {
+        self.create_devices()?;
+        self.dev_symlinks()
+    }
+
+    /// The shared-mount-namespace counterpart of [`Self::pivot`]: chroot into the rootfs.
+    pub fn chroot(&self) -> Result<()> {
+        let err = |step: &'static str| {
+            move |err| RootfsError::Pivot {
+                rootfs: self.rootfs.to_path_buf(),
+                step,
+                err,
+            }
+        };
+        self.sys.chdir(self.rootfs).map_err(err("chdir"))?;
+        self.sys.chroot(Path::new(".")).map_err(err("chroot"))?;
+        self.sys.chdir(Path::new("/")).map_err(err("chdir /"))
+    }
+
     /// Makes the rootfs the root: pivot_root(".", ".") stacks the old root on top of the new
     /// one, which is then lazily unmounted (after making it a slave so that the unmount does not
     /// propagate to the host), so no directory for the old root is needed.
@@ -806,6 +862,23 @@ mod tests {
             .position(|c| c == "mount /dev /dev - RDONLY|NOSUID|REMOUNT|BIND -")
             .expect("read-only remount of /dev");
         assert!(remount > last_mknod);
+    }
+
+    /// Without a mount namespace nothing is mounted: specs that ask for mounts are refused.
+    #[test]
+    fn shared_mount_namespace_refuses_mounts_and_restricted_paths() {
+        let spec = spec_json("");
+        let e = RootfsContext::check_shared(&spec).unwrap_err().to_string();
+        assert!(e.contains("unable to restrict sys entries"), "{e}");
+        let mut spec = spec;
+        spec.set_linux(None);
+        let e = RootfsContext::check_shared(&spec).unwrap_err().to_string();
+        assert!(e.contains("mounts need a private mount namespace"), "{e}");
+        spec.set_mounts(Some(vec![]));
+        let e = RootfsContext::check_shared(&spec).unwrap_err().to_string();
+        assert!(e.contains("read-only root"), "{e}");
+        spec.set_root(None);
+        assert!(RootfsContext::check_shared(&spec).is_ok());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub trait Syscall {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()>;
     /// chdir(2).
     fn chdir(&self, path: &Path) -> nix::Result<()>;
+    /// chroot(2).
+    fn chroot(&self, path: &Path) -> nix::Result<()>;
     /// `mkdir -p` with `mode` for the directories it creates.
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Creates an empty regular file if nothing exists at `path` (a bind-mount target).
@@ -84,6 +86,9 @@ impl Syscall for LinuxSyscall {
     }
     fn chdir(&self, path: &Path) -> nix::Result<()> {
         nix::unistd::chdir(path)
+    }
+    fn chroot(&self, path: &Path) -> nix::Result<()> {
+        nix::unistd::chroot(path)
     }
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
@@ -260,6 +265,10 @@ impl Syscall for Recorder {
     }
     fn chdir(&self, path: &Path) -> nix::Result<()> {
         self.log(format!("chdir {}", self.p(path)));
+        Ok(())
+    }
+    fn chroot(&self, path: &Path) -> nix::Result<()> {
+        self.log(format!("chroot {}", self.p(path)));
         Ok(())
     }
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {

@@ -400,3 +400,69 @@ fn runtime_unknown_bind_mount_option_is_an_error() {
         "{err}"
     );
 }
+
+/// A config without namespaces shares the caller's (the spec allows it): berth runs it in a
+/// chroot, mounting nothing. With masked or read-only paths it is refused with runc's message.
+/// runc 1.1 would mount the spec's mounts in the caller's namespace (and leave them there):
+/// berth refuses mounts without a mount namespace instead.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_no_namespaces_shares_the_callers() {
+    let rt = Runtime::berth();
+    let id = unique("nons");
+    let cg = format!("/{id}");
+    let mut b = Bundle::busybox(
+        std::path::Path::new("runc"),
+        &["sh", "-c", "echo ok; ls /dev/null; cat /etc/passwd | wc -l"],
+        &cg,
+    );
+    rt.track(&id, &cg);
+    b.config["linux"]["namespaces"] = json!([]);
+    b.config["mounts"] = json!([]);
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    b.config["hostname"].take();
+    b.config["root"]["readonly"] = json!(false);
+    b.save();
+    let out = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "ok\n/dev/null\n2\n", "{}", text(&out));
+    assert_nothing_left(&rt, &b, &cg, None);
+
+    for (label, rt) in runtimes() {
+        let (out, b) = run_with(&rt, &format!("nonsmasked-{label}"), &["true"], |b| {
+            b.config["linux"]["namespaces"] = json!([]);
+            b.config["mounts"] = json!([]);
+            b.config["hostname"].take();
+        });
+        assert!(!out.status.success(), "{label}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("unable to restrict sys entries without a private MNT namespace"),
+            "{label}: {err}"
+        );
+        assert_eq!(
+            berth_tests::bundle::mounts_under(b.path()),
+            Vec::<String>::new()
+        );
+    }
+}
+
+/// runc 1.1 does not check `ociVersion` (missing, empty, not SemVer, another major): neither
+/// does berth, so every bundle runc runs, berth runs.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_oci_version_is_not_checked_like_runc() {
+    for (n, v) in [None, Some(""), Some("garbage"), Some("2.0.0")]
+        .into_iter()
+        .enumerate()
+    {
+        for (label, rt) in runtimes() {
+            let (out, _b) = run_with(&rt, &format!("ociver{n}-{label}"), &["true"], |b| match v {
+                None => drop(b.config.as_object_mut().unwrap().remove("ociVersion")),
+                Some(v) => b.config["ociVersion"] = json!(v),
+            });
+            assert!(out.status.success(), "{label} {v:?}: {}", text(&out));
+        }
+    }
+}

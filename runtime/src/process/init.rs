@@ -186,10 +186,11 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     early(super::apply_oom_score_adj(process))?;
     early(super::apply_scheduling(process))?;
 
-    if !a.ns.has(CloneFlags::CLONE_NEWNS) {
-        return early(Err(ProcessError::Other(
-            "a mount namespace is required".into(),
-        )));
+    // Without a mount namespace of its own the container shares the caller's (see
+    // `RootfsContext::check_shared`): no mount at all, chroot instead of pivot_root.
+    let own_mounts = a.ns.has(CloneFlags::CLONE_NEWNS);
+    if !own_mounts {
+        early(RootfsContext::check_shared(spec))?;
     }
     let rootfs = RootfsContext {
         sys: &sysc,
@@ -199,7 +200,11 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         in_user_ns,
         cgroups: &a.cgroups,
     };
-    early(rootfs.prepare())?;
+    early(if own_mounts {
+        rootfs.prepare()
+    } else {
+        rootfs.prepare_shared()
+    })?;
     // The runtime has recorded the container; hooks get its state from here on.
     let state_json = early(a.chan.wait_for_go())?;
     early(a.chan.request_hooks())?;
@@ -210,7 +215,11 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     {
         early(crate::hooks::run("createContainer", h, &state_json))?;
     }
-    early(rootfs.pivot())?;
+    early(if own_mounts {
+        rootfs.pivot()
+    } else {
+        rootfs.chroot()
+    })?;
     // Like runc's init, the container's first process leads its own session and process
     // group (console set-up below does it for a terminal).
     if process.terminal() != Some(true) {
@@ -227,7 +236,8 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        early(crate::console::setup(sock, size, true))?;
+        // /dev/console is a bind mount: only in a mount namespace of the container's own.
+        early(crate::console::setup(sock, size, own_mounts))?;
     }
     for (k, v) in spec
         .linux()
@@ -242,7 +252,9 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
                 .map_err(|e| ProcessError::Other(format!("sysctl {k}={v}: {e}"))),
         )?;
     }
-    early(rootfs.finish())?;
+    if own_mounts {
+        early(rootfs.finish())?;
+    }
     early(
         nix::unistd::chdir(process.cwd()).map_err(sys(format!("chdir to cwd {:?}", process.cwd()))),
     )?;
