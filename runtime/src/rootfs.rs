@@ -4,6 +4,7 @@
 //! after it masked paths, read-only paths and the read-only root. Every kernel call goes through
 //! [`Syscall`], so the plan is unit-tested with the [`crate::syscall::Recorder`].
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -98,6 +99,40 @@ pub struct RootfsContext<'a> {
     pub in_user_ns: bool,
     /// The container's cgroup directories, for `cgroup` mounts.
     pub cgroups: &'a [CgroupMount],
+    /// Bind mount sources the runtime opened before the init entered its user namespace, by
+    /// mount index (see [`open_bind_sources`]); empty without one.
+    pub bind_sources: &'a [Option<OwnedFd>],
+}
+
+/// Clones (open_tree) the source of every bind mount of `spec` into a detached mount tree, by
+/// mount index. The runtime does it before the clone when the container gets a user namespace:
+/// the container's root may not be able to reach a source (a directory under a 0700 one of the
+/// host's root), which runc mounts all the same. A source that cannot be cloned gets None, and
+/// the init reports it as before.
+pub fn open_bind_sources(spec: &Spec, bundle: &Path) -> Vec<Option<OwnedFd>> {
+    spec.mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let opts = parse_options(m.options().as_deref().unwrap_or_default());
+            if m.typ().as_deref() != Some("bind") && !opts.flags.contains(MsFlags::MS_BIND) {
+                return None;
+            }
+            let src = bind_source(m, bundle);
+            crate::sys::open_tree_clone(&src, opts.flags.contains(MsFlags::MS_REC)).ok()
+        })
+        .collect()
+}
+
+/// A bind mount's source on the host (relative ones are relative to the bundle).
+fn bind_source(m: &Mount, bundle: &Path) -> PathBuf {
+    let src = m.source().clone().unwrap_or_default();
+    if src.is_absolute() {
+        src
+    } else {
+        bundle.join(src)
+    }
 }
 
 const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
@@ -187,15 +222,22 @@ impl RootfsContext<'_> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        for m in self.spec.mounts().as_deref().unwrap_or_default() {
-            self.mount_one(m)?;
+        for (i, m) in self
+            .spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            self.mount_one(i, m)?;
         }
         self.create_devices()?;
         self.dev_symlinks()?;
         Ok(())
     }
 
-    fn mount_one(&self, m: &Mount) -> Result<()> {
+    fn mount_one(&self, index: usize, m: &Mount) -> Result<()> {
         let dest = resolve_in_root(self.rootfs, m.destination())?;
         let mut opts = parse_options(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().as_deref().unwrap_or("none");
@@ -222,7 +264,7 @@ impl RootfsContext<'_> {
         }
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         if bind {
-            self.bind_mount(m, &dest, &opts)?;
+            self.bind_mount(index, m, &dest, &opts)?;
         } else if typ == "cgroup" || typ == "cgroup2" {
             self.mount_cgroup(&dest, opts.flags)?;
         } else {
@@ -315,19 +357,23 @@ impl RootfsContext<'_> {
         }
     }
 
-    fn bind_mount(&self, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
-        let src = m.source().clone().unwrap_or_default();
-        let src = if src.is_absolute() {
-            src
-        } else {
-            self.bundle.join(src)
+    fn bind_mount(&self, index: usize, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
+        let src = bind_source(m, self.bundle);
+        let opened = self.bind_sources.get(index).and_then(Option::as_ref);
+        let meta = match opened {
+            Some(fd) => nix::sys::stat::fstat(fd).map(|st| {
+                SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+            }),
+            None => std::fs::metadata(&src)
+                .map(|m| m.is_dir())
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
         };
-        let meta = std::fs::metadata(&src).map_err(|err| RootfsError::Create {
+        let is_dir = meta.map_err(|err| RootfsError::Create {
             what: "bind mount source",
             path: src.clone(),
-            err,
+            err: err.into(),
         })?;
-        if meta.is_dir() {
+        if is_dir {
             self.mkdir(dest)?;
         } else {
             if let Some(parent) = dest.parent() {
@@ -340,7 +386,19 @@ impl RootfsContext<'_> {
             })?;
         }
         let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        self.mount(Some(&src), dest, None, bind, None)?;
+        match opened {
+            // Attaching the tree cloned by the runtime needs no access to the source path.
+            Some(tree) => {
+                self.sys
+                    .move_mount(tree.as_fd(), dest)
+                    .map_err(|err| RootfsError::Mount {
+                        source_name: src.display().to_string(),
+                        dest: self.inside(dest),
+                        err,
+                    })?
+            }
+            None => self.mount(Some(&src), dest, None, bind, None)?,
+        }
         let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             self.remount_bind(&src, dest, extra)?;
@@ -763,6 +821,7 @@ mod tests {
             spec: &spec,
             in_user_ns: false,
             cgroups: &[],
+            bind_sources: &[],
         };
         ctx.prepare().unwrap();
         let calls = rec.calls.borrow().clone();
@@ -812,6 +871,7 @@ mod tests {
             spec: &spec,
             in_user_ns: false,
             cgroups: &[],
+            bind_sources: &[],
         };
         let r = ctx.prepare().and_then(|()| ctx.finish());
         let calls = rec.calls.borrow().clone();
@@ -898,6 +958,7 @@ mod tests {
             spec: &spec,
             in_user_ns: true,
             cgroups: &[],
+            bind_sources: &[],
         };
         ctx.prepare().unwrap();
         ctx.pivot().unwrap();
@@ -943,6 +1004,7 @@ mod tests {
             spec: &spec,
             in_user_ns: false,
             cgroups: &cgs,
+            bind_sources: &[],
         };
         ctx.prepare().unwrap();
         let calls = rec.calls.borrow().clone();

@@ -512,3 +512,40 @@ pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clr: u64) -> ni
     };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// open_tree(2) with OPEN_TREE_CLONE (Linux 5.2): a detached copy of the mount at `path` (with
+/// the mounts below it when `recursive`), which a process in another mount namespace can
+/// attach with [`move_mount_to`] without reaching `path` itself.
+pub fn open_tree_clone(path: &std::path::Path, recursive: bool) -> nix::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `c` is a C string alive for the call; the kernel returns a new fd or an error.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// move_mount(2) of the detached tree `tree` (from [`open_tree_clone`]) onto `target`.
+pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> nix::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let c = CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the paths are C strings alive for the call; `tree` is an open fd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}

@@ -56,6 +56,8 @@ pub trait Syscall {
     /// mount_setattr(2) with AT_RECURSIVE: sets and clears `MOUNT_ATTR_*` bits on the mount at
     /// `path` and every mount below it.
     fn mount_setattr_recursive(&self, path: &Path, set: u64, clr: u64) -> nix::Result<()>;
+    /// Attaches the detached mount tree `tree` at `target` (move_mount(2)).
+    fn move_mount(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> nix::Result<()>;
     /// Opens directory `path` (to read it later from below a mount that covers it).
     fn open_dir(&self, path: &Path) -> io::Result<OwnedFd>;
     /// Copies the tree of directory `from` into directory `to`: modes, owners, symlinks and
@@ -157,6 +159,9 @@ impl Syscall for LinuxSyscall {
     }
     fn mount_setattr_recursive(&self, path: &Path, set: u64, clr: u64) -> nix::Result<()> {
         crate::sys::mount_setattr_recursive(path, set, clr)
+    }
+    fn move_mount(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> nix::Result<()> {
+        crate::sys::move_mount_to(tree, target)
     }
     fn open_dir(&self, path: &Path) -> io::Result<OwnedFd> {
         Ok(nix::fcntl::open(
@@ -324,6 +329,10 @@ impl Syscall for Recorder {
             "mount_setattr {} set={set:#x} clr={clr:#x}",
             self.p(path)
         ));
+        Ok(())
+    }
+    fn move_mount(&self, _tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> nix::Result<()> {
+        self.log(format!("move_mount {}", self.p(target)));
         Ok(())
     }
     fn open_dir(&self, path: &Path) -> io::Result<OwnedFd> {

@@ -466,3 +466,56 @@ fn runtime_oci_version_is_not_checked_like_runc() {
         }
     }
 }
+
+/// In a user namespace, bind mount sources the container's root cannot reach (under a 0700
+/// directory of the host's root) are mounted all the same, as runc does: the runtime clones
+/// them (open_tree) before the container enters its namespace.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_user_namespace_binds_unreachable_sources_like_runc() {
+    let host = tempfile::tempdir().unwrap();
+    let private = host.path().join("private");
+    std::fs::create_dir_all(private.join("dir")).unwrap();
+    std::fs::write(private.join("dir/in"), "inside\n").unwrap();
+    std::fs::write(private.join("file"), "file\n").unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for (label, rt) in runtimes() {
+        let (out, _b) = run_with(
+            &rt,
+            &format!("usersrc-{label}"),
+            &[
+                "sh",
+                "-c",
+                "cat /d/in /f; grep -E ' /(d|f) ' /proc/mounts | cut -d' ' -f2,4",
+            ],
+            |b| {
+                // Mount points the mapped root cannot create in a rootfs the host's root owns.
+                std::fs::create_dir(b.rootfs().join("d")).unwrap();
+                std::fs::write(b.rootfs().join("f"), "").unwrap();
+                b.config["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "user"}));
+                let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                b.config["linux"]["uidMappings"] = map.clone();
+                b.config["linux"]["gidMappings"] = map;
+                let mounts = b.config["mounts"].as_array_mut().unwrap();
+                mounts.retain(|m| m["type"] != "cgroup");
+                mounts.push(json!({"destination": "/d", "type": "bind",
+                    "source": private.join("dir"), "options": ["rbind", "ro"]}));
+                mounts.push(json!({"destination": "/f", "type": "bind",
+                    "source": private.join("file"), "options": ["bind"]}));
+            },
+        );
+        assert!(out.status.success(), "{label}: {}", text(&out));
+        seen.push(stdout(&out));
+    }
+    assert!(seen[0].starts_with("inside\nfile\n"), "{}", seen[0]);
+    assert!(seen[0].contains("/d ro,"), "{}", seen[0]);
+    assert_eq!(seen[0], seen[1], "berth (left) and runc (right) differ");
+}

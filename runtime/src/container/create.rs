@@ -180,6 +180,11 @@ fn create_inner(
         .map(|(f, p)| Ok((*f, open_ns(p)?)))
         .collect::<Result<Vec<_>>>()?;
     let user_fd = ns.join_user.as_deref().map(open_ns).transpose()?;
+    let bind_sources = if ns.has(CloneFlags::CLONE_NEWUSER) {
+        crate::rootfs::open_bind_sources(spec, &b.dir)
+    } else {
+        Vec::new()
+    };
     // Joining a PID namespace by path: enter it for our children only, around the clone.
     let pid_restore = match &ns.join_pid {
         Some(p) => {
@@ -222,6 +227,7 @@ fn create_inner(
                 preserve_fds: opts.preserve_fds,
                 cgroups: cg.container_mounts(),
                 keep_notify_socket: opts.keep_notify_socket,
+                bind_sources,
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -230,6 +236,7 @@ fn create_inner(
     drop(child_end);
     drop(fifo);
     drop(late_error);
+    drop(bind_sources);
     drop(console);
     undo.child = Some((pid, pidfd));
 

@@ -72,6 +72,8 @@ pub struct InitArgs<'a> {
     pub cgroups: Vec<CgroupMount>,
     /// Keep NOTIFY_SOCKET.
     pub keep_notify_socket: bool,
+    /// Bind mount sources opened before the clone (with a user namespace), by mount index.
+    pub bind_sources: Vec<Option<OwnedFd>>,
 }
 
 /// Runs the init; never returns. A set-up failure goes back over the channel and the process
@@ -199,6 +201,7 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         spec,
         in_user_ns,
         cgroups: &a.cgroups,
+        bind_sources: &a.bind_sources,
     };
     early(if own_mounts {
         rootfs.prepare()
