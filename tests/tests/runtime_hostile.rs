@@ -519,3 +519,44 @@ fn runtime_user_namespace_binds_unreachable_sources_like_runc() {
     assert!(seen[0].contains("/d ro,"), "{}", seen[0]);
     assert_eq!(seen[0], seen[1], "berth (left) and runc (right) differ");
 }
+
+/// runc 1.1 loads the filter before the startContainer hooks, with and without
+/// no_new_privs: a hook is subject to the container's seccomp profile under both runtimes.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_start_container_hooks_run_under_the_filter_like_runc() {
+    for nnp in [true, false] {
+        let mut seen = Vec::new();
+        for (label, rt) in runtimes() {
+            let (out, _b) = run_with(
+                &rt,
+                &format!("hookfilter-{nnp}-{label}"),
+                &[
+                    "sh",
+                    "-c",
+                    "ls -d /tmp/hookdir 2>/dev/null || echo no-hookdir; cat /tmp/hookerr",
+                ],
+                |b| {
+                    b.config["process"]["noNewPrivileges"] = json!(nnp);
+                    b.config["root"]["readonly"] = json!(false);
+                    let mut profile = deny(&["mkdir", "mkdirat"]);
+                    profile["syscalls"][0]["errnoRet"] = json!(5);
+                    b.config["linux"]["seccomp"] = profile;
+                    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh",
+                        "args": ["sh", "-c", "mkdir /tmp/hookdir 2>/tmp/hookerr; true"]}]});
+                },
+            );
+            assert!(out.status.success(), "{label}, nnp {nnp}: {}", text(&out));
+            seen.push(stdout(&out));
+        }
+        assert!(
+            seen[0].starts_with("no-hookdir\n"),
+            "nnp {nnp}: {}",
+            seen[0]
+        );
+        assert_eq!(
+            seen[0], seen[1],
+            "nnp {nnp}: berth (left) and runc (right) differ"
+        );
+    }
+}

@@ -272,7 +272,7 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     // Before any filter is loaded: it may deny close_range, fcntl or rt_sigaction.
     early(super::prepare_exec(a.preserve_fds))?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the user
-    // switch drops capabilities. With it, load it as late as possible (right before exec).
+    // switch drops capabilities. With it, after the switch: see below.
     if !nnp && let Some(f) = &filter {
         early(crate::seccomp::load(f))?;
     }
@@ -286,9 +286,15 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     let path = early(super::find_executable(&args[0], &env))?;
     let image = early(super::exec_image(&path, &args, &env))?;
+    // As in runc 1.1, the filter is in force before the runtime hears `Ready`, and so for the
+    // wait on the fifo and the startContainer hooks: from here on the init only reads the fifo,
+    // runs those hooks and execs (no close_range, fcntl or signal calls a profile may deny).
+    if nnp && let Some(f) = &filter {
+        early(crate::seccomp::load(f))?;
+    }
 
     early(a.chan.send(&Message::Ready))?;
-    // From here on the runtime may be gone: errors go to the container's stderr.
+    // From here on the runtime may be gone: errors go to the late-error file for `start`.
     let mut b = [0u8; 1];
     loop {
         match nix::unistd::read(a.fifo, &mut b) {
@@ -311,10 +317,6 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         .and_then(|h| h.start_container().as_deref())
     {
         crate::hooks::run("startContainer", h, &state_json).map_err(|e| (true, e.into()))?;
-    }
-    // Only the filter load and execve from here: the filter may deny anything else.
-    if nnp && let Some(f) = &filter {
-        crate::seccomp::load(f).map_err(|e| (true, e.into()))?;
     }
     Err((true, super::exec(&image, &path)))
 }
