@@ -1,5 +1,6 @@
 //! The runtime's thin wrappers over system calls that nix does not cover safely: clone3 (with a
-//! pidfd), pidfds, close_range, setdomainname, signal disposition reset and the tty ioctls. Runs
+//! pidfd), pidfds, close_range, setdomainname, signal disposition reset, the tty ioctls, an
+//! allocation-free execve, seccomp(2), mount_setattr(2), open_tree(2) and move_mount(2). Runs
 //! in every process role. This is one of the few modules allowed `unsafe`; each block says why
 //! it is sound.
 #![allow(unsafe_code)]
