@@ -560,3 +560,82 @@ fn runtime_start_container_hooks_run_under_the_filter_like_runc() {
         );
     }
 }
+
+/// Sysctls the container's namespaces do not isolate would change the host's kernel: refused
+/// with runc's messages; a domain name without a UTS namespace is left alone, as runc does.
+/// The values written are the host's own, so a regression changes nothing on the host.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_host_kernel_settings_are_refused_like_runc() {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let host = |p: &str| (p.to_string(), read(p));
+    let before = [
+        host("/proc/sys/vm/swappiness"),
+        host("/proc/sys/kernel/shmmax"),
+        host("/proc/sys/net/ipv4/ip_forward"),
+        host("/proc/sys/kernel/domainname"),
+    ];
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "vm.swappiness",
+            "",
+            "/proc/sys/vm/swappiness",
+            "is not in a separate kernel namespace",
+        ),
+        (
+            "kernel.shmmax",
+            "ipc",
+            "/proc/sys/kernel/shmmax",
+            "is not allowed in the hosts ipc namespace",
+        ),
+        (
+            "net.ipv4.ip_forward",
+            "network",
+            "/proc/sys/net/ipv4/ip_forward",
+            "not allowed in host network namespace",
+        ),
+        (
+            "kernel.domainname",
+            "uts",
+            "/proc/sys/kernel/domainname",
+            "is not in a separate kernel namespace",
+        ),
+    ];
+    for (n, (sysctl, drop_ns, file, want)) in cases.into_iter().enumerate() {
+        for (label, rt) in runtimes() {
+            let (out, _b) = run_with(&rt, &format!("sysctl{n}-{label}"), &["true"], |b| {
+                b.config["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|ns| ns["type"] != drop_ns);
+                if drop_ns == "uts" {
+                    b.config["hostname"].take();
+                }
+                b.config["linux"]["sysctl"] = json!({sysctl: read(file)});
+            });
+            assert!(!out.status.success(), "{label} {sysctl}: {}", text(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(want), "{label} {sysctl}: {err}");
+        }
+    }
+    for (label, rt) in runtimes() {
+        let (out, _b) = run_with(
+            &rt,
+            &format!("domain-{label}"),
+            &["cat", "/proc/sys/kernel/domainname"],
+            |b| {
+                b.config["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|ns| ns["type"] != "uts");
+                b.config["hostname"].take();
+                b.config["domainname"] = json!("berth-test.invalid");
+            },
+        );
+        assert!(out.status.success(), "{label}: {}", text(&out));
+        assert_eq!(stdout(&out).trim(), before[3].1, "{label}");
+    }
+    for (path, value) in before {
+        assert_eq!(read(&path), value, "{path} changed on the host");
+    }
+}

@@ -76,6 +76,11 @@ pub fn create(rt: &Runtime, id: &str, bundle: &Path, opts: &CreateOptions) -> Re
     let linux = b.spec.linux().as_ref().expect("checked at load");
     let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())
         .map_err(|e| Error::Init(e.to_string()))?;
+    if let Some(sysctls) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        let host_net = host_network(&ns);
+        crate::namespaces::check_sysctls(sysctls.keys(), &ns, host_net)
+            .map_err(|e| Error::Init(e.to_string()))?;
+    }
     let process = b.spec.process().as_ref().expect("checked at load");
     if process.terminal() == Some(true) && opts.console_socket.is_none() {
         return Err(Error::Init(
@@ -109,6 +114,17 @@ pub fn create(rt: &Runtime, id: &str, bundle: &Path, opts: &CreateOptions) -> Re
             Err(e.with_cleanup(cleanup))
         }
     }
+}
+
+/// Whether the container's network namespace is the caller's (none of its own, or the
+/// caller's joined by path).
+fn host_network(ns: &NsPlan) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((_, path)) = ns.join.iter().find(|(f, _)| *f == CloneFlags::CLONE_NEWNET) else {
+        return !ns.has(CloneFlags::CLONE_NEWNET);
+    };
+    let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    id(path).is_some() && id(path) == id(Path::new("/proc/self/ns/net"))
 }
 
 fn open_ns(path: &Path) -> Result<OwnedFd> {

@@ -170,7 +170,13 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         }
         early(sysc.sethostname(h).map_err(sys(format!("sethostname {h}"))))?;
     }
-    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+    // Without a UTS namespace of its own the domain name would be the host's: runc 1.1 leaves
+    // it alone then, and so does berth.
+    if let Some(d) = spec
+        .domainname()
+        .as_deref()
+        .filter(|d| !d.is_empty() && a.ns.has(CloneFlags::CLONE_NEWUTS))
+    {
         early(
             sysc.setdomainname(d)
                 .map_err(sys(format!("setdomainname {d}"))),
