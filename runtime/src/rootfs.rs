@@ -360,6 +360,18 @@ impl RootfsContext<'_> {
             path: src.clone(),
             err: err.into(),
         })?;
+        if let Some(why) = proc_bind_refusal(&self.inside(dest), || {
+            let fs = match opened {
+                Some(fd) => nix::sys::statfs::fstatfs(fd),
+                None => nix::sys::statfs::statfs(&src),
+            };
+            fs.is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+        }) {
+            return Err(RootfsError::Invalid {
+                dest: m.destination().clone(),
+                why,
+            });
+        }
         if is_dir {
             self.mkdir(dest)?;
         } else {
@@ -586,6 +598,34 @@ impl RootfsContext<'_> {
         }
         Ok(())
     }
+}
+
+/// runc's rule for bind mounts into /proc (`dest` as the container sees it, resolved): over
+/// /proc itself only a procfs (`src_is_proc`), below it only the files lxcfs emulates; anything
+/// else could cover or replace the kernel's files (CVE-2019-16884 and its kind).
+pub fn proc_bind_refusal(dest: &Path, src_is_proc: impl FnOnce() -> bool) -> Option<String> {
+    const LXCFS: [&str; 10] = [
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+    ];
+    if dest == Path::new("/proc") {
+        return (!src_is_proc())
+            .then(|| format!("{dest:?} cannot be mounted because it is not of type proc"));
+    }
+    if !dest.starts_with("/proc") || LXCFS.iter().any(|p| dest == Path::new(p)) {
+        return None;
+    }
+    Some(format!(
+        "{dest:?} cannot be mounted because it is inside /proc"
+    ))
 }
 
 /// Whether `m` mounts /dev itself.

@@ -639,3 +639,56 @@ fn runtime_host_kernel_settings_are_refused_like_runc() {
         assert_eq!(read(&path), value, "{path} changed on the host");
     }
 }
+
+/// Bind mounts into /proc follow runc's rule: over /proc only a procfs, below it only the
+/// files lxcfs emulates (/proc/cpuinfo, …); /proc/1 or /proc/self/… are refused.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_bind_mounts_into_proc_are_refused_like_runc() {
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("cpuinfo");
+    std::fs::write(&file, "not a cpu\n").unwrap();
+    let cases = [
+        (
+            "/proc/1",
+            host.path(),
+            Some("cannot be mounted because it is inside /proc"),
+        ),
+        (
+            "/proc/self/attr/current",
+            file.as_path(),
+            Some("cannot be mounted because it is inside /proc"),
+        ),
+        (
+            "/proc",
+            host.path(),
+            Some("cannot be mounted because it is not of type proc"),
+        ),
+        ("/proc/cpuinfo", file.as_path(), None),
+    ];
+    for (n, (dest, src, refusal)) in cases.into_iter().enumerate() {
+        for (label, rt) in runtimes() {
+            let (out, _b) = run_with(
+                &rt,
+                &format!("procbind{n}-{label}"),
+                &["cat", "/proc/cpuinfo"],
+                |b| {
+                    b.config["mounts"].as_array_mut().unwrap().push(
+                    json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind"]}),
+                );
+                },
+            );
+            match refusal {
+                Some(want) => {
+                    assert!(!out.status.success(), "{label} {dest}: {}", text(&out));
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    assert!(err.contains(want), "{label} {dest}: {err}");
+                }
+                None => {
+                    assert!(out.status.success(), "{label} {dest}: {}", text(&out));
+                    assert_eq!(stdout(&out), "not a cpu\n", "{label}");
+                }
+            }
+        }
+    }
+}

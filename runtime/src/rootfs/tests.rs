@@ -240,3 +240,19 @@ fn cgroup_v1_mount_is_a_tmpfs_of_bound_hierarchies() {
     );
     assert!(calls.contains(&"symlink cpu,cpuacct /rootfs/sys/fs/cgroup/cpu".to_string()));
 }
+
+#[test]
+fn bind_mounts_into_proc_follow_runcs_rule() {
+    let no = || false;
+    assert!(
+        proc_bind_refusal(Path::new("/proc/1"), no).is_some_and(|w| w.contains("inside /proc"))
+    );
+    assert!(proc_bind_refusal(Path::new("/proc/sys/kernel/core_pattern"), no).is_some());
+    assert!(
+        proc_bind_refusal(Path::new("/proc"), no).is_some_and(|w| w.contains("not of type proc"))
+    );
+    assert_eq!(proc_bind_refusal(Path::new("/proc"), || true), None);
+    assert_eq!(proc_bind_refusal(Path::new("/proc/meminfo"), no), None);
+    assert_eq!(proc_bind_refusal(Path::new("/procfoo"), no), None);
+    assert_eq!(proc_bind_refusal(Path::new("/etc/hosts"), no), None);
+}
