@@ -70,6 +70,26 @@ fn runtime_seccomp_denying_fd_and_signal_calls_runs_like_runc() {
     }
 }
 
+/// The same for a process `exec` adds (it inherits the container's profile).
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_exec_under_a_profile_denying_fd_and_signal_calls_like_runc() {
+    for (label, rt) in runtimes() {
+        let id = unique(&format!("execnofd-{label}"));
+        let cg = format!("/{id}");
+        let mut b = Bundle::busybox(std::path::Path::new("runc"), &["sleep", "30"], &cg);
+        b.config["linux"]["seccomp"] =
+            deny(&["close_range", "fcntl", "rt_sigaction", "rt_sigprocmask"]);
+        b.save();
+        rt.track(&id, &cg);
+        rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+        let out = rt.run(&["exec", &id, "echo", "hi"]);
+        assert!(out.status.success(), "{label}: {}", text(&out));
+        assert_eq!(stdout(&out), "hi\n", "{label}");
+        rt.ok(&["delete", "-f", &id]);
+    }
+}
+
 /// An init that dies between `start` and the program (an exec that fails, a failing
 /// startContainer hook) makes `start` fail with its error; the container is stopped. runc
 /// 1.1's `start` returns 0 here and leaves the message on the container's stderr; berth follows
