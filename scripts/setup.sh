@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(
   pkg-config libseccomp-dev          # libseccomp crate (the runtime's seccomp filters)
   busybox-static                     # root filesystems of test bundles and example images
+  gcc libc6-dev linux-libc-dev       # a static syscall prober for the seccomp comparison tests
   runc crun                          # reference runtimes: conformance checks and benchmarks
   docker-registry skopeo umoci apache2-utils openssl  # a real registry and image tooling for tests
   tini                               # `init: true`: tini-static as the container's PID 1

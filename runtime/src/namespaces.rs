@@ -13,6 +13,64 @@ pub enum NsError {
     /// The same namespace type is listed twice.
     #[error("malformed spec: duplicated {0} namespace")]
     Duplicate(&'static str),
+    /// A sysctl the container's namespaces do not isolate (runc's messages).
+    #[error("{0}")]
+    Sysctl(String),
+}
+
+/// Refuses sysctls that would change the host's kernel, as runc does: IPC ones need an IPC
+/// namespace, `net.*` a network namespace other than the caller's (`host_net`: the container
+/// has none or joins the caller's), `kernel.domainname` a UTS namespace; `kernel.hostname`
+/// is the `hostname` field's, and anything else is not namespaced at all.
+pub fn check_sysctls<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+    plan: &NsPlan,
+    host_net: bool,
+) -> Result<(), NsError> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    for s in names {
+        let refuse = |why: String| Err(NsError::Sysctl(why));
+        if IPC.contains(&s.as_str()) || s.starts_with("fs.mqueue.") {
+            if plan.has(CloneFlags::CLONE_NEWIPC) {
+                continue;
+            }
+            return refuse(format!(
+                "sysctl {s:?} is not allowed in the hosts ipc namespace"
+            ));
+        }
+        if s.starts_with("net.") {
+            if host_net {
+                return refuse(format!(
+                    "sysctl {s:?} not allowed in host network namespace"
+                ));
+            }
+            continue;
+        }
+        if plan.has(CloneFlags::CLONE_NEWUTS) {
+            match s.as_str() {
+                "kernel.domainname" => continue,
+                "kernel.hostname" => {
+                    return refuse(format!(
+                        "sysctl {s:?} is not allowed as it conflicts with the OCI \"hostname\" field"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        return refuse(format!(
+            "sysctl {s:?} is not in a separate kernel namespace"
+        ));
+    }
+    Ok(())
 }
 
 /// How a container's namespaces come to be.
@@ -205,6 +263,50 @@ mod tests {
         assert_eq!(p.join_user.as_deref(), Some("/u".as_ref()));
         assert_eq!(p.clone_flags, CloneFlags::empty());
         assert_eq!(p.unshare_after_user, CloneFlags::CLONE_NEWUTS);
+    }
+
+    #[test]
+    fn sysctls_only_in_the_namespaces_that_isolate_them() {
+        use LinuxNamespaceType::*;
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = plan(&[ns(Ipc, None), ns(Uts, None), ns(Network, None)]).unwrap();
+        let ok = names(&[
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "net.ipv4.ip_forward",
+            "kernel.domainname",
+        ]);
+        assert!(check_sysctls(&ok, &all, false).is_ok());
+        let none = plan(&[]).unwrap();
+        for (s, host_net, want) in [
+            (
+                "kernel.shmmax",
+                false,
+                "not allowed in the hosts ipc namespace",
+            ),
+            (
+                "net.ipv4.ip_forward",
+                true,
+                "not allowed in host network namespace",
+            ),
+            (
+                "kernel.domainname",
+                false,
+                "not in a separate kernel namespace",
+            ),
+            ("vm.swappiness", false, "not in a separate kernel namespace"),
+        ] {
+            let e = check_sysctls(&names(&[s]), &none, host_net)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+        let e = check_sysctls(&names(&["kernel.hostname"]), &all, false).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("conflicts with the OCI \"hostname\" field")
+        );
+        assert!(check_sysctls(&names(&["vm.swappiness"]), &all, false).is_err());
     }
 
     #[test]

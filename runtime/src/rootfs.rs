@@ -4,15 +4,20 @@
 //! after it masked paths, read-only paths and the read-only root. Every kernel call goes through
 //! [`Syscall`], so the plan is unit-tested with the [`crate::syscall::Recorder`].
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
-use nix::sys::stat::{Mode, SFlag};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use nix::sys::stat::SFlag;
+use oci_spec::runtime::{Mount, Spec};
 
+use crate::mount_options::{MountOptions, parse_options, propagation_flag};
 use crate::paths::{PathError, resolve_in_root};
 use crate::syscall::Syscall;
+
+mod devices;
+mod shared;
 
 /// Errors of the root filesystem set-up.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,16 @@ pub enum RootfsError {
         /// The cause.
         err: Errno,
     },
+    /// proc or sysfs on something that is not a directory (a symlink, say).
+    #[error(
+        "error mounting {fstype:?} to rootfs at {dest:?}: filesystem {fstype:?} must be mounted on ordinary directory"
+    )]
+    NotDirectory {
+        /// The filesystem type.
+        fstype: String,
+        /// The destination inside the container.
+        dest: PathBuf,
+    },
     /// A mount option or propagation this runtime does not know.
     #[error("invalid mount {dest:?}: {why}")]
     Invalid {
@@ -61,92 +76,6 @@ pub enum RootfsError {
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
-
-/// Parsed `options` of a mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOptions {
-    /// Flags for mount(2) (`MS_BIND`/`MS_REC` for bind and rbind).
-    pub flags: MsFlags,
-    /// Propagation changes applied after the mount, in order.
-    pub propagation: Vec<MsFlags>,
-    /// Filesystem-specific data (`mode=755,size=65536k`).
-    pub data: String,
-}
-
-/// Parses mount options as mount(8) and runc understand them.
-pub fn parse_options(opts: &[String]) -> MountOptions {
-    let mut o = MountOptions {
-        flags: MsFlags::empty(),
-        propagation: Vec::new(),
-        data: String::new(),
-    };
-    let mut data: Vec<&str> = Vec::new();
-    for opt in opts {
-        let (set, flag) = match opt.as_str() {
-            "ro" => (true, MsFlags::MS_RDONLY),
-            "rw" => (false, MsFlags::MS_RDONLY),
-            "nosuid" => (true, MsFlags::MS_NOSUID),
-            "suid" => (false, MsFlags::MS_NOSUID),
-            "nodev" => (true, MsFlags::MS_NODEV),
-            "dev" => (false, MsFlags::MS_NODEV),
-            "noexec" => (true, MsFlags::MS_NOEXEC),
-            "exec" => (false, MsFlags::MS_NOEXEC),
-            "sync" => (true, MsFlags::MS_SYNCHRONOUS),
-            "async" => (false, MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (true, MsFlags::MS_DIRSYNC),
-            "remount" => (true, MsFlags::MS_REMOUNT),
-            "mand" => (true, MsFlags::MS_MANDLOCK),
-            "nomand" => (false, MsFlags::MS_MANDLOCK),
-            "atime" => (false, MsFlags::MS_NOATIME),
-            "noatime" => (true, MsFlags::MS_NOATIME),
-            "diratime" => (false, MsFlags::MS_NODIRATIME),
-            "nodiratime" => (true, MsFlags::MS_NODIRATIME),
-            "bind" => (true, MsFlags::MS_BIND),
-            "rbind" => (true, MsFlags::MS_BIND | MsFlags::MS_REC),
-            "relatime" => (true, MsFlags::MS_RELATIME),
-            "norelatime" => (false, MsFlags::MS_RELATIME),
-            "strictatime" => (true, MsFlags::MS_STRICTATIME),
-            "nostrictatime" => (false, MsFlags::MS_STRICTATIME),
-            "lazytime" => (true, MsFlags::MS_LAZYTIME),
-            "silent" => (true, MsFlags::MS_SILENT),
-            "loud" => (false, MsFlags::MS_SILENT),
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                o.propagation
-                    .push(propagation_flag(opt).unwrap_or(MsFlags::MS_PRIVATE));
-                continue;
-            }
-            // runc extensions that only matter to it; accepted and ignored like crun does.
-            "tmpcopyup" | "rro" | "rrw" | "nosymfollow" => continue,
-            other => {
-                data.push(other);
-                continue;
-            }
-        };
-        if set {
-            o.flags |= flag;
-        } else {
-            o.flags -= flag;
-        }
-    }
-    o.data = data.join(",");
-    o
-}
-
-/// The mount(2) flags of a propagation name (`rslave`, `shared`, …).
-pub fn propagation_flag(name: &str) -> Option<MsFlags> {
-    Some(match name {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
-}
 
 /// A cgroup hierarchy to show inside the container under the `cgroup` mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,23 +102,41 @@ pub struct RootfsContext<'a> {
     pub in_user_ns: bool,
     /// The container's cgroup directories, for `cgroup` mounts.
     pub cgroups: &'a [CgroupMount],
+    /// Bind mount sources the runtime opened before the init entered its user namespace, by
+    /// mount index (see [`open_bind_sources`]); empty without one.
+    pub bind_sources: &'a [Option<OwnedFd>],
 }
 
-const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
+/// Clones (open_tree) the source of every bind mount of `spec` into a detached mount tree, by
+/// mount index. The runtime does it before the clone when the container gets a user namespace:
+/// the container's root may not be able to reach a source (a directory under a 0700 one of the
+/// host's root), which runc mounts all the same. A source that cannot be cloned gets None, and
+/// the init reports it as before.
+pub fn open_bind_sources(spec: &Spec, bundle: &Path) -> Vec<Option<OwnedFd>> {
+    spec.mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let opts = parse_options(m.options().as_deref().unwrap_or_default());
+            if m.typ().as_deref() != Some("bind") && !opts.flags.contains(MsFlags::MS_BIND) {
+                return None;
+            }
+            let src = bind_source(m, bundle);
+            crate::sys::open_tree_clone(&src, opts.flags.contains(MsFlags::MS_REC)).ok()
+        })
+        .collect()
+}
 
-const DEV_SYMLINKS: [(&str, &str); 4] = [
-    ("/proc/self/fd", "/dev/fd"),
-    ("/proc/self/fd/0", "/dev/stdin"),
-    ("/proc/self/fd/1", "/dev/stdout"),
-    ("/proc/self/fd/2", "/dev/stderr"),
-];
+/// A bind mount's source on the host (relative ones are relative to the bundle).
+fn bind_source(m: &Mount, bundle: &Path) -> PathBuf {
+    let src = m.source().clone().unwrap_or_default();
+    if src.is_absolute() {
+        src
+    } else {
+        bundle.join(src)
+    }
+}
 
 impl RootfsContext<'_> {
     fn mount(
@@ -262,27 +209,79 @@ impl RootfsContext<'_> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        for m in self.spec.mounts().as_deref().unwrap_or_default() {
-            self.mount_one(m)?;
+        for (i, m) in self
+            .spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            self.mount_one(i, m)?;
         }
         self.create_devices()?;
         self.dev_symlinks()?;
         Ok(())
     }
 
-    fn mount_one(&self, m: &Mount) -> Result<()> {
+    fn mount_one(&self, index: usize, m: &Mount) -> Result<()> {
         let dest = resolve_in_root(self.rootfs, m.destination())?;
-        let opts = parse_options(m.options().as_deref().unwrap_or_default());
+        let mut opts = parse_options(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().as_deref().unwrap_or("none");
+        let bind = typ == "bind" || opts.flags.contains(MsFlags::MS_BIND);
+        if (bind || typ == "cgroup" || typ == "cgroup2") && !opts.data.is_empty() {
+            // The kernel would ignore them: refuse rather than silently not do what was asked.
+            return Err(RootfsError::Invalid {
+                dest: m.destination().clone(),
+                why: format!("unknown mount option(s) {:?}", opts.data),
+            });
+        }
+        if opts.tmpcopyup && typ != "tmpfs" {
+            return Err(RootfsError::Invalid {
+                dest: m.destination().clone(),
+                why: "tmpcopyup is for tmpfs mounts only".into(),
+            });
+        }
+        if typ == "proc" || typ == "sysfs" {
+            self.ordinary_directory(m, typ, &dest)?;
+        }
+        // /dev is made read-only only once populated (devices, links, console): see `finish`.
+        if is_dev(m) {
+            opts.flags -= MsFlags::MS_RDONLY;
+        }
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-        if typ == "bind" || opts.flags.contains(MsFlags::MS_BIND) {
-            self.bind_mount(m, &dest, &opts)?;
+        if bind {
+            self.bind_mount(index, m, &dest, &opts)?;
         } else if typ == "cgroup" || typ == "cgroup2" {
             self.mount_cgroup(&dest, opts.flags)?;
         } else {
             self.mkdir(&dest)?;
             let source = m.source().clone().unwrap_or_else(|| typ.into());
+            let below = if opts.tmpcopyup {
+                Some(
+                    self.sys
+                        .open_dir(&dest)
+                        .map_err(|err| RootfsError::Create {
+                            what: "opening the directory below tmpcopyup mount",
+                            path: m.destination().clone(),
+                            err,
+                        })?,
+                )
+            } else {
+                None
+            };
             let r = self.mount(Some(&source), &dest, Some(typ), opts.flags, data);
+            if r.is_ok()
+                && let Some(below) = below
+            {
+                self.sys
+                    .copy_tree(below, &dest)
+                    .map_err(|err| RootfsError::Create {
+                        what: "copying up into tmpfs",
+                        path: m.destination().clone(),
+                        err,
+                    })?;
+            }
             match r {
                 // sysfs cannot be mounted from a user namespace that does not own the network
                 // namespace: show the host's, read-only, as runc does.
@@ -314,22 +313,66 @@ impl RootfsContext<'_> {
         for p in &opts.propagation {
             self.mount(None, &dest, None, *p, None)?;
         }
+        if opts.rec_set != 0 || opts.rec_clr != 0 {
+            self.sys
+                .mount_setattr_recursive(&dest, opts.rec_set, opts.rec_clr)
+                .map_err(|err| RootfsError::Mount {
+                    source_name: "mount_setattr".into(),
+                    dest: m.destination().clone(),
+                    err,
+                })?;
+        }
         Ok(())
     }
 
-    fn bind_mount(&self, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
-        let src = m.source().clone().unwrap_or_default();
-        let src = if src.is_absolute() {
-            src
-        } else {
-            self.bundle.join(src)
+    /// proc and sysfs go on a directory, never through a symlink (which would put them where
+    /// the image's link points: runc refuses the same way).
+    fn ordinary_directory(&self, m: &Mount, typ: &str, dest: &Path) -> Result<()> {
+        // `dest` is resolved, so check the path as written: its last component must not be a
+        // link, whatever its parents are.
+        let literal = match m.destination().parent() {
+            Some(parent) => resolve_in_root(self.rootfs, parent)?
+                .join(m.destination().file_name().unwrap_or_default()),
+            None => dest.to_path_buf(),
         };
-        let meta = std::fs::metadata(&src).map_err(|err| RootfsError::Create {
+        match std::fs::symlink_metadata(&literal) {
+            Ok(md) if !md.is_dir() => Err(RootfsError::NotDirectory {
+                fstype: typ.to_string(),
+                dest: m.destination().clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn bind_mount(&self, index: usize, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
+        let src = bind_source(m, self.bundle);
+        let opened = self.bind_sources.get(index).and_then(Option::as_ref);
+        let meta = match opened {
+            Some(fd) => nix::sys::stat::fstat(fd).map(|st| {
+                SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+            }),
+            None => std::fs::metadata(&src)
+                .map(|m| m.is_dir())
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        };
+        let is_dir = meta.map_err(|err| RootfsError::Create {
             what: "bind mount source",
             path: src.clone(),
-            err,
+            err: err.into(),
         })?;
-        if meta.is_dir() {
+        if let Some(why) = proc_bind_refusal(&self.inside(dest), || {
+            let fs = match opened {
+                Some(fd) => nix::sys::statfs::fstatfs(fd),
+                None => nix::sys::statfs::statfs(&src),
+            };
+            fs.is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+        }) {
+            return Err(RootfsError::Invalid {
+                dest: m.destination().clone(),
+                why,
+            });
+        }
+        if is_dir {
             self.mkdir(dest)?;
         } else {
             if let Some(parent) = dest.parent() {
@@ -342,7 +385,19 @@ impl RootfsContext<'_> {
             })?;
         }
         let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        self.mount(Some(&src), dest, None, bind, None)?;
+        match opened {
+            // Attaching the tree cloned by the runtime needs no access to the source path.
+            Some(tree) => {
+                self.sys
+                    .move_mount(tree.as_fd(), dest)
+                    .map_err(|err| RootfsError::Mount {
+                        source_name: src.display().to_string(),
+                        dest: self.inside(dest),
+                        err,
+                    })?
+            }
+            None => self.mount(Some(&src), dest, None, bind, None)?,
+        }
         let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             self.remount_bind(&src, dest, extra)?;
@@ -426,108 +481,6 @@ impl RootfsContext<'_> {
         Ok(())
     }
 
-    fn create_devices(&self) -> Result<()> {
-        let devs: &[LinuxDevice] = self
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default();
-        for (path, major, minor) in DEFAULT_DEVICES {
-            if devs.iter().any(|d| d.path() == Path::new(path)) {
-                continue;
-            }
-            self.device(Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
-        }
-        for d in devs {
-            let kind = match d.typ() {
-                LinuxDeviceType::B => SFlag::S_IFBLK,
-                LinuxDeviceType::P => SFlag::S_IFIFO,
-                _ => SFlag::S_IFCHR,
-            };
-            self.device(
-                d.path(),
-                kind,
-                d.major() as u64,
-                d.minor() as u64,
-                d.file_mode().unwrap_or(0o666),
-                d.uid().unwrap_or(0),
-                d.gid().unwrap_or(0),
-            )?;
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn device(
-        &self,
-        path: &Path,
-        kind: SFlag,
-        major: u64,
-        minor: u64,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> Result<()> {
-        let dest = resolve_in_root(self.rootfs, path)?;
-        if let Some(parent) = dest.parent() {
-            self.mkdir(parent)?;
-        }
-        let create_err = |err| RootfsError::Create {
-            what: "creating device",
-            path: path.into(),
-            err,
-        };
-        if self.in_user_ns {
-            // mknod is not allowed in a user namespace: bind the host's node instead.
-            self.sys.touch(&dest).map_err(create_err)?;
-            return self.mount(Some(path), &dest, None, MsFlags::MS_BIND, None);
-        }
-        let _ = std::fs::remove_file(&dest);
-        let dev = nix::sys::stat::makedev(major, minor);
-        self.sys
-            .mknod(&dest, kind, Mode::from_bits_truncate(mode & 0o7777), dev)
-            .map_err(|e| create_err(e.into()))?;
-        self.sys
-            .chown(&dest, uid, gid)
-            .map_err(|e| create_err(e.into()))
-    }
-
-    fn dev_symlinks(&self) -> Result<()> {
-        let dev = resolve_in_root(self.rootfs, Path::new("/dev"))?;
-        let mut links: Vec<(&str, &str)> = DEV_SYMLINKS.to_vec();
-        if Path::new("/proc/kcore").exists() {
-            links.push(("/proc/kcore", "/dev/core"));
-        }
-        let has_devpts = self
-            .spec
-            .mounts()
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|m| {
-                m.destination() == Path::new("/dev/pts") && m.typ().as_deref() == Some("devpts")
-            });
-        if has_devpts {
-            let _ = std::fs::remove_file(dev.join("ptmx"));
-            links.push(("pts/ptmx", "/dev/ptmx"));
-        }
-        for (target, link) in links {
-            // Resolved like every other path: a hostile image's /dev may itself be a symlink.
-            let at = resolve_in_root(self.rootfs, Path::new(link))?;
-            if let Err(err) = self.sys.symlink(Path::new(target), &at)
-                && err.kind() != std::io::ErrorKind::AlreadyExists
-            {
-                return Err(RootfsError::Create {
-                    what: "creating symlink",
-                    path: link.into(),
-                    err,
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Makes the rootfs the root: pivot_root(".", ".") stacks the old root on top of the new
     /// one, which is then lazily unmounted (after making it a slave so that the unmount does not
     /// propagate to the host), so no directory for the old root is needed.
@@ -559,9 +512,25 @@ impl RootfsContext<'_> {
         Ok(())
     }
 
-    /// After pivot_root: rootfsPropagation, read-only and masked paths, the read-only root.
+    /// After pivot_root: a read-only /dev, rootfsPropagation, read-only and masked paths, the
+    /// read-only root.
     pub fn finish(&self) -> Result<()> {
         let linux = self.spec.linux().as_ref();
+        let dev_flags = self
+            .spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| is_dev(m))
+            .map(|m| parse_options(m.options().as_deref().unwrap_or_default()).flags)
+            .next_back();
+        if let Some(f) = dev_flags.filter(|f| f.contains(MsFlags::MS_RDONLY)) {
+            // A bind remount with the mount's own flags, as runc does: it changes only this
+            // mount (never a bind-mounted host /dev's superblock) and works in a user namespace.
+            let keep = f - (MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            self.remount_bind(Path::new("/dev"), Path::new("/dev"), keep)?;
+        }
         if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref())
             && let Some(f) = propagation_flag(p)
         {
@@ -631,6 +600,49 @@ impl RootfsContext<'_> {
     }
 }
 
+/// runc's rule for bind mounts into /proc (`dest` as the container sees it, resolved): over
+/// /proc itself only a procfs (`src_is_proc`), below it only the files lxcfs emulates; anything
+/// else could cover or replace the kernel's files (CVE-2019-16884 and its kind).
+pub fn proc_bind_refusal(dest: &Path, src_is_proc: impl FnOnce() -> bool) -> Option<String> {
+    const LXCFS: [&str; 10] = [
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+    ];
+    if dest == Path::new("/proc") {
+        return (!src_is_proc())
+            .then(|| format!("{dest:?} cannot be mounted because it is not of type proc"));
+    }
+    if !dest.starts_with("/proc") || LXCFS.iter().any(|p| dest == Path::new(p)) {
+        return None;
+    }
+    Some(format!(
+        "{dest:?} cannot be mounted because it is inside /proc"
+    ))
+}
+
+/// Whether `m` mounts /dev itself.
+fn is_dev(m: &Mount) -> bool {
+    let d = m.destination();
+    d.components()
+        .filter(|c| {
+            !matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::CurDir
+            )
+        })
+        .count()
+        == 1
+        && d.ends_with("dev")
+}
+
 fn locked_flags() -> MsFlags {
     MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
@@ -642,175 +654,4 @@ fn locked_flags() -> MsFlags {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::syscall::Recorder;
-
-    #[test]
-    fn options_parse_into_flags_propagation_and_data() {
-        let o = parse_options(&[
-            "rbind".into(),
-            "ro".into(),
-            "nosuid".into(),
-            "rslave".into(),
-            "mode=755".into(),
-            "size=1m".into(),
-            "rw".into(),
-        ]);
-        assert_eq!(
-            o.flags,
-            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID
-        );
-        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
-        assert_eq!(o.data, "mode=755,size=1m");
-    }
-
-    fn spec_json(extra_mounts: &str) -> Spec {
-        let s = format!(
-            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs","readonly":true}},
-            "mounts":[{{"destination":"/proc","type":"proc","source":"proc"}},
-              {{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755"]}},
-              {{"destination":"/dev/pts","type":"devpts","source":"devpts","options":["newinstance","ptmxmode=0666"]}}
-              {extra_mounts}],
-            "linux":{{"maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]}}}}"#
-        );
-        serde_json::from_str(&s).unwrap()
-    }
-
-    #[test]
-    fn mount_plan_in_order_with_devices_and_links() {
-        let t = tempfile::tempdir().unwrap();
-        let rootfs = t.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
-        std::fs::write(t.path().join("hosts"), "x").unwrap();
-        let spec = spec_json(
-            r#",{"destination":"/etc/hosts","type":"bind","source":"hosts","options":["rbind","ro"]}"#,
-        );
-        let rec = Recorder {
-            strip: Some(t.path().to_path_buf()),
-            ..Default::default()
-        };
-        let ctx = RootfsContext {
-            sys: &rec,
-            bundle: t.path(),
-            rootfs: &rootfs,
-            spec: &spec,
-            in_user_ns: false,
-            cgroups: &[],
-        };
-        ctx.prepare().unwrap();
-        let calls = rec.calls.borrow().clone();
-        let mounts: Vec<&str> = calls
-            .iter()
-            .filter(|c| c.starts_with("mount"))
-            .map(String::as_str)
-            .collect();
-        assert_eq!(mounts[0], "mount - / - REC|SLAVE -");
-        assert_eq!(mounts[1], "mount /rootfs /rootfs - BIND|REC -");
-        assert_eq!(mounts[2], "mount proc /rootfs/proc proc - -");
-        assert_eq!(
-            mounts[3],
-            "mount tmpfs /rootfs/dev tmpfs NOSUID|STRICTATIME mode=755"
-        );
-        assert_eq!(
-            mounts[4],
-            "mount devpts /rootfs/dev/pts devpts - newinstance,ptmxmode=0666"
-        );
-        assert_eq!(mounts[5], "mount /hosts /rootfs/etc/hosts - BIND|REC -");
-        assert_eq!(
-            mounts[6],
-            "mount /hosts /rootfs/etc/hosts - RDONLY|REMOUNT|BIND -"
-        );
-        assert!(calls.contains(&"mknod /rootfs/dev/null c 1:3 666".to_string()));
-        assert!(calls.contains(&"symlink pts/ptmx /rootfs/dev/ptmx".to_string()));
-        assert!(calls.contains(&"symlink /proc/self/fd /rootfs/dev/fd".to_string()));
-        assert!(
-            rootfs.join("etc/hosts").is_file(),
-            "file mount point created"
-        );
-    }
-
-    #[test]
-    fn user_namespace_binds_devices_and_pivot_detaches_old_root() {
-        let t = tempfile::tempdir().unwrap();
-        let rootfs = t.path().join("rootfs");
-        std::fs::create_dir_all(&rootfs).unwrap();
-        let spec = spec_json("");
-        let rec = Recorder {
-            strip: Some(t.path().to_path_buf()),
-            ..Default::default()
-        };
-        let ctx = RootfsContext {
-            sys: &rec,
-            bundle: t.path(),
-            rootfs: &rootfs,
-            spec: &spec,
-            in_user_ns: true,
-            cgroups: &[],
-        };
-        ctx.prepare().unwrap();
-        ctx.pivot().unwrap();
-        let calls = rec.calls.borrow().clone();
-        assert!(!calls.iter().any(|c| c.starts_with("mknod")));
-        assert!(calls.contains(&"mount /dev/null /rootfs/dev/null - BIND -".to_string()));
-        let tail: Vec<&str> = calls[calls.len() - 5..]
-            .iter()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            tail,
-            [
-                "chdir /rootfs",
-                "pivot_root . .",
-                "mount - . - REC|SLAVE -",
-                "umount .",
-                "chdir /"
-            ]
-        );
-    }
-
-    #[test]
-    fn cgroup_v1_mount_is_a_tmpfs_of_bound_hierarchies() {
-        let t = tempfile::tempdir().unwrap();
-        let rootfs = t.path().join("rootfs");
-        std::fs::create_dir_all(&rootfs).unwrap();
-        let spec = spec_json(
-            r#",{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","ro"]}"#,
-        );
-        let cgs = [CgroupMount {
-            name: "cpu,cpuacct".into(),
-            host_dir: "/cg/cpu,cpuacct/c1".into(),
-        }];
-        let rec = Recorder {
-            strip: Some(t.path().to_path_buf()),
-            ..Default::default()
-        };
-        let ctx = RootfsContext {
-            sys: &rec,
-            bundle: t.path(),
-            rootfs: &rootfs,
-            spec: &spec,
-            in_user_ns: false,
-            cgroups: &cgs,
-        };
-        ctx.prepare().unwrap();
-        let calls = rec.calls.borrow().clone();
-        let i = calls
-            .iter()
-            .position(|c| c.contains("/sys/fs/cgroup tmpfs"))
-            .unwrap();
-        assert_eq!(
-            calls[i],
-            "mount tmpfs /rootfs/sys/fs/cgroup tmpfs NOSUID mode=755"
-        );
-        assert_eq!(
-            calls[i + 1],
-            "mount /cg/cpu,cpuacct/c1 /rootfs/sys/fs/cgroup/cpu,cpuacct - BIND|REC -"
-        );
-        assert_eq!(
-            calls[i + 2],
-            "mount /cg/cpu,cpuacct/c1 /rootfs/sys/fs/cgroup/cpu,cpuacct - RDONLY|NOSUID|REMOUNT|BIND -"
-        );
-        assert!(calls.contains(&"symlink cpu,cpuacct /rootfs/sys/fs/cgroup/cpu".to_string()));
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
 //! The runtime's thin wrappers over system calls that nix does not cover safely: clone3 (with a
-//! pidfd), pidfds, close_range, setdomainname, signal disposition reset and the tty ioctls. Runs
+//! pidfd), pidfds, close_range, setdomainname, signal disposition reset, the tty ioctls, an
+//! allocation-free execve, seccomp(2), mount_setattr(2), open_tree(2) and move_mount(2). Runs
 //! in every process role. This is one of the few modules allowed `unsafe`; each block says why
 //! it is sound.
 #![allow(unsafe_code)]
@@ -162,7 +163,8 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> nix::Result<()> {
 }
 
 /// Marks every fd from `first` up close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so only
-/// stdio and the preserved fds reach the container's program.
+/// stdio and the preserved fds reach the container's program. Where close_range is missing
+/// (before Linux 5.11) or refused, walks /proc/self/fd instead.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
     // SAFETY: plain syscall with integer arguments; it does not close anything Rust owns.
     let ret = unsafe {
@@ -173,7 +175,77 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+    if ret >= 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first as RawFd)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only touch fd flags; the directory's own fd, closed by now,
+        // yields EBADF, ignored.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFD);
+            if fl >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A program ready to execve: path, arguments and environment as C strings with their pointer
+/// arrays built up front, so that [`ExecImage::exec`] allocates nothing and makes no system
+/// call but execve (it runs under the container's seccomp filter).
+pub struct ExecImage {
+    _strings: Vec<CString>,
+    path: CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl ExecImage {
+    /// Builds the image; strings with an interior NUL are refused (EINVAL).
+    pub fn new(path: &std::path::Path, args: &[String], env: &[String]) -> nix::Result<Self> {
+        let c = |s: &[u8]| CString::new(s).map_err(|_| Errno::EINVAL);
+        let path = c(path.as_os_str().as_encoded_bytes())?;
+        let args: Vec<CString> = args
+            .iter()
+            .map(|a| c(a.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let env: Vec<CString> = env
+            .iter()
+            .map(|e| c(e.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let argv = ptrs(&args);
+        let envp = ptrs(&env);
+        let mut strings = args;
+        strings.extend(env);
+        Ok(ExecImage {
+            _strings: strings,
+            path,
+            argv,
+            envp,
+        })
+    }
+
+    /// execve(2); returns only on failure.
+    pub fn exec(&self) -> Errno {
+        // SAFETY: `path` is a C string; `argv` and `envp` are NULL-terminated arrays of pointers
+        // into C strings this struct owns (a CString's buffer does not move with the struct),
+        // all alive for the call.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        Errno::last()
+    }
 }
 
 /// setdomainname(2).
@@ -409,5 +481,96 @@ pub fn sched_setattr(attr: &mut SchedAttr) -> nix::Result<()> {
     attr.size = std::mem::size_of::<SchedAttr>() as u32;
     // SAFETY: `attr` is a valid sched_attr of the size it declares, alive for the call.
     let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *mut SchedAttr, 0) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER) with `prog`: no_new_privs must be set or the caller hold
+/// CAP_SYS_ADMIN (the kernel checks).
+pub fn seccomp_set_filter(flags: u32, prog: &[libc::sock_filter]) -> nix::Result<()> {
+    let len = u16::try_from(prog.len()).map_err(|_| Errno::E2BIG)?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points to `len` valid instructions that outlive the call; the kernel
+    // copies the program and does not write through the pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// mount_setattr(2) with AT_RECURSIVE on `path` (Linux 5.12): sets `set` and clears `clr`
+/// (`MOUNT_ATTR_*` bits) on the mount and every mount below it.
+pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clr: u64) -> nix::Result<()> {
+    /// `struct mount_attr` (linux/mount.h, MOUNT_ATTR_SIZE_VER0).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `c` is a C string and `attr` a mount_attr of the size passed, both alive for the
+    // call; the kernel only reads them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE (Linux 5.2): a detached copy of the mount at `path` (with
+/// the mounts below it when `recursive`), which a process in another mount namespace can
+/// attach with [`move_mount_to`] without reaching `path` itself.
+pub fn open_tree_clone(path: &std::path::Path, recursive: bool) -> nix::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `c` is a C string alive for the call; the kernel returns a new fd or an error.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// move_mount(2) of the detached tree `tree` (from [`open_tree_clone`]) onto `target`.
+pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> nix::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let c = CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the paths are C strings alive for the call; `tree` is an open fd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }

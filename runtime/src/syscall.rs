@@ -3,9 +3,10 @@
 //! [`Recorder`], which logs each call so the mount plan and its order are tested without root.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::stat::{Mode, SFlag};
@@ -27,6 +28,8 @@ pub trait Syscall {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()>;
     /// chdir(2).
     fn chdir(&self, path: &Path) -> nix::Result<()>;
+    /// chroot(2).
+    fn chroot(&self, path: &Path) -> nix::Result<()>;
     /// `mkdir -p` with `mode` for the directories it creates.
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Creates an empty regular file if nothing exists at `path` (a bind-mount target).
@@ -50,6 +53,16 @@ pub trait Syscall {
     /// The per-mount flags (nosuid, nodev, noexec, ro, atime) of the mount holding `path`, as
     /// mount flags: a bind remount must repeat them or fail on locked mounts.
     fn mount_flags_of(&self, path: &Path) -> nix::Result<MsFlags>;
+    /// mount_setattr(2) with AT_RECURSIVE: sets and clears `MOUNT_ATTR_*` bits on the mount at
+    /// `path` and every mount below it.
+    fn mount_setattr_recursive(&self, path: &Path, set: u64, clr: u64) -> nix::Result<()>;
+    /// Attaches the detached mount tree `tree` at `target` (move_mount(2)).
+    fn move_mount(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> nix::Result<()>;
+    /// Opens directory `path` (to read it later from below a mount that covers it).
+    fn open_dir(&self, path: &Path) -> io::Result<OwnedFd>;
+    /// Copies the tree of directory `from` into directory `to`: modes, owners, symlinks and
+    /// device nodes as they are.
+    fn copy_tree(&self, from: OwnedFd, to: &Path) -> io::Result<()>;
 }
 
 /// The real system calls.
@@ -75,6 +88,9 @@ impl Syscall for LinuxSyscall {
     }
     fn chdir(&self, path: &Path) -> nix::Result<()> {
         nix::unistd::chdir(path)
+    }
+    fn chroot(&self, path: &Path) -> nix::Result<()> {
+        nix::unistd::chroot(path)
     }
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
@@ -141,6 +157,50 @@ impl Syscall for LinuxSyscall {
         }
         Ok(m)
     }
+    fn mount_setattr_recursive(&self, path: &Path, set: u64, clr: u64) -> nix::Result<()> {
+        crate::sys::mount_setattr_recursive(path, set, clr)
+    }
+    fn move_mount(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> nix::Result<()> {
+        crate::sys::move_mount_to(tree, target)
+    }
+    fn open_dir(&self, path: &Path) -> io::Result<OwnedFd> {
+        Ok(nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+    fn copy_tree(&self, from: OwnedFd, to: &Path) -> io::Result<()> {
+        // The fd's /proc link reaches the directory even now that a mount covers its path.
+        let src = PathBuf::from(format!("/proc/self/fd/{}", from.as_raw_fd()));
+        copy_tree(&src, to)
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let md = std::fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            let kind = SFlag::from_bits_truncate(md.mode() & SFlag::S_IFMT.bits());
+            nix::sys::stat::mknod(&dst, kind, Mode::from_bits_truncate(md.mode()), md.rdev())?;
+        }
+        std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
 }
 
 /// A fake kernel for unit tests: records every call as a line of text and succeeds. File
@@ -212,6 +272,10 @@ impl Syscall for Recorder {
         self.log(format!("chdir {}", self.p(path)));
         Ok(())
     }
+    fn chroot(&self, path: &Path) -> nix::Result<()> {
+        self.log(format!("chroot {}", self.p(path)));
+        Ok(())
+    }
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
         LinuxSyscall.mkdir_all(path, mode)
     }
@@ -259,5 +323,23 @@ impl Syscall for Recorder {
     }
     fn mount_flags_of(&self, _path: &Path) -> nix::Result<MsFlags> {
         Ok(MsFlags::MS_NOSUID)
+    }
+    fn mount_setattr_recursive(&self, path: &Path, set: u64, clr: u64) -> nix::Result<()> {
+        self.log(format!(
+            "mount_setattr {} set={set:#x} clr={clr:#x}",
+            self.p(path)
+        ));
+        Ok(())
+    }
+    fn move_mount(&self, _tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> nix::Result<()> {
+        self.log(format!("move_mount {}", self.p(target)));
+        Ok(())
+    }
+    fn open_dir(&self, path: &Path) -> io::Result<OwnedFd> {
+        LinuxSyscall.open_dir(path)
+    }
+    fn copy_tree(&self, _from: OwnedFd, to: &Path) -> io::Result<()> {
+        self.log(format!("copy_tree {}", self.p(to)));
+        Ok(())
     }
 }

@@ -178,3 +178,87 @@ fn runtime_run_with_terminal_and_no_console_socket_proxies_the_pty() {
     rt.ok(&["delete", "-f", &id]);
     assert_nothing_left(&rt, &b, &cg, None);
 }
+
+/// Creates `id` from `b` with a console socket, starts it and returns what the container wrote
+/// on its terminal.
+fn console_output(rt: &Runtime, b: &Bundle, id: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut create = rt
+        .cmd(&[
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            id,
+        ])
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS gave this process a new fd that nothing else owns.
+            master = Some(unsafe { std::fs::File::from_raw_fd(fds[0]) });
+        }
+    }
+    let mut master = master.expect("a pty master fd over SCM_RIGHTS");
+    assert!(create.wait().unwrap().success());
+    rt.ok(&["start", id]);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match master.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+/// The container's user owns its terminal (the pty slave, its stdio and /dev/console) and the
+/// stdio it was lent, as under runc: uid changed, the tty group kept, /dev/null left alone.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_tty_and_stdio_belong_to_the_container_user_like_runc() {
+    let probe = "stat -L -c '%n %u:%g %a' /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2";
+    let mut seen = Vec::new();
+    for (label, rt) in [("berth", Runtime::berth()), ("runc", Runtime::runc())] {
+        let id = unique(&format!("ttyowner-{label}"));
+        let cg = format!("/{id}");
+        let mut b = Bundle::busybox(
+            std::path::Path::new("runc"),
+            &["sh", "-c", &format!("{probe} /dev/console")],
+            &cg,
+        );
+        rt.track(&id, &cg);
+        b.config["process"]["terminal"] = json!(true);
+        b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        // runc spec's ambient set cannot be raised; berth's warning would land on the tty.
+        b.config["process"]["capabilities"]["ambient"] = json!([]);
+        b.save();
+        let tty = console_output(&rt, &b, &id);
+        rt.ok(&["delete", "--force", &id]);
+        // Without a terminal: the pipes `run` gets from this test (runc's own in foreground).
+        b.config["process"]["terminal"] = json!(false);
+        b.args(&["sh", "-c", &format!("{probe} | tail -2")]);
+        let out = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        assert!(out.status.success(), "{label}: {out:?}");
+        seen.push(format!("{tty}{}", String::from_utf8_lossy(&out.stdout)));
+    }
+    assert!(seen[0].contains("/dev/console 1000:5 620"), "{}", seen[0]);
+    assert!(seen[0].contains("/proc/self/fd/2 1000:"), "{}", seen[0]);
+    assert_eq!(seen[0], seen[1], "berth (left) and runc (right) differ");
+}

@@ -21,6 +21,10 @@ use crate::process::init::{InitArgs, run as init_run};
 use crate::sys::{Forked, clone};
 use crate::{CreateOptions, Created, Error, Result, Runtime};
 
+/// The file in the state directory where the init writes an error it hits after `start` let
+/// it go (an exec or startContainer hook failure); `start` reads it.
+pub(crate) const LATE_ERROR_FILE: &str = "init.err";
+
 /// Undo list of a create in progress.
 struct Undo {
     dir: Option<std::path::PathBuf>,
@@ -69,6 +73,10 @@ pub(crate) fn create(
     let b = crate::spec::load(bundle)?;
     let linux = b.spec.linux().as_ref().expect("checked at load");
     let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
+    if let Some(sysctls) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        let host_net = host_network(&ns);
+        crate::namespaces::check_sysctls(sysctls.keys(), &ns, host_net)?;
+    }
     let process = b.spec.process().as_ref().expect("checked at load");
     if process.terminal() == Some(true) && opts.console_socket.is_none() {
         return Err(Error::InvalidProcess(
@@ -102,6 +110,17 @@ pub(crate) fn create(
             Err(e.with_cleanup(cleanup))
         }
     }
+}
+
+/// Whether the container's network namespace is the caller's (none of its own, or the
+/// caller's joined by path).
+fn host_network(ns: &NsPlan) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((_, path)) = ns.join.iter().find(|(f, _)| *f == CloneFlags::CLONE_NEWNET) else {
+        return !ns.has(CloneFlags::CLONE_NEWNET);
+    };
+    let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    id(path).is_some() && id(path) == id(Path::new("/proc/self/ns/net"))
 }
 
 fn open_ns(path: &Path) -> Result<OwnedFd> {
@@ -148,6 +167,16 @@ fn create_inner(
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys(format!("opening {}", fifo_path.display()), e))?;
 
+    // Where the init leaves its error when it fails after `create` returned (between `start`
+    // and the exec of the program): `start` reports it.
+    let late_path = dir.join(LATE_ERROR_FILE);
+    let late_error = nix::fcntl::open(
+        &late_path,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| Error::sys(format!("creating {}", late_path.display()), e))?;
+
     let console = match (
         &opts.console_socket,
         spec.process().as_ref().and_then(|p| p.terminal()),
@@ -161,6 +190,11 @@ fn create_inner(
         .map(|(f, p)| Ok((*f, open_ns(p)?)))
         .collect::<Result<Vec<_>>>()?;
     let user_fd = ns.join_user.as_deref().map(open_ns).transpose()?;
+    let bind_sources = if ns.has(CloneFlags::CLONE_NEWUSER) {
+        crate::rootfs::open_bind_sources(spec, &b.dir)
+    } else {
+        Vec::new()
+    };
     // Joining a PID namespace by path: enter it for our children only, around the clone.
     let pid_restore = match &ns.join_pid {
         Some(p) => {
@@ -199,11 +233,13 @@ fn create_inner(
                 user_fd,
                 chan: &child_end,
                 fifo: &fifo,
+                late_error: &late_error,
                 console: console.as_ref(),
                 stdio: opts.stdio,
                 preserve_fds: opts.preserve_fds,
                 cgroups: cg.container_mounts(),
                 keep_notify_socket: opts.keep_notify_socket,
+                bind_sources,
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -211,6 +247,8 @@ fn create_inner(
     // Ours are copies the init now holds; closing them makes the init's exit visible as EOF.
     drop(child_end);
     drop(fifo);
+    drop(late_error);
+    drop(bind_sources);
     drop(console);
     undo.child = Some((pid, pidfd));
 

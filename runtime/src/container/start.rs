@@ -48,6 +48,14 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
     // the user's program runs, so `start` returns with the container really running.
     let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
     let _ = poll(&mut fds, PollTimeout::from(10_000u16));
+    // The init failed instead (a startContainer hook, the seccomp load, the exec): it wrote
+    // why before exiting, and so before the fifo lost its reader.
+    let late = c.dir.join(super::create::LATE_ERROR_FILE);
+    if let Ok(msg) = std::fs::read_to_string(&late)
+        && !msg.is_empty()
+    {
+        return Err(Error::Init(msg));
+    }
     if let Some(h) =
         c.p.spec
             .hooks()

@@ -26,7 +26,7 @@
 //! `/proc/1/exe` refused while a dumpable process of its own with the same capabilities is
 //! reachable (without `PR_SET_DUMPABLE 0` the init's is reachable too: checked when writing it).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -56,6 +56,8 @@ pub struct InitArgs<'a> {
     pub chan: &'a Channel,
     /// The exec fifo, open read-write.
     pub fifo: &'a OwnedFd,
+    /// Where an error after `Ready` goes (the runtime is gone by then; `start` reads it).
+    pub late_error: &'a OwnedFd,
     /// The console socket, when the process has a terminal.
     pub console: Option<&'a OwnedFd>,
     /// Caller-lent stdio.
@@ -70,17 +72,23 @@ pub struct InitArgs<'a> {
     pub cgroups: Vec<CgroupMount>,
     /// Keep NOTIFY_SOCKET.
     pub keep_notify_socket: bool,
+    /// Bind mount sources opened before the clone (with a user namespace), by mount index.
+    pub bind_sources: Vec<Option<OwnedFd>>,
 }
 
 /// Runs the init; never returns. A set-up failure goes back over the channel and the process
-/// exits 1; a failure after `Ready` (the runtime is gone) is printed on the container's stderr.
+/// exits 1; a failure after `Ready` (the runtime is gone) goes to the late-error file, where
+/// `start` finds it, or, should that fail, to the container's stderr.
 pub fn run(args: InitArgs<'_>) -> ! {
     let chan = args.chan;
     match setup(&args) {
         Ok(()) => unreachable!("setup returns only on error"),
         Err((ready, e)) => {
             if ready {
-                eprintln!("berth-runtime: container init: {e}");
+                let msg = e.to_string();
+                if nix::unistd::write(args.late_error, msg.as_bytes()).is_err() {
+                    eprintln!("berth-runtime: container init: {msg}");
+                }
                 crate::sys::exit_now(127);
             }
             let _ = chan.send(&Message::Error(e.to_string()));
@@ -162,7 +170,13 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         }
         early(sysc.sethostname(h).map_err(sys(format!("sethostname {h}"))))?;
     }
-    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+    // Without a UTS namespace of its own the domain name would be the host's: runc 1.1 leaves
+    // it alone then, and so does berth.
+    if let Some(d) = spec
+        .domainname()
+        .as_deref()
+        .filter(|d| !d.is_empty() && a.ns.has(CloneFlags::CLONE_NEWUTS))
+    {
         early(
             sysc.setdomainname(d)
                 .map_err(sys(format!("setdomainname {d}"))),
@@ -180,10 +194,11 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     early(super::apply_oom_score_adj(process))?;
     early(super::apply_scheduling(process))?;
 
-    if !a.ns.has(CloneFlags::CLONE_NEWNS) {
-        return early(Err(ProcessError::Other(
-            "a mount namespace is required".into(),
-        )));
+    // Without a mount namespace of its own the container shares the caller's (see
+    // `RootfsContext::check_shared`): no mount at all, chroot instead of pivot_root.
+    let own_mounts = a.ns.has(CloneFlags::CLONE_NEWNS);
+    if !own_mounts {
+        early(RootfsContext::check_shared(spec))?;
     }
     let rootfs = RootfsContext {
         sys: &sysc,
@@ -192,8 +207,13 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         spec,
         in_user_ns,
         cgroups: &a.cgroups,
+        bind_sources: &a.bind_sources,
     };
-    early(rootfs.prepare())?;
+    early(if own_mounts {
+        rootfs.prepare()
+    } else {
+        rootfs.prepare_shared()
+    })?;
     // The runtime has recorded the container; hooks get its state from here on.
     let state_json = early(a.chan.wait_for_go())?;
     early(a.chan.request_hooks())?;
@@ -204,7 +224,16 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     {
         early(crate::hooks::run("createContainer", h, &state_json))?;
     }
-    early(rootfs.pivot())?;
+    early(if own_mounts {
+        rootfs.pivot()
+    } else {
+        rootfs.chroot()
+    })?;
+    // Like runc's init, the container's first process leads its own session and process
+    // group (console set-up below does it for a terminal).
+    if process.terminal() != Some(true) {
+        early(nix::unistd::setsid().map(drop).map_err(sys("setsid")))?;
+    }
     if process.terminal() == Some(true) {
         let sock = a.console.ok_or_else(|| {
             (
@@ -216,7 +245,8 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        early(crate::console::setup(sock, size, true))?;
+        // /dev/console is a bind mount: only in a mount namespace of the container's own.
+        early(crate::console::setup(sock, size, own_mounts))?;
     }
     for (k, v) in spec
         .linux()
@@ -231,7 +261,9 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
                 .map_err(|e| ProcessError::Other(format!("sysctl {k}={v}: {e}"))),
         )?;
     }
-    early(rootfs.finish())?;
+    if own_mounts {
+        early(rootfs.finish())?;
+    }
     early(
         nix::unistd::chdir(process.cwd()).map_err(sys(format!("chdir to cwd {:?}", process.cwd()))),
     )?;
@@ -243,8 +275,10 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
         Some(s) => Some(early(crate::seccomp::build(s))?),
         None => None,
     };
+    // Before any filter is loaded: it may deny close_range, fcntl or rt_sigaction.
+    early(super::prepare_exec(a.preserve_fds))?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the user
-    // switch drops capabilities. With it, load it as late as possible (right before exec).
+    // switch drops capabilities. With it, after the switch: see below.
     if !nnp && let Some(f) = &filter {
         early(crate::seccomp::load(f))?;
     }
@@ -257,9 +291,16 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     let path = early(super::find_executable(&args[0], &env))?;
+    let image = early(super::exec_image(&path, &args, &env))?;
+    // As in runc 1.1, the filter is in force before the runtime hears `Ready`, and so for the
+    // wait on the fifo and the startContainer hooks: from here on the init only reads the fifo,
+    // runs those hooks and execs (no close_range, fcntl or signal calls a profile may deny).
+    if nnp && let Some(f) = &filter {
+        early(crate::seccomp::load(f))?;
+    }
 
     early(a.chan.send(&Message::Ready))?;
-    // From here on the runtime may be gone: errors go to the container's stderr.
+    // From here on the runtime may be gone: errors go to the late-error file for `start`.
     let mut b = [0u8; 1];
     loop {
         match nix::unistd::read(a.fifo, &mut b) {
@@ -283,19 +324,7 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
     {
         crate::hooks::run("startContainer", h, &state_json).map_err(|e| (true, e.into()))?;
     }
-    if nnp && let Some(f) = &filter {
-        crate::seccomp::load(f).map_err(|e| (true, e.into()))?;
-    }
-    crate::sys::reset_signals();
-    crate::sys::cloexec_from(3 + a.preserve_fds).map_err(|e| (true, sys("close_range")(e)))?;
-    #[allow(unsafe_code)]
-    // SAFETY: 3.. are the fds the caller lent (CreateOptions::preserve_fds); everything of
-    // the runtime's is close-on-exec since the line above.
-    unsafe {
-        crate::sys::keep_fds(a.preserve_fds)
-    };
-    let _ = a.fifo.as_raw_fd();
-    Err((true, super::exec(&path, &args, &env)))
+    Err((true, super::exec(&image, &path)))
 }
 
 /// A new time namespace: unshared here (after the user namespace, which then owns it), its clock

@@ -11,7 +11,6 @@ pub mod channel;
 pub mod init;
 pub mod tenant;
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use nix::sys::resource::Resource;
@@ -169,6 +168,7 @@ pub fn apply_oom_score_adj(p: &Process) -> Result<(), ProcessError> {
 /// change, then sets the capability sets the spec asks for.
 pub fn switch_user(p: &Process, in_user_ns_without_setgroups: bool) -> Result<(), ProcessError> {
     let user: &User = p.user();
+    give_stdio_to(user.uid())?;
     if let Some(c) = p.capabilities() {
         crate::capabilities::apply_bounding(c)?;
     }
@@ -190,6 +190,34 @@ pub fn switch_user(p: &Process, in_user_ns_without_setgroups: bool) -> Result<()
     nix::sys::prctl::set_keepcaps(false).map_err(sys("PR_SET_KEEPCAPS"))?;
     if let Some(c) = p.capabilities() {
         crate::capabilities::apply_sets(c)?;
+    }
+    Ok(())
+}
+
+/// Makes the container's user own its stdio (the pty slave with a terminal, else what the
+/// caller lent), so that it can reopen /dev/stdout or use its terminal, as runc does: only the
+/// owner changes (the tty group stays), /dev/null is left alone, and a file whose owner or
+/// group the user namespace does not map (EINVAL, EPERM) is skipped.
+fn give_stdio_to(uid: u32) -> Result<(), ProcessError> {
+    use std::os::fd::AsFd;
+    let null = nix::sys::stat::stat("/dev/null").ok().map(|s| s.st_rdev);
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    for (n, fd) in fds.into_iter().enumerate() {
+        let Ok(st) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        if st.st_uid == uid || Some(st.st_rdev) == null {
+            continue;
+        }
+        match nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(st.st_gid)),
+        ) {
+            Ok(()) | Err(nix::Error::EINVAL | nix::Error::EPERM) => {}
+            Err(e) => return Err(sys(format!("giving stdio fd {n} to uid {uid}"))(e)),
+        }
     }
     Ok(())
 }
@@ -242,16 +270,42 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, ProcessErr
     )))
 }
 
-/// Replaces this process with the container's program. Only returns on failure.
-pub fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError {
-    let to_c = |s: &str| CString::new(s).unwrap_or_default();
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    let cargs: Vec<CString> = args.iter().map(|a| to_c(a)).collect();
-    let cenv: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
-    match nix::unistd::execve(&cpath, &cargs, &cenv) {
-        Err(e) => ProcessError::Other(format!("exec {}: {e}", path.display())),
-        Ok(never) => match never {},
-    }
+/// The container's program, ready to exec (see [`crate::sys::ExecImage`]).
+pub fn exec_image(
+    path: &Path,
+    args: &[String],
+    env: &[String],
+) -> Result<crate::sys::ExecImage, ProcessError> {
+    crate::sys::ExecImage::new(path, args, env).map_err(sys(format!(
+        "exec {}: a NUL byte in the path, args or env",
+        path.display()
+    )))
+}
+
+/// The last steps before the seccomp filter and exec, done while every system call is still
+/// allowed: the program must not inherit the runtime's signal dispositions and masks, nor any
+/// fd above the preserved ones.
+pub fn prepare_exec(preserve_fds: u32) -> Result<(), ProcessError> {
+    crate::sys::reset_signals();
+    crate::sys::cloexec_from(3 + preserve_fds).map_err(sys("marking fds close-on-exec"))?;
+    #[allow(unsafe_code)]
+    // SAFETY: `preserve_fds` is CreateOptions/ExecOptions::preserve_fds, the fds 3.. the caller
+    // lent to the container; everything of the runtime's is close-on-exec since the line above.
+    unsafe {
+        crate::sys::keep_fds(preserve_fds)
+    };
+    Ok(())
+}
+
+/// Replaces this process with the container's program. Only returns on failure, with runc's
+/// wording (`exec /bin/x: exec format error`).
+pub fn exec(image: &crate::sys::ExecImage, path: &Path) -> ProcessError {
+    let e = image.exec();
+    ProcessError::Other(format!(
+        "exec {}: {}",
+        path.display(),
+        e.desc().to_lowercase()
+    ))
 }
 
 /// Duplicates the caller-given stdio fds onto 0, 1, 2.

@@ -71,6 +71,11 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     super::apply_rlimits(p)?;
     super::apply_oom_score_adj(p)?;
     super::apply_scheduling(p)?;
+    // Its own session and process group, as runc gives it (console set-up does it for a
+    // terminal).
+    if p.terminal() != Some(true) {
+        nix::unistd::setsid().map_err(sys("setsid"))?;
+    }
     if p.terminal() == Some(true) {
         let sock = a.console.ok_or_else(|| {
             ProcessError::Other("terminal requested without a console socket".into())
@@ -89,6 +94,8 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     }
     let nnp = p.no_new_privileges() == Some(true);
     let filter = a.seccomp.map(crate::seccomp::build).transpose()?;
+    // Before any filter is loaded: it may deny close_range, fcntl or rt_sigaction.
+    super::prepare_exec(a.preserve_fds)?;
     if !nnp && let Some(f) = &filter {
         crate::seccomp::load(f)?;
     }
@@ -101,16 +108,10 @@ fn try_setup(a: &TenantArgs<'_>) -> Result<std::convert::Infallible, ProcessErro
     let umask = p.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     let path = super::find_executable(&args[0], &env)?;
+    let image = super::exec_image(&path, &args, &env)?;
+    // Only the filter load and execve from here: the filter may deny anything else.
     if nnp && let Some(f) = &filter {
         crate::seccomp::load(f)?;
     }
-    crate::sys::reset_signals();
-    crate::sys::cloexec_from(3 + a.preserve_fds).map_err(sys("close_range"))?;
-    #[allow(unsafe_code)]
-    // SAFETY: 3.. are the fds the caller lent (ExecOptions::preserve_fds); everything of the
-    // runtime's is close-on-exec since the line above.
-    unsafe {
-        crate::sys::keep_fds(a.preserve_fds)
-    };
-    Err(super::exec(&path, &args, &env))
+    Err(super::exec(&image, &path))
 }
