@@ -116,7 +116,7 @@ async fn execute<U: Units, I: Images>(
         st.last_exit = berth_proto::ExitRecord::load(&ctx.bundle_path(name));
         ctx.board.set(st);
     };
-    let stop_timeout = eff.stop_timeout + Duration::from_secs(30);
+    let stop_timeout = crate::systemd::stop_job_wait(eff.stop_timeout);
     match plan.decision {
         Decision::Nothing { reason } => {
             let Some(u) = observed else {

@@ -34,7 +34,7 @@ pub use events::{UnitEvent, UnitEvents};
 pub use state::ActiveState;
 pub use unit::{
     RestartPolicy, SPEC_HASH_ENV, STOP_BACKSTOP, UNIT_PATTERN, UNIT_PREFIX, UnitListEntry,
-    UnitSpec, UnitStatus, container_name, unit_name,
+    UnitSpec, UnitStatus, container_name, stop_job_wait, unit_name,
 };
 
 use futures_util::StreamExt;

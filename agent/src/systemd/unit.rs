@@ -13,6 +13,14 @@ pub const UNIT_PREFIX: &str = "berth-";
 pub const SPEC_HASH_ENV: &str = "BERTH_SPEC_HASH";
 /// How much longer than the stop grace period systemd waits before it SIGKILLs the whole unit.
 pub const STOP_BACKSTOP: Duration = Duration::from_secs(5);
+
+/// How long berthd waits for the stop job of a unit whose grace period is `grace`. Derived from
+/// the same rule as the unit's `TimeoutStopSec=` (grace + [`STOP_BACKSTOP`]), with room after it
+/// for systemd's final SIGKILL and the job's report, so berthd never gives up on a stop that
+/// systemd is still carrying out.
+pub fn stop_job_wait(grace: Duration) -> Duration {
+    grace + STOP_BACKSTOP + Duration::from_secs(25)
+}
 /// `ListUnitsByPatterns` pattern that selects berth's units.
 pub const UNIT_PATTERN: &str = "berth-*.service";
 
@@ -304,6 +312,19 @@ impl UnitStatus {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn berthd_waits_for_a_stop_longer_than_systemd_takes() {
+        for grace in [
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+        ] {
+            let systemd_gives_up = grace + STOP_BACKSTOP;
+            assert!(stop_job_wait(grace) > systemd_gives_up, "grace {grace:?}");
+        }
+    }
+
     use super::*;
 
     fn find<'a>(p: &'a [(&'static str, Value<'static>)], k: &str) -> Option<&'a Value<'static>> {
