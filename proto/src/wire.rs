@@ -30,7 +30,13 @@ pub fn send_line<T: Serialize>(sock: RawFd, msg: &T, fds: &[RawFd]) -> io::Resul
 pub fn recv_with_fds(sock: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
     let mut space = nix::cmsg_space!([RawFd; 4]);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    // A signal (SIGWINCH while an exec has a terminal) must not end a wait for the shim's reply.
+    let msg = loop {
+        match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(rs) = c {
             for r in rs {

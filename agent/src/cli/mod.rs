@@ -1,4 +1,5 @@
 //! Subcommands of the `berth` CLI implemented in the library (thin `berth` binary).
 
 pub mod containers;
+mod exec;
 pub mod image;
