@@ -163,6 +163,7 @@ fn exec_tty(
                 }
             }
         });
+        let (drained_tx, drained) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             let mut out = std::io::stdout();
@@ -171,14 +172,24 @@ fn exec_tty(
                     break;
                 }
             }
+            let _ = drained_tx.send(());
         });
-        c.wait_exit()
+        let status = c.wait_exit();
+        // The process's last output may still sit in the pty when its exit is reported: copy it
+        // out (the master reads EIO once no process holds the terminal), but do not hang on a
+        // background process that inherited the terminal and lives on.
+        let _ = drained.recv_timeout(OUTPUT_DRAIN);
+        status
     })();
     if let Some(t) = &saved {
         let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, t);
     }
     res
 }
+
+/// How long an exec with a terminal waits, after its process exited, for the output still in the
+/// pty.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One read that a signal (SIGWINCH on every resize) does not end: `None` at end of file or on
 /// an error.
