@@ -69,6 +69,9 @@ pub fn apply_bounding(c: &LinuxCapabilities) -> Result<(), CapsError> {
 /// here: [`apply_sets`] skips them and the runtime process warns about them ([`warn_unraisable`]),
 /// so that the warning reaches its log rather than the container's stderr.
 pub fn unraisable_ambient(c: &LinuxCapabilities) -> Vec<Capability> {
+    if c.ambient().as_ref().is_none_or(|a| a.is_empty()) {
+        return Vec::new();
+    }
     let (perm, inh) = (set_of(c, CapSet::Permitted), set_of(c, CapSet::Inheritable));
     let mut out: Vec<Capability> = set_of(c, CapSet::Ambient)
         .into_iter()
