@@ -183,7 +183,10 @@ fn json_log(path: &std::path::Path, label: &str) -> Vec<serde_json::Value> {
                 assert!(v[k].is_string(), "{label}: no {k} in {l:?}");
             }
             let t = v["time"].as_str().unwrap();
-            assert!(t.len() >= 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T', "{l:?}");
+            assert!(
+                t.len() >= 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+                "{l:?}"
+            );
             v
         })
         .collect()
@@ -233,7 +236,10 @@ fn runtime_debug_log_like_runc() {
 
         let (code, stderr, f) = logged(&json, &["create", "--bundle", bundle, &id], true);
         let lines = json_log(&f, label);
-        row.push(format!("create: {code:?}, debug: {}", levels(&lines).contains(&"debug")));
+        row.push(format!(
+            "create: {code:?}, debug: {}",
+            levels(&lines).contains(&"debug")
+        ));
         assert!(
             !stderr.contains("level=debug") && !stderr.contains("\"debug\""),
             "{label}: debug lines on stderr: {stderr}"
@@ -252,7 +258,10 @@ fn runtime_debug_log_like_runc() {
 
         let (code, _, f) = logged(&json, &["exec", &id, "true"], false);
         let lines = json_log(&f, label);
-        row.push(format!("exec: {code:?}, debug: {}", levels(&lines).contains(&"debug")));
+        row.push(format!(
+            "exec: {code:?}, debug: {}",
+            levels(&lines).contains(&"debug")
+        ));
 
         for (what, opts) in [("debug", &json[..]), ("quiet", &json[1..])] {
             let (code, stderr, f) = logged(opts, &["exec", &id, "/nonexistent"], false);
@@ -275,7 +284,8 @@ fn runtime_debug_log_like_runc() {
         let text = std::fs::read_to_string(&f).unwrap();
         row.push(format!(
             "text exec: {code:?}, all logrus lines: {}, debug: {}",
-            text.lines().all(|l| l.starts_with("time=\"") && l.contains(" level=")),
+            text.lines()
+                .all(|l| l.starts_with("time=\"") && l.contains(" level=")),
             text.contains(" level=debug msg=")
         ));
 
