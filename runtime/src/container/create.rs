@@ -298,8 +298,7 @@ fn create_inner(
                         ("createRuntime", h.create_runtime()),
                     ] {
                         if let Some(list) = list {
-                            crate::debug!("container {id}: running {} {kind} hook(s)", list.len());
-                            crate::hooks::run(kind, list, &state_json)?;
+                            super::run_hooks(id, kind, list, &state_json)?;
                         }
                     }
                 }

@@ -70,10 +70,7 @@ fn destroy(c: &Container) -> Result<()> {
             .hooks()
             .as_ref()
             .and_then(|h| h.poststop().as_deref())
-        && let Err(e) = {
-            crate::debug!("container {}: running {} poststop hook(s)", c.p.id, h.len());
-            crate::hooks::run("poststop", h, &c.state_json(Status::Stopped))
-        }
+        && let Err(e) = super::run_hooks(&c.p.id, "poststop", h, &c.state_json(Status::Stopped))
     {
         crate::warn!("{e}");
     }

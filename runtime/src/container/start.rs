@@ -63,10 +63,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
             .hooks()
             .as_ref()
             .and_then(|h| h.poststart().as_deref())
-        && let Err(e) = {
-            crate::debug!("container {id}: running {} poststart hook(s)", h.len());
-            crate::hooks::run("poststart", h, &c.state_json(Status::Running))
-        }
+        && let Err(e) = super::run_hooks(id, "poststart", h, &c.state_json(Status::Running))
     {
         // The spec: a failing poststart hook is an error and stops the container (`delete`
         // then destroys it and runs the poststop hooks).
