@@ -63,6 +63,34 @@ pub fn apply_bounding(c: &LinuxCapabilities) -> Result<(), CapsError> {
     Ok(())
 }
 
+/// The ambient capabilities of `c` the kernel will not raise, because they are not both
+/// permitted and inheritable, in name order. `runc spec` writes ambient caps without an
+/// inheritable set and runc goes on without them, so configs made for runc must keep working
+/// here: [`apply_sets`] skips them and the runtime process warns about them ([`warn_unraisable`]),
+/// so that the warning reaches its log rather than the container's stderr.
+pub fn unraisable_ambient(c: &LinuxCapabilities) -> Vec<Capability> {
+    if c.ambient().as_ref().is_none_or(|a| a.is_empty()) {
+        return Vec::new();
+    }
+    let (perm, inh) = (set_of(c, CapSet::Permitted), set_of(c, CapSet::Inheritable));
+    let mut out: Vec<Capability> = set_of(c, CapSet::Ambient)
+        .into_iter()
+        .filter(|cap| !(perm.contains(cap) && inh.contains(cap)))
+        .collect();
+    out.sort_by_key(|c| c.to_string());
+    out
+}
+
+/// Warns (runtime process) about each ambient capability of `c` the container's process will
+/// not get, see [`unraisable_ambient`].
+pub fn warn_unraisable(c: Option<&LinuxCapabilities>) {
+    for cap in c.map(unraisable_ambient).unwrap_or_default() {
+        crate::warn!(
+            "can't raise ambient capability {cap}: not in the permitted and inheritable sets"
+        );
+    }
+}
+
 /// Sets the effective, permitted, inheritable and ambient sets (after the user switch).
 pub fn apply_sets(c: &LinuxCapabilities) -> Result<(), CapsError> {
     let eff = set_of(c, CapSet::Effective);
@@ -78,16 +106,11 @@ pub fn apply_sets(c: &LinuxCapabilities) -> Result<(), CapsError> {
     let amb = set_of(c, CapSet::Ambient);
     if !amb.is_empty() {
         caps::clear(None, CapSet::Ambient).map_err(err("clearing ambient"))?;
-        // The kernel only lets a capability be ambient if it is also permitted and inheritable.
-        // `runc spec` writes ambient caps without an inheritable set and runc only warns, so
-        // configs made for runc must keep working here: skip those with the same warning.
-        let inh = set_of(c, CapSet::Inheritable);
+        // The kernel only lets a capability be ambient if it is also permitted and inheritable;
+        // the others are skipped (the runtime warned: see `unraisable_ambient`).
+        let skip = unraisable_ambient(c);
         for cap in amb {
-            if !(perm.contains(&cap) && inh.contains(&cap)) {
-                eprintln!(
-                    "berth-runtime: warning: can't raise ambient capability {cap}: \
-                     not in the permitted and inheritable sets"
-                );
+            if skip.contains(&cap) {
                 continue;
             }
             caps::raise(None, CapSet::Ambient, cap)
@@ -95,4 +118,35 @@ pub fn apply_sets(c: &LinuxCapabilities) -> Result<(), CapsError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{Capability as Cap, LinuxCapabilitiesBuilder};
+
+    #[test]
+    fn ambient_needs_permitted_and_inheritable() {
+        let set = |c: &[Cap]| {
+            c.iter()
+                .copied()
+                .collect::<oci_spec::runtime::Capabilities>()
+        };
+        // What `runc spec` writes: ambient without inheritable.
+        let c = LinuxCapabilitiesBuilder::default()
+            .permitted(set(&[Cap::Kill, Cap::NetBindService]))
+            .ambient(set(&[Cap::NetBindService, Cap::Kill, Cap::AuditWrite]))
+            .inheritable(set(&[Cap::Kill, Cap::AuditWrite]))
+            .build()
+            .unwrap();
+        assert_eq!(
+            unraisable_ambient(&c),
+            vec![
+                Capability::CAP_AUDIT_WRITE,
+                Capability::CAP_NET_BIND_SERVICE
+            ]
+        );
+        let none = LinuxCapabilitiesBuilder::default().build().unwrap();
+        assert_eq!(unraisable_ambient(&none), Vec::<Capability>::new());
+    }
 }

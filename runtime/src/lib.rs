@@ -31,6 +31,7 @@ pub mod devices_bpf;
 pub mod error;
 pub mod features;
 pub mod hooks;
+pub mod log;
 pub mod mount_options;
 pub mod namespaces;
 pub mod paths;

@@ -1,13 +1,13 @@
 //! `berth-runtime`: runc's command line over the runtime library (runs as its own process; the
 //! container's init is cloned from it by `create`/`run` and outlives it after `create`).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use berth_runtime::{CreateOptions, ExecOptions, Runtime};
 
+mod logging;
 mod tty;
 use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -24,13 +24,13 @@ struct Cli {
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/berth-runtime")]
     root: PathBuf,
-    /// Log file for errors (stderr still gets the message).
+    /// Log file for debug lines, warnings and the error (which stderr still gets); default stderr.
     #[arg(long, global = true)]
     log: Option<PathBuf>,
     /// Log format.
     #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Accepted for runc compatibility.
+    /// Log the runtime's steps (level=debug).
     #[arg(long, global = true)]
     debug: bool,
     /// Accepted for runc compatibility (berth drives cgroupfs directly).
@@ -193,10 +193,18 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormat::Text => berth_runtime::log::Format::Text,
+        LogFormat::Json => berth_runtime::log::Format::Json,
+    };
+    if let Err(e) = logging::init(cli.log.as_deref(), format, cli.debug) {
+        logging::write_line(berth_runtime::log::Level::Error, &e.to_string());
+        return ExitCode::from(1);
+    }
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            report(&cli, &e);
+            report(&e);
             // runc's exec fails with 255, so that callers tell it from the process's own 1.
             ExitCode::from(if matches!(cli.cmd, Cmd::Exec { .. }) {
                 255
@@ -207,29 +215,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reports an error as runc does: with --log, a log line there and the bare message on stderr;
-/// without, a logrus-style line on stderr.
-fn report(cli: &Cli, e: &anyhow::Error) {
+/// Reports an error as runc does: the last line of the log (the --log file, else stderr) and,
+/// with --log, the bare message on stderr too.
+fn report(e: &anyhow::Error) {
     let msg = format!("{e:#}");
-    let time = berth_runtime::timefmt::rfc3339(std::time::SystemTime::now(), false);
-    let line = match cli.log_format {
-        LogFormat::Json => {
-            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
-        }
-        LogFormat::Text => format!("time={time:?} level=error msg={msg:?}"),
-    };
-    match &cli.log {
-        Some(path) => {
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
-                let _ = writeln!(f, "{line}");
-            }
-            eprintln!("{msg}");
-        }
-        None => eprintln!("{line}"),
+    logging::write_line(berth_runtime::log::Level::Error, &msg);
+    if logging::to_file() {
+        eprintln!("{msg}");
     }
 }
 
@@ -476,8 +468,14 @@ pub(crate) fn wait_forwarding(pid: i32) -> Result<u8> {
     let pid = Pid::from_raw(pid);
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG))? {
-            WaitStatus::Exited(_, code) => return Ok(code as u8),
-            WaitStatus::Signaled(_, sig, _) => return Ok(128 + sig as u8),
+            WaitStatus::Exited(_, code) => {
+                berth_runtime::debug!("process {pid} exited, status {code}");
+                return Ok(code as u8);
+            }
+            WaitStatus::Signaled(_, sig, _) => {
+                berth_runtime::debug!("process {pid} killed by {sig}");
+                return Ok(128 + sig as u8);
+            }
             _ => {}
         }
         let sig = set.wait()?;

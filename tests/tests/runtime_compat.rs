@@ -170,3 +170,138 @@ fn runtime_exec_and_run_keep_command_line_like_runc() {
         seen[1]
     );
 }
+
+/// The lines of a log written with `--log-format json`: each must be one JSON object with
+/// string `level`, `msg` and `time` (RFC 3339, UTC), as containerd-style callers read them.
+fn json_log(path: &std::path::Path, label: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{label}: log line is not JSON ({e}): {l:?}"));
+            for k in ["level", "msg", "time"] {
+                assert!(v[k].is_string(), "{label}: no {k} in {l:?}");
+            }
+            let t = v["time"].as_str().unwrap();
+            assert!(
+                t.len() >= 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+                "{l:?}"
+            );
+            v
+        })
+        .collect()
+}
+
+fn levels(lines: &[serde_json::Value]) -> Vec<&str> {
+    lines.iter().map(|v| v["level"].as_str().unwrap()).collect()
+}
+
+/// `--debug --log FILE --log-format json|text` as runc writes them: with --debug, debug lines
+/// for create and exec go to the file (not stderr) and a failed command's error is the file's
+/// last line, its bare message on stderr; without --debug only the error is written.
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_debug_log_like_runc() {
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for (label, rt) in [("berth", Runtime::berth()), ("runc", Runtime::runc())] {
+        let id = unique(&format!("log-{label}"));
+        let cg = format!("/{id}");
+        let b = Bundle::busybox(std::path::Path::new("runc"), &["sleep", "1000"], &cg);
+        rt.track(&id, &cg);
+        let bundle = b.path().to_str().unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let mut row = Vec::new();
+        let mut n = 0;
+        // Runs `args` with the log options into a fresh file; returns its exit status, its
+        // stderr and the file's lines.
+        let mut logged = |opts: &[&str], args: &[&str], detached: bool| {
+            n += 1;
+            let f = logs.path().join(format!("{n}.log"));
+            let mut all: Vec<&str> = opts.to_vec();
+            all.extend(["--log", f.to_str().unwrap()]);
+            all.extend(args);
+            let err = tempfile::NamedTempFile::new().unwrap();
+            let mut cmd = rt.cmd(&all);
+            if detached {
+                cmd.stdout(std::process::Stdio::null());
+            }
+            let status = cmd
+                .stderr(err.reopen().unwrap())
+                .status()
+                .expect("running the runtime");
+            let stderr = std::fs::read_to_string(err.path()).unwrap();
+            (status.code(), stderr, f)
+        };
+        let json = ["--debug", "--log-format", "json"];
+
+        let (code, stderr, f) = logged(&json, &["create", "--bundle", bundle, &id], true);
+        let lines = json_log(&f, label);
+        row.push(format!(
+            "create: {code:?}, debug: {}",
+            levels(&lines).contains(&"debug")
+        ));
+        assert!(
+            !stderr.contains("level=debug") && !stderr.contains("\"debug\""),
+            "{label}: debug lines on stderr: {stderr}"
+        );
+        if label == "berth" {
+            // The ambient capabilities `runc spec` writes without inheritable ones: the
+            // runtime's warning goes to the log, not to stderr.
+            assert!(
+                lines.iter().any(|v| v["level"] == "warning"
+                    && v["msg"].as_str().unwrap().contains("ambient capability")),
+                "{label}: no warning line: {lines:?}"
+            );
+            assert!(!stderr.contains("warning"), "{label}: {stderr}");
+        }
+        rt.ok(&["start", &id]);
+
+        let (code, _, f) = logged(&json, &["exec", &id, "true"], false);
+        let lines = json_log(&f, label);
+        row.push(format!(
+            "exec: {code:?}, debug: {}",
+            levels(&lines).contains(&"debug")
+        ));
+
+        for (what, opts) in [("debug", &json[..]), ("quiet", &json[1..])] {
+            let (code, stderr, f) = logged(opts, &["exec", &id, "/nonexistent"], false);
+            let lines = json_log(&f, label);
+            let last = lines.last().unwrap_or_else(|| panic!("{label}: empty log"));
+            assert_eq!(last["level"], "error", "{label}: {lines:?}");
+            assert_eq!(
+                last["msg"].as_str().unwrap(),
+                stderr.trim_end(),
+                "{label}: stderr is not the bare error"
+            );
+            row.push(format!(
+                "failed exec ({what}): {code:?}, debug: {}, errors: {}",
+                levels(&lines).contains(&"debug"),
+                levels(&lines).iter().filter(|l| **l == "error").count()
+            ));
+        }
+
+        let (code, _, f) = logged(&["--debug"], &["exec", &id, "true"], false);
+        let text = std::fs::read_to_string(&f).unwrap();
+        row.push(format!(
+            "text exec: {code:?}, all logrus lines: {}, debug: {}",
+            text.lines()
+                .all(|l| l.starts_with("time=\"") && l.contains(" level=")),
+            text.contains(" level=debug msg=")
+        ));
+
+        let (code, _, f) = logged(&json, &["delete", "--force", &id], false);
+        row.push(format!("delete: {code:?}"));
+        json_log(&f, label);
+        let (code, _, f) = logged(&json[1..], &["delete", &id], false);
+        let lines = json_log(&f, label);
+        row.push(format!("delete again: {code:?}, {:?}", levels(&lines)));
+        seen.push(row);
+    }
+    assert_eq!(seen[0], seen[1], "berth and runc differ");
+    assert!(
+        seen[1].contains(&"create: Some(0), debug: true".to_string())
+            && seen[1].contains(&"delete again: Some(1), [\"error\"]".to_string()),
+        "{:?}",
+        seen[1]
+    );
+}

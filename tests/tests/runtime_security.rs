@@ -246,7 +246,7 @@ fn runtime_tty_and_stdio_belong_to_the_container_user_like_runc() {
         rt.track(&id, &cg);
         b.config["process"]["terminal"] = json!(true);
         b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
-        // runc spec's ambient set cannot be raised; berth's warning would land on the tty.
+        // runc spec's ambient set cannot be raised (berth warns, runc does not): left out.
         b.config["process"]["capabilities"]["ambient"] = json!([]);
         b.save();
         let tty = console_output(&rt, &b, &id);

@@ -71,13 +71,19 @@ pub(crate) fn create(
     }
     // Check the bundle before touching anything: bad input leaves nothing behind.
     let b = crate::spec::load(bundle)?;
+    crate::debug!(
+        "bundle {} loaded (rootfs {})",
+        b.dir.display(),
+        b.rootfs.display()
+    );
+    let process = b.spec.process().as_ref().expect("checked at load");
+    crate::capabilities::warn_unraisable(process.capabilities().as_ref());
     let linux = b.spec.linux().as_ref().expect("checked at load");
     let ns = crate::namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     if let Some(sysctls) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
         let host_net = host_network(&ns);
         crate::namespaces::check_sysctls(sysctls.keys(), &ns, host_net)?;
     }
-    let process = b.spec.process().as_ref().expect("checked at load");
     if process.terminal() == Some(true) && opts.console_socket.is_none() {
         return Err(Error::InvalidProcess(
             "cannot allocate tty if runc will detach without setting console socket",
@@ -106,6 +112,7 @@ pub(crate) fn create(
     match create_inner(id, &b, &ns, opts, &dir, &mut undo) {
         Ok(c) => Ok(c),
         Err(e) => {
+            crate::debug!("container {id}: create failed, undoing it");
             let cleanup = undo.run();
             Err(e.with_cleanup(cleanup))
         }
@@ -151,14 +158,17 @@ fn create_inner(
         })
         .unwrap_or_else(|| id.to_string());
     let mut cg = Cgroup::resolve(&cg_path)?;
+    crate::debug!("cgroup {cg_path} resolved");
     let created = cg.create();
     undo.cgroup = Some(cg.clone());
     created?;
     undo.cgroup = Some(cg.clone());
+    crate::debug!("cgroup {cg_path} created");
     // The init joins the cgroup itself: in a frozen one it would stop there for good.
     cg.ensure_thawed()?;
     // Applied without `resources` too: the device rules start from "deny all" regardless.
     cg.apply(&linux.resources().clone().unwrap_or_default())?;
+    crate::debug!("cgroup {cg_path}: resources applied");
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
@@ -251,12 +261,14 @@ fn create_inner(
     drop(bind_sources);
     drop(console);
     undo.child = Some((pid, pidfd));
+    crate::debug!("container {id}: init cloned, pid {pid}");
 
     if ns.new_user() {
         if let Err(e) = write_id_maps(pid, linux) {
             return Err(init_failure(undo, &parent_end, e));
         }
         send(&parent_end, &Message::Mapped)?;
+        crate::debug!("container {id}: user namespace id maps written");
     }
     drop(join);
 
@@ -286,13 +298,16 @@ fn create_inner(
                         ("createRuntime", h.create_runtime()),
                     ] {
                         if let Some(list) = list {
-                            crate::hooks::run(kind, list, &state_json)?;
+                            super::run_hooks(id, kind, list, &state_json)?;
                         }
                     }
                 }
                 send(&parent_end, &Message::HooksDone)?;
             }
-            Message::Ready => break,
+            Message::Ready => {
+                crate::debug!("container {id}: init ready, waiting for start");
+                break;
+            }
             Message::Error(e) => return Err(Error::Init(e)),
             got => {
                 return Err(channel::ChannelError::Unexpected {
@@ -309,8 +324,10 @@ fn create_inner(
         source,
     })?;
     write_atomic(&state_path, &data)?;
+    crate::debug!("container {id}: state written to {}", state_path.display());
     if let Some(pf) = &opts.pid_file {
         write_atomic(pf, pid.to_string().as_bytes())?;
+        crate::debug!("container {id}: pid file {} written", pf.display());
     }
     // Success: nothing to undo; the pidfd is not needed any more.
     undo.child = None;

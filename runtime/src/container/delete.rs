@@ -26,9 +26,12 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
         }
     }
     if status != Status::Stopped {
+        crate::debug!("container {id}: {status}, killing its processes");
         stop(&c, status)?;
     }
-    destroy(&c)
+    destroy(&c)?;
+    crate::debug!("container {id}: deleted");
+    Ok(())
 }
 
 /// Kills every process of the container and waits until the init is gone.
@@ -61,14 +64,15 @@ fn destroy(c: &Container) -> Result<()> {
     }
     // While a cgroup remains, so does the state: a later delete can try again.
     c.p.cgroup.destroy()?;
+    crate::debug!("container {}: cgroup removed", c.p.id);
     if let Some(h) =
         c.p.spec
             .hooks()
             .as_ref()
             .and_then(|h| h.poststop().as_deref())
-        && let Err(e) = crate::hooks::run("poststop", h, &c.state_json(Status::Stopped))
+        && let Err(e) = super::run_hooks(&c.p.id, "poststop", h, &c.state_json(Status::Stopped))
     {
-        eprintln!("berth-runtime: warning: {e}");
+        crate::warn!("{e}");
     }
     match std::fs::remove_dir_all(&c.dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

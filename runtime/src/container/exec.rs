@@ -108,6 +108,11 @@ pub(crate) fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions
     let seccomp = c.p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let join = c.p.cgroup.sub(&opts.sub_cgroups)?.prepare_join()?;
     let (parent_end, child_end) = channel::pair()?;
+    crate::capabilities::warn_unraisable(p.capabilities().as_ref());
+    crate::debug!(
+        "container {id}: cloning a process to exec {:?}",
+        p.args().as_deref().unwrap_or_default()
+    );
     #[allow(unsafe_code)]
     // SAFETY: the runtime is single-threaded, which `Runtime::exec`'s callers guarantee.
     let forked = unsafe { clone(CloneFlags::empty(), join.clone_into()) };
@@ -141,8 +146,9 @@ pub(crate) fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions
         e
     };
     drop(join);
+    crate::debug!("container {id}: process cloned, pid {child}");
     match parent_end.recv_within(super::SETUP_TIMEOUT) {
-        Err(ChannelError::Closed) => {}
+        Err(ChannelError::Closed) => crate::debug!("container {id}: pid {child} executed"),
         Ok(Message::Error(e)) => return Err(fail(Error::Init(e))),
         Ok(got) => {
             return Err(fail(
@@ -157,6 +163,7 @@ pub(crate) fn exec(rt: &Runtime, id: &str, process: &Process, opts: &ExecOptions
     }
     if let Some(pf) = &opts.pid_file {
         write_atomic(pf, child.to_string().as_bytes())?;
+        crate::debug!("container {id}: pid file {} written", pf.display());
     }
     Ok(child.as_raw())
 }

@@ -286,3 +286,15 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
+
+/// Runs container `id`'s `kind` hooks from the runtime process, with a debug line (the hooks
+/// the init runs itself are not logged: its stderr is the container's).
+pub(crate) fn run_hooks(
+    id: &str,
+    kind: &'static str,
+    hooks: &[oci_spec::runtime::Hook],
+    state_json: &str,
+) -> Result<(), crate::hooks::HookError> {
+    crate::debug!("container {id}: running {} {kind} hook(s)", hooks.len());
+    crate::hooks::run(kind, hooks, state_json)
+}

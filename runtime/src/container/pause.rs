@@ -10,6 +10,7 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
         Status::Running | Status::Created => {}
         s => return Err(Error::State(format!("container not running: {s}"))),
     }
+    crate::debug!("container {id}: freezing its cgroup");
     c.p.cgroup.freeze(true).map_err(Error::from)
 }
 
@@ -19,5 +20,6 @@ pub fn resume(rt: &Runtime, id: &str) -> Result<()> {
     if c.status() != Status::Paused {
         return Err(Error::State("container not paused".into()));
     }
+    crate::debug!("container {id}: thawing its cgroup");
     c.p.cgroup.freeze(false).map_err(Error::from)
 }

@@ -44,6 +44,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
     f.write_all(b"0")
         .map_err(|e| Error::io(format!("writing {}", fifo.display()), e))?;
     let _ = std::fs::remove_file(&fifo);
+    crate::debug!("container {id}: init released through {}", fifo.display());
     // The init's fifo fd is close-on-exec: once no reader is left (POLLERR on our write end)
     // the user's program runs, so `start` returns with the container really running.
     let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
@@ -54,6 +55,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
     if let Ok(msg) = std::fs::read_to_string(&late)
         && !msg.is_empty()
     {
+        crate::debug!("container {id}: init failed before the program ran");
         return Err(Error::Init(msg));
     }
     if let Some(h) =
@@ -61,7 +63,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
             .hooks()
             .as_ref()
             .and_then(|h| h.poststart().as_deref())
-        && let Err(e) = crate::hooks::run("poststart", h, &c.state_json(Status::Running))
+        && let Err(e) = super::run_hooks(id, "poststart", h, &c.state_json(Status::Running))
     {
         // The spec: a failing poststart hook is an error and stops the container (`delete`
         // then destroys it and runs the poststop hooks).
@@ -71,5 +73,6 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
         let _ = c.p.cgroup.kill_all(libc::SIGKILL);
         return Err(e.into());
     }
+    crate::debug!("container {id}: started (init pid {})", c.p.pid);
     Ok(())
 }
