@@ -30,6 +30,7 @@ fn secure_defaults() {
         Path::new("/run/berth/b/web"),
         &Paths {
             volumes: "/v".into(),
+            network: None,
         },
     )
     .unwrap();
@@ -66,6 +67,7 @@ fn readiness_notify_gets_the_proxy_socket_and_only_that_notify_socket() {
     let d = tempfile::tempdir().unwrap();
     let paths = Paths {
         volumes: "/v".into(),
+        network: None,
     };
     let bundle = Path::new("/run/berth/b/web");
     let config = |yaml: &str| {
@@ -110,6 +112,7 @@ fn init_runs_the_program_under_tini() {
     let d = tempfile::tempdir().unwrap();
     let paths = Paths {
         volumes: "/v".into(),
+        network: None,
     };
     let cfg = |t: &str| {
         oci_config(
@@ -161,6 +164,7 @@ fn spec_settings_reach_config() {
         Path::new("/b"),
         &Paths {
             volumes: "/v".into(),
+            network: None,
         },
     )
     .unwrap();
@@ -228,6 +232,7 @@ fn seccomp_profile_comes_from_the_effective_spec() {
         Path::new("/b"),
         &Paths {
             volumes: "/v".into(),
+            network: None,
         },
     )
     .unwrap();
@@ -255,6 +260,7 @@ fn devices_come_from_the_effective_spec() {
     let mut e = resolve("web", &spec, "sha256:1", &img, &inputs).unwrap();
     let paths = Paths {
         volumes: "/v".into(),
+        network: None,
     };
     let v =
         serde_json::to_value(oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap())
@@ -316,6 +322,7 @@ fn write_bundle_files() {
         &rootfs(d.path()),
         &Paths {
             volumes: d.path().join("v"),
+            network: None,
         },
     )
     .unwrap();
@@ -409,6 +416,7 @@ fn config_matches_the_config_made_before_the_builders() {
             Path::new("/run/berth/b/web"),
             &Paths {
                 volumes: "/v".into(),
+                network: None,
             },
         )
         .unwrap();
