@@ -160,3 +160,65 @@ fn agent_network_publishes_ports_and_cleans_up() {
     let (ok, _) = fetch(&a, "http://127.0.0.1:18080/");
     assert!(!ok, "the port still answers after the container stopped");
 }
+
+/// web's forwarding rules (one per published port).
+fn dnat_rules(a: &Agent) -> usize {
+    let (_, nat) = inside(a, &["iptables-save", "-t", "nat"]);
+    nat.lines()
+        .filter(|l| l.contains("dnat name: berth id: web\""))
+        .count()
+}
+
+/// web's ephemeral host port, from `berth ps`.
+fn host_port(a: &Agent) -> u64 {
+    a.ps()
+        .ok()
+        .and_then(|m| m.get("web")?["network"]["ports"][0]["host_port"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers with netavark"]
+fn agent_network_shim_killed_then_restarted_by_systemd_cleans_up() {
+    let a = Agent::start("agent-net-kill").unwrap();
+    a.start_berthd(false).unwrap();
+    a.write(
+        "web",
+        &format!(
+            "image_file: {IMAGE}\nrestart: always\nports: [\"80\"]\n\
+             command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && \
+             exec httpd -f -p 80 -h /www']\n"
+        ),
+    );
+    let serving = |port: u64| fetch(&a, &format!("http://127.0.0.1:{port}/")).1.trim() == "web";
+    a.wait(T, "web published", || host_port(&a) != 0).unwrap();
+    let first = host_port(&a);
+    a.wait(T, "web answering", || serving(first)).unwrap();
+    assert_eq!(dnat_rules(&a), 1);
+    // The shim dies without its clean-up; systemd alone (berthd is stopped) restarts it, and the
+    // new shim's ephemeral port is another one.
+    a.kill_berthd().unwrap();
+    let pid = a.show("web", "MainPID");
+    let out = a.sd.exec_inside(&["kill", "-9", &pid]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    a.wait(T, "a new shim", || {
+        let p = a.show("web", "MainPID");
+        p != pid && p != "0" && a.active("web")
+    })
+    .unwrap();
+    a.start_berthd(true).unwrap();
+    a.wait(T, "web published again", || host_port(&a) != 0)
+        .unwrap();
+    let second = host_port(&a);
+    a.wait(T, "web answering again", || serving(second))
+        .unwrap();
+    // The earlier run's rule (for its own port) was torn down by the new shim.
+    assert_eq!(dnat_rules(&a), 1, "first port {first}, second {second}");
+    a.rm("web");
+    a.wait(T, "web gone", || {
+        a.ps().is_ok_and(|m| m.is_empty()) && !a.active("web")
+    })
+    .unwrap();
+    a.wait(T, "network torn down", || leftovers(&a).is_empty())
+        .unwrap_or_else(|e| panic!("{e}\nleft: {:?}", leftovers(&a)));
+}

@@ -83,7 +83,47 @@ impl Network {
         }
     }
 
+    /// `<state>/containers/<name>.json`: the options netavark set up, until they are torn down.
+    /// Found at start, it is what a shim killed before its clean-up left (SIGKILL, OOM, crash).
+    fn record_path(&self) -> PathBuf {
+        self.cfg
+            .state_dir
+            .join("containers")
+            .join(format!("{}.json", self.name))
+    }
+
+    /// Tears down what a previous shim of this container set up and could not undo: its rules
+    /// name ports this shim may not take again (ephemeral ones), so its own options are used.
+    fn clean_stale(&self) {
+        let path = self.record_path();
+        let Some(old) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            return;
+        };
+        eprintln!(
+            "berth-shim: network {}: tearing down what an earlier run of {} left",
+            self.cfg.network.name, self.name
+        );
+        if let Err(e) = netavark::run(
+            &self.cfg.netavark,
+            &self.cfg.state_dir,
+            "teardown",
+            &self.cfg.netns,
+            &old,
+        ) {
+            eprintln!(
+                "berth-shim: cleanup: network {}: {e}",
+                self.cfg.network.name
+            );
+        }
+        remove_netns(&self.cfg.netns);
+        let _ = std::fs::remove_file(&path);
+    }
+
     fn setup_inner(&mut self) -> Result<(), NetworkError> {
+        self.clean_stale();
         let net = &self.cfg.network;
         let (subnet, prefix_len) =
             berth_proto::network::parse_subnet(&net.subnet).map_err(|message| {
@@ -116,7 +156,17 @@ impl Network {
             network: net.name.clone(),
             source,
         })?;
+        let record = self.record_path();
+        let written = record
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| berth_proto::fsutil::write_atomic(&record, opts.to_string().as_bytes()));
         self.set_up = Some(opts);
+        written.map_err(|source| NetworkError::Io {
+            what: "writing",
+            path: record,
+            source,
+        })?;
         self.status = Some(NetworkStatus {
             network: net.name.clone(),
             address,
@@ -148,6 +198,7 @@ impl Network {
                 self.cfg.network.name
             );
         }
+        let _ = std::fs::remove_file(self.record_path());
         if std::mem::take(&mut self.netns) {
             remove_netns(&self.cfg.netns);
         }
