@@ -57,7 +57,7 @@ pub struct Network {
     /// The options netavark set up, kept for the teardown (it needs the same).
     set_up: Option<serde_json::Value>,
     /// Host ports held open so nothing else takes them while the container publishes them.
-    _held: Vec<Reservation>,
+    held: Vec<Reservation>,
     status: Option<NetworkStatus>,
 }
 
@@ -71,7 +71,7 @@ impl Network {
             lease: None,
             netns: false,
             set_up: None,
-            _held: Vec::new(),
+            held: Vec::new(),
             status: None,
         };
         match n.setup_inner() {
@@ -136,7 +136,7 @@ impl Network {
         let (address, lease) = lease(&self.cfg, &self.name, subnet, prefix_len)?;
         self.lease = Some(lease);
         let (held, ports) = ports::reserve(&self.name, &self.cfg.ports)?;
-        self._held = held;
+        self.held = held;
         make_netns(&self.cfg.netns)?;
         self.netns = true;
         let at = Attachment {
@@ -202,7 +202,7 @@ impl Network {
         if std::mem::take(&mut self.netns) {
             remove_netns(&self.cfg.netns);
         }
-        self._held.clear();
+        self.held.clear();
         if let Some(l) = self.lease.take()
             && let Err(e) = std::fs::remove_file(&l)
         {
