@@ -48,6 +48,9 @@ pub struct NetworkSettings {
     pub subnet: String,
     /// netavark; default: Debian's and Fedora's place, else `netavark` on PATH.
     pub netavark: Option<PathBuf>,
+    /// Host address of published ports that name none (`"8080:80"`); unset: every address.
+    /// `127.0.0.1` keeps them reachable from this host only.
+    pub host_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for NetworkSettings {
@@ -57,6 +60,7 @@ impl Default for NetworkSettings {
             interface: "berth0".into(),
             subnet: "10.87.0.0/16".into(),
             netavark: None,
+            host_ip: None,
         }
     }
 }
@@ -229,8 +233,14 @@ mod tests {
             vec![PathBuf::from("/opt/helpers")]
         );
         assert_eq!(c.network.subnet, "10.87.0.0/16");
-        std::fs::write(&p, "network: {subnet: 10.5.0.0/24, interface: br5}\n").unwrap();
-        assert_eq!(Config::load(&p).unwrap().network.interface, "br5");
+        std::fs::write(
+            &p,
+            "network: {subnet: 10.5.0.0/24, interface: br5, host_ip: 127.0.0.1}\n",
+        )
+        .unwrap();
+        let n = Config::load(&p).unwrap().network;
+        assert_eq!(n.interface, "br5");
+        assert_eq!(n.host_ip, Some(std::net::Ipv4Addr::LOCALHOST));
         std::fs::write(&p, "network: {subnet: 10.5.0.1/24}\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(

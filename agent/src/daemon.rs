@@ -102,6 +102,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             netavark: cfg.network.netavark_path(),
             state_dir: cfg.network_state_dir(),
             netns_dir: cfg.netns_dir(),
+            default_host_ip: cfg.network.host_ip.map(std::net::IpAddr::V4),
             bridge: berth_proto::BridgeNetwork {
                 name: cfg.network.name.clone(),
                 interface: cfg.network.interface.clone(),

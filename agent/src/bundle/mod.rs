@@ -68,6 +68,8 @@ pub struct NetworkPaths {
     /// Where each shim bind-mounts its container's network namespace (`<dir>/<name>`).
     pub netns_dir: PathBuf,
     pub bridge: BridgeNetwork,
+    /// Host address of published ports that name none; `None`: every address.
+    pub default_host_ip: Option<std::net::IpAddr>,
 }
 
 impl Paths {
@@ -79,7 +81,15 @@ impl Paths {
             state_dir: n.state_dir.clone(),
             netns: n.netns_dir.join(&eff.name),
             network: n.bridge.clone(),
-            ports: eff.ports.iter().map(|p| p.mapping()).collect(),
+            ports: eff
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut m = p.mapping();
+                    m.host_ip = m.host_ip.or(n.default_host_ip);
+                    m
+                })
+                .collect(),
         })
     }
 

@@ -435,3 +435,51 @@ fn config_matches_the_config_made_before_the_builders() {
         );
     }
 }
+
+#[test]
+fn bridge_containers_join_the_shims_namespace_with_their_ports() {
+    let d = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        volumes: "/v".into(),
+        network: Some(NetworkPaths {
+            netavark: "/usr/lib/podman/netavark".into(),
+            state_dir: "/run/berth/network".into(),
+            netns_dir: "/run/berth/netns".into(),
+            bridge: BridgeNetwork {
+                name: "berth".into(),
+                interface: "berth0".into(),
+                subnet: "10.87.0.0/16".into(),
+            },
+            default_host_ip: Some("127.0.0.1".parse().unwrap()),
+        }),
+    };
+    let e = eff("image: x\nports: [\"8080:80\", \"0.0.0.0:53:53/udp\"]\n");
+    let c =
+        serde_json::to_value(oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap())
+            .unwrap();
+    let net = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "network")
+        .unwrap();
+    assert_eq!(net["path"], "/run/berth/netns/web");
+    let n = shim_config(&e, &rootfs(d.path()), &paths).network.unwrap();
+    assert_eq!(n.netns, Path::new("/run/berth/netns/web"));
+    // The default host address applies only where the spec names none.
+    let shown: Vec<String> = n.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown, ["127.0.0.1:8080->80/tcp", "0.0.0.0:53->53/udp"]);
+    // `none`: a namespace of its own (no path) and nothing for the shim to set up.
+    let e = eff("image: x\nnetwork_mode: none\n");
+    assert!(shim_config(&e, &rootfs(d.path()), &paths).network.is_none());
+    let c =
+        serde_json::to_value(oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap())
+            .unwrap();
+    assert!(
+        c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network" && n.get("path").is_none())
+    );
+}
