@@ -9,6 +9,7 @@ pkgs=(
   runc crun                          # reference runtimes: conformance checks and benchmarks
   docker-registry skopeo umoci apache2-utils openssl  # a real registry and image tooling for tests
   tini                               # `init: true`: tini-static as the container's PID 1
+  netavark aardvark-dns iptables     # bridge networking: veths, NAT and published ports (iptables-nft)
   podman conmon containerd           # peers for the benchmarks
   systemd dbus iproute2 util-linux procps jq hyperfine curl python3
 )

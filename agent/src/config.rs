@@ -33,6 +33,49 @@ pub struct Config {
     pub resync: Duration,
     /// Registries: plain-HTTP hosts, mirrors, CA dirs, credential files.
     pub registries: Registries,
+    /// The default bridge network of `network_mode: bridge`.
+    pub network: NetworkSettings,
+}
+
+/// The default bridge network: netavark makes it on the first container that joins it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    pub name: String,
+    /// The host's bridge interface.
+    pub interface: String,
+    /// Private IPv4 subnet the containers get addresses from (the gateway is its first address).
+    pub subnet: String,
+    /// netavark; default: Debian's and Fedora's place, else `netavark` on PATH.
+    pub netavark: Option<PathBuf>,
+    /// Host address of published ports that name none (`"8080:80"`); unset: every address.
+    /// `127.0.0.1` keeps them reachable from this host only.
+    pub host_ip: Option<std::net::Ipv4Addr>,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            name: "berth".into(),
+            interface: "berth0".into(),
+            subnet: "10.87.0.0/16".into(),
+            netavark: None,
+            host_ip: None,
+        }
+    }
+}
+
+impl NetworkSettings {
+    pub fn netavark_path(&self) -> PathBuf {
+        if let Some(p) = &self.netavark {
+            return p.clone();
+        }
+        ["/usr/lib/podman/netavark", "/usr/libexec/podman/netavark"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("netavark"))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -69,6 +112,7 @@ impl Default for Config {
             shim: None,
             resync: Duration::from_secs(300),
             registries: Registries::default(),
+            network: NetworkSettings::default(),
         }
     }
 }
@@ -105,10 +149,15 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_norway::from_str(&text).map_err(|e| ConfigError::Parse {
+        let c: Config = serde_norway::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
-        })
+        })?;
+        berth_proto::network::parse_subnet(&c.network.subnet).map_err(|m| ConfigError::Parse {
+            path: path.into(),
+            message: format!("network.subnet: {m}"),
+        })?;
+        Ok(c)
     }
 
     pub fn registry_config(&self) -> RegistryConfig {
@@ -133,6 +182,14 @@ impl Config {
     }
     pub fn volumes_dir(&self) -> PathBuf {
         self.state_dir.join("volumes")
+    }
+    /// Network namespaces of running containers (`<name>`), bind mounts made by their shims.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.run_dir.join("netns")
+    }
+    /// netavark's `--config` directory and the address leases.
+    pub fn network_state_dir(&self) -> PathBuf {
+        self.run_dir.join("network")
     }
     pub fn bundle_dir(&self) -> PathBuf {
         self.run_dir.join("containers")
@@ -174,6 +231,21 @@ mod tests {
         assert_eq!(
             c.registry_config().credential_helper_dirs,
             vec![PathBuf::from("/opt/helpers")]
+        );
+        assert_eq!(c.network.subnet, "10.87.0.0/16");
+        std::fs::write(
+            &p,
+            "network: {subnet: 10.5.0.0/24, interface: br5, host_ip: 127.0.0.1}\n",
+        )
+        .unwrap();
+        let n = Config::load(&p).unwrap().network;
+        assert_eq!(n.interface, "br5");
+        assert_eq!(n.host_ip, Some(std::net::Ipv4Addr::LOCALHOST));
+        std::fs::write(&p, "network: {subnet: 10.5.0.1/24}\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("network.subnet") && e.contains("host bits"),
+            "{e}"
         );
         std::fs::write(&p, "spec_dirs: /x\n").unwrap();
         assert!(Config::load(&p).is_err());

@@ -98,6 +98,17 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         bundle_dir: cfg.bundle_dir(),
         volumes_dir: cfg.volumes_dir(),
         shim: cfg.shim_path(),
+        network: Some(crate::bundle::NetworkPaths {
+            netavark: cfg.network.netavark_path(),
+            state_dir: cfg.network_state_dir(),
+            netns_dir: cfg.netns_dir(),
+            default_host_ip: cfg.network.host_ip.map(std::net::IpAddr::V4),
+            bridge: berth_proto::BridgeNetwork {
+                name: cfg.network.name.clone(),
+                interface: cfg.network.interface.clone(),
+                subnet: cfg.network.subnet.clone(),
+            },
+        }),
     };
     let ctx = Arc::new(Ctx::new(
         SystemdUnits {
@@ -358,9 +369,20 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
 
 async fn handle(sh: &Shared, req: Request) -> Response {
     let ctx = &sh.ctx;
-    let known = |name: &str| ctx.board.get(name);
+    // The board with what each shim reports of its network.
+    let with_net = |mut st: crate::reconcile::status::ContainerStatus| {
+        st.network = berth_proto::NetworkStatus::load(&ctx.settings.bundle_dir.join(&st.name));
+        st
+    };
+    let known = |name: &str| ctx.board.get(name).map(with_net);
     match req {
-        Request::Ps => Response::ok(ctx.board.all()),
+        Request::Ps => Response::ok(
+            ctx.board
+                .all()
+                .into_iter()
+                .map(with_net)
+                .collect::<Vec<_>>(),
+        ),
         Request::Status { name } => match known(&name) {
             Some(st) => {
                 let unit = sh.systemd.status(&unit_name(&name)).await.ok().flatten();

@@ -42,6 +42,10 @@ pub struct ShimConfig {
     /// unit (berthd sets TimeoutStopSec a few seconds longer). Unset: wait for systemd.
     #[serde(default)]
     pub stop_timeout_ms: Option<u64>,
+    /// A bridge network the shim sets up in a namespace of its own before creating the container
+    /// (`network_mode: bridge`); `None`: config.json says which network namespace, if any.
+    #[serde(default)]
+    pub network: Option<crate::NetworkConfig>,
 }
 
 /// An overlayfs root filesystem: read-only image layers plus the container's own upper dir (the

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod cgroup;
 pub mod health;
+pub mod network;
 pub mod notify;
 pub mod rootfs;
 pub mod server;

@@ -2,7 +2,8 @@
 # Boot systemd as PID 1 of private namespaces, isolated from the host:
 #  - private cgroup sub-tree (tb-NAME under this process's cgroup in every hierarchy) + cgroup namespace
 #  - overlayfs root (host / read-only lower, tmpfs upper): nothing written to the host disk
-#  - private /run, /tmp, /dev, fresh sysfs (ro), /proc/sys ro, new netns (unless TB_NET=host)
+#  - private /run, /tmp, /dev, fresh sysfs (ro), /proc/sys ro but its
+#    per-netns /proc/sys/net, new netns (unless TB_NET=host)
 #  - minimal boot target (basic.target only), host's enabled services not started
 # usage: sd-ns.sh NAME [hybrid|unified]   (runs in foreground until systemd exits, then cleans up)
 # state: $TB_BASE/NAME/{pid,console.log,share/} (TB_BASE defaults to /tmp/berth-tb)
@@ -37,7 +38,7 @@ while IFS=: read -r id ctrl path; do
   CG+=("$d")
 done <<< "$(cat /proc/self/cgroup)"
 NETFLAG=--net; [ "${TB_NET:-}" = host ] && NETFLAG=
-export NAME B MODE TB_BIND
+export NAME B MODE TB_BIND NETFLAG
 unshare --cgroup --pid --mount --uts --ipc $NETFLAG --fork --kill-child bash -euc '
   mount --make-rprivate /
   mount -t tmpfs -o mode=755 tbsd "$B/mnt"
@@ -46,6 +47,9 @@ unshare --cgroup --pid --mount --uts --ipc $NETFLAG --fork --kill-child bash -eu
   R=$B/mnt/root
   mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
   for p in sys sysrq-trigger; do [ -e "$R/proc/$p" ] || continue; mount --bind "$R/proc/$p" "$R/proc/$p"; mount -o remount,bind,ro "$R/proc/$p"; done
+  # The network settings of the namespace stay writable (netavark sets forwarding on its bridge),
+  # as systemd-nspawn does with a private network: /proc/sys/net is per network namespace.
+  if [ -n "$NETFLAG" ]; then mount --bind "$R/proc/sys/net" "$R/proc/sys/net"; mount -o remount,bind,rw "$R/proc/sys/net"; fi
   mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys"
   mount -t tmpfs -o mode=755,nosuid,nodev,noexec cgroup "$R/sys/fs/cgroup"
   if [ "$MODE" = unified ]; then

@@ -3,6 +3,7 @@
 //! at /etc/hosts, /etc/hostname, /etc/resolv.conf. Reads only the effective spec, never the spec
 //! file. Runs in berthd, before the unit starts.
 
+mod etc;
 mod oci;
 pub mod seccomp;
 mod user;
@@ -14,7 +15,7 @@ pub use user::resolve_user;
 use crate::spec::NetworkMode;
 use crate::spec::Readiness;
 use crate::spec::effective::{Effective, MountKind};
-use berth_proto::{OverlayRootfs, SHIM_CONFIG_FILE, ShimConfig};
+use berth_proto::{BridgeNetwork, NetworkConfig, OverlayRootfs, SHIM_CONFIG_FILE, ShimConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +55,44 @@ pub enum BundleError {
 pub struct Paths {
     /// Named volumes live in `<volumes>/<name>/_data`.
     pub volumes: PathBuf,
+    /// The bridge network; `None`: `network_mode: bridge` gets a namespace with loopback only.
+    pub network: Option<NetworkPaths>,
+}
+
+/// The host side of the bridge network: what the shim runs and where it keeps its state.
+#[derive(Debug, Clone)]
+pub struct NetworkPaths {
+    pub netavark: PathBuf,
+    /// netavark's `--config` directory and the address leases.
+    pub state_dir: PathBuf,
+    /// Where each shim bind-mounts its container's network namespace (`<dir>/<name>`).
+    pub netns_dir: PathBuf,
+    pub bridge: BridgeNetwork,
+    /// Host address of published ports that name none; `None`: every address.
+    pub default_host_ip: Option<std::net::IpAddr>,
 }
 
 impl Paths {
+    /// The shim's network set-up for `eff`: on the bridge when `network_mode: bridge`.
+    pub fn network_config(&self, eff: &Effective) -> Option<NetworkConfig> {
+        let n = self.network.as_ref()?;
+        (eff.network_mode == NetworkMode::Bridge).then(|| NetworkConfig {
+            netavark: n.netavark.clone(),
+            state_dir: n.state_dir.clone(),
+            netns: n.netns_dir.join(&eff.name),
+            network: n.bridge.clone(),
+            ports: eff
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut m = p.mapping();
+                    m.host_ip = m.host_ip.or(n.default_host_ip);
+                    m
+                })
+                .collect(),
+        })
+    }
+
     /// The host directory of named volume `name`.
     pub fn volume(&self, name: &str) -> PathBuf {
         self.volumes.join(name).join("_data")
@@ -70,7 +106,7 @@ pub const INIT_PATH: &str = "/sbin/docker-init";
 pub const NOTIFY_SOCKET_PATH: &str = "/run/notify/notify.sock";
 
 /// The shim's half of the bundle.
-pub fn shim_config(eff: &Effective, rootfs: &OverlayRootfs) -> ShimConfig {
+pub fn shim_config(eff: &Effective, rootfs: &OverlayRootfs, paths: &Paths) -> ShimConfig {
     ShimConfig {
         name: eff.name.clone(),
         image: eff.image_ref.clone(),
@@ -87,6 +123,7 @@ pub fn shim_config(eff: &Effective, rootfs: &OverlayRootfs) -> ShimConfig {
         spec_hash: eff.hash.clone(),
         stop_signal: Some(eff.stop_signal.number()),
         stop_timeout_ms: Some(eff.stop_timeout.as_millis().try_into().unwrap_or(u64::MAX)),
+        network: paths.network_config(eff),
     }
 }
 
@@ -127,7 +164,7 @@ pub fn write(
         source,
     })?;
     write_atomic(&dir.join("config.json"), &json)?;
-    let shim = serde_json::to_vec_pretty(&shim_config(eff, rootfs)).map_err(|source| {
+    let shim = serde_json::to_vec_pretty(&shim_config(eff, rootfs, paths)).map_err(|source| {
         BundleError::Json {
             name: eff.name.clone(),
             file: SHIM_CONFIG_FILE,
@@ -135,25 +172,16 @@ pub fn write(
         }
     })?;
     write_atomic(&dir.join(SHIM_CONFIG_FILE), &shim)?;
-    let h = &eff.hostname;
-    let (hosts, resolv) = if eff.network_mode == NetworkMode::Host {
-        (
-            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| {
-                format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{h}\n")
-            }),
-            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        )
-    } else {
-        (
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"
-            ),
-            String::new(),
-        )
-    };
-    write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
-    write_atomic(&dir.join("hostname"), format!("{h}\n").as_bytes())?;
-    write_atomic(&dir.join("resolv.conf"), resolv.as_bytes())?;
+    let own_net = eff.network_mode != NetworkMode::Host;
+    let files = etc::files(
+        &eff.hostname,
+        own_net,
+        paths.network_config(eff).is_some(),
+        &etc::HostFiles::read(),
+    );
+    write_atomic(&dir.join("hosts"), files.hosts.as_bytes())?;
+    write_atomic(&dir.join("hostname"), files.hostname.as_bytes())?;
+    write_atomic(&dir.join("resolv.conf"), files.resolv.as_bytes())?;
     Ok(())
 }
 

@@ -219,20 +219,28 @@ pub fn oci_config(
         .map_err(oci)?;
 
     let mut ns = vec![
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Mount,
+        (LinuxNamespaceType::Pid, None),
+        (LinuxNamespaceType::Ipc, None),
+        (LinuxNamespaceType::Uts, None),
+        (LinuxNamespaceType::Mount, None),
     ];
     if eff.network_mode != NetworkMode::Host {
-        ns.push(LinuxNamespaceType::Network);
+        // On the bridge, the namespace the shim made and netavark set up; else a new one.
+        let path = paths.network_config(eff).map(|n| n.netns);
+        ns.push((LinuxNamespaceType::Network, path));
     }
     if cgroup2_unified() {
-        ns.push(LinuxNamespaceType::Cgroup);
+        ns.push((LinuxNamespaceType::Cgroup, None));
     }
     let namespaces = ns
         .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .map(|(t, path)| {
+            let mut b = LinuxNamespaceBuilder::default().typ(t);
+            if let Some(p) = path {
+                b = b.path(p);
+            }
+            b.build()
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(oci)?;
 

@@ -30,6 +30,7 @@ fn secure_defaults() {
         Path::new("/run/berth/b/web"),
         &Paths {
             volumes: "/v".into(),
+            network: None,
         },
     )
     .unwrap();
@@ -66,6 +67,7 @@ fn readiness_notify_gets_the_proxy_socket_and_only_that_notify_socket() {
     let d = tempfile::tempdir().unwrap();
     let paths = Paths {
         volumes: "/v".into(),
+        network: None,
     };
     let bundle = Path::new("/run/berth/b/web");
     let config = |yaml: &str| {
@@ -110,6 +112,7 @@ fn init_runs_the_program_under_tini() {
     let d = tempfile::tempdir().unwrap();
     let paths = Paths {
         volumes: "/v".into(),
+        network: None,
     };
     let cfg = |t: &str| {
         oci_config(
@@ -161,6 +164,7 @@ fn spec_settings_reach_config() {
         Path::new("/b"),
         &Paths {
             volumes: "/v".into(),
+            network: None,
         },
     )
     .unwrap();
@@ -228,6 +232,7 @@ fn seccomp_profile_comes_from_the_effective_spec() {
         Path::new("/b"),
         &Paths {
             volumes: "/v".into(),
+            network: None,
         },
     )
     .unwrap();
@@ -255,6 +260,7 @@ fn devices_come_from_the_effective_spec() {
     let mut e = resolve("web", &spec, "sha256:1", &img, &inputs).unwrap();
     let paths = Paths {
         volumes: "/v".into(),
+        network: None,
     };
     let v =
         serde_json::to_value(oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap())
@@ -316,6 +322,7 @@ fn write_bundle_files() {
         &rootfs(d.path()),
         &Paths {
             volumes: d.path().join("v"),
+            network: None,
         },
     )
     .unwrap();
@@ -409,6 +416,7 @@ fn config_matches_the_config_made_before_the_builders() {
             Path::new("/run/berth/b/web"),
             &Paths {
                 volumes: "/v".into(),
+                network: None,
             },
         )
         .unwrap();
@@ -426,4 +434,52 @@ fn config_matches_the_config_made_before_the_builders() {
             serde_json::to_string_pretty(&got).unwrap()
         );
     }
+}
+
+#[test]
+fn bridge_containers_join_the_shims_namespace_with_their_ports() {
+    let d = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        volumes: "/v".into(),
+        network: Some(NetworkPaths {
+            netavark: "/usr/lib/podman/netavark".into(),
+            state_dir: "/run/berth/network".into(),
+            netns_dir: "/run/berth/netns".into(),
+            bridge: BridgeNetwork {
+                name: "berth".into(),
+                interface: "berth0".into(),
+                subnet: "10.87.0.0/16".into(),
+            },
+            default_host_ip: Some("127.0.0.1".parse().unwrap()),
+        }),
+    };
+    let e = eff("image: x\nports: [\"8080:80\", \"0.0.0.0:53:53/udp\"]\n");
+    let c =
+        serde_json::to_value(oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap())
+            .unwrap();
+    let net = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "network")
+        .unwrap();
+    assert_eq!(net["path"], "/run/berth/netns/web");
+    let n = shim_config(&e, &rootfs(d.path()), &paths).network.unwrap();
+    assert_eq!(n.netns, Path::new("/run/berth/netns/web"));
+    // The default host address applies only where the spec names none.
+    let shown: Vec<String> = n.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown, ["127.0.0.1:8080->80/tcp", "0.0.0.0:53->53/udp"]);
+    // `none`: a namespace of its own (no path) and nothing for the shim to set up.
+    let e = eff("image: x\nnetwork_mode: none\n");
+    assert!(shim_config(&e, &rootfs(d.path()), &paths).network.is_none());
+    let c =
+        serde_json::to_value(oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap())
+            .unwrap();
+    assert!(
+        c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network" && n.get("path").is_none())
+    );
 }

@@ -134,10 +134,24 @@ fn phase_text(p: &Phase) -> String {
     }
 }
 
+/// Address and published ports (Docker's `ps` spelling), `-` when there are none.
+fn net_text(n: Option<&berth_proto::NetworkStatus>) -> (String, String) {
+    let Some(n) = n else {
+        return ("-".into(), "-".into());
+    };
+    let ports: Vec<String> = n.ports.iter().map(|p| p.to_string()).collect();
+    let ports = if ports.is_empty() {
+        "-".into()
+    } else {
+        ports.join(", ")
+    };
+    (n.address.to_string(), ports)
+}
+
 fn print_table(rows: &[ContainerStatus]) {
     println!(
-        "{:<24} {:<16} {:<22} {:<36} {:<14} MESSAGE",
-        "NAME", "STATE", "UNIT", "IMAGE", "DIGEST"
+        "{:<24} {:<16} {:<22} {:<36} {:<14} {:<16} {:<24} MESSAGE",
+        "NAME", "STATE", "UNIT", "IMAGE", "DIGEST", "ADDRESS", "PORTS"
     );
     for s in rows {
         let msg = s
@@ -147,13 +161,16 @@ fn print_table(rows: &[ContainerStatus]) {
             .lines()
             .next()
             .unwrap_or("");
+        let (addr, ports) = net_text(s.network.as_ref());
         println!(
-            "{:<24} {:<16} {:<22} {:<36} {:<14} {}",
+            "{:<24} {:<16} {:<22} {:<36} {:<14} {:<16} {:<24} {}",
             s.name,
             phase_text(&s.phase),
             s.unit_state.as_deref().unwrap_or("-"),
             s.image.as_deref().unwrap_or("-"),
             short(s.image_digest.as_deref()),
+            addr,
+            ports,
             msg
         );
     }
@@ -209,6 +226,11 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         println!("image:       {}", s.image.as_deref().unwrap_or("-"));
                         println!("digest:      {}", s.image_digest.as_deref().unwrap_or("-"));
                         println!("spec hash:   {}", s.spec_hash.as_deref().unwrap_or("-"));
+                        if s.network.is_some() {
+                            let (addr, ports) = net_text(s.network.as_ref());
+                            println!("address:     {addr}");
+                            println!("ports:       {ports}");
+                        }
                         if let Some(x) = &s.last_exit {
                             println!("last exit:   {}", x.describe());
                         }

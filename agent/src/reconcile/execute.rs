@@ -231,6 +231,7 @@ async fn start<U: Units, I: Images>(
         &rootfs,
         &Paths {
             volumes: ctx.settings.volumes_dir.clone(),
+            network: ctx.settings.network.clone(),
         },
     )?;
     let unit = unit::unit_spec(eff, &ctx.settings.shim, &bundle_dir, file.map(Path::new));

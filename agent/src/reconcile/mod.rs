@@ -127,6 +127,8 @@ pub struct Settings {
     pub volumes_dir: PathBuf,
     /// Absolute path of berth-shim.
     pub shim: PathBuf,
+    /// The bridge network's paths; `None`: `network_mode: bridge` gets loopback only.
+    pub network: Option<crate::bundle::NetworkPaths>,
 }
 
 /// What a pass asks for next (kube-runtime's `Action`).

@@ -76,6 +76,10 @@ pub struct ContainerStatus {
     /// How the container last ended (its shim's `exit.json`): code or signal, OOM kill.
     #[serde(default)]
     pub last_exit: Option<berth_proto::ExitRecord>,
+    /// The bridge address and published ports while the shim holds them (its `network.json`),
+    /// filled in when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<berth_proto::NetworkStatus>,
 }
 
 impl ContainerStatus {
@@ -90,6 +94,7 @@ impl ContainerStatus {
             spec_hash: None,
             unit_state: None,
             last_exit: None,
+            network: None,
         }
     }
 }

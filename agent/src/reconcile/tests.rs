@@ -24,6 +24,7 @@ pub(super) fn env_with(units: FakeUnits) -> Env {
         state_dir: d.join("state"),
         bundle_dir: d.join("run"),
         volumes_dir: d.join("volumes"),
+        network: None,
         shim: "/usr/bin/berth-shim".into(),
     };
     std::fs::create_dir_all(&settings.spec_dir).unwrap();

@@ -82,22 +82,34 @@ impl Capability {
     }
 }
 
-/// `ports:` entry: `[ip:][host[-end]:]container[-end][/tcp|udp]`.
+/// `ports:` entry in Compose's short syntax: `[ip:][host[-end]:]container[-end][/tcp|udp]`; no
+/// host port (`"80"`, `"127.0.0.1::80"`) asks for an ephemeral one. The one grammar of published
+/// ports: berthd turns this into the shim's port mappings as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
-    pub host_ip: Option<String>,
+    pub host_ip: Option<std::net::IpAddr>,
+    /// First host port; `None`: ephemeral.
     pub host_port: Option<u16>,
+    /// First container port.
     pub container_port: u16,
-    pub protocol: String,
+    /// How many consecutive ports (1 for a single port).
+    pub range: u16,
+    pub protocol: berth_proto::Protocol,
 }
 
 impl Port {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid port mapping `{s}` (expected [ip:]host:container[/tcp|udp])");
+        let bad = || {
+            format!(
+                "invalid port mapping `{s}` (expected [ip:][host[-end]:]container[-end][/tcp|udp])"
+            )
+        };
         let (rest, protocol) = match s.rsplit_once('/') {
-            Some((r, p @ ("tcp" | "udp" | "sctp"))) => (r, p.to_owned()),
+            Some((r, "tcp")) => (r, berth_proto::Protocol::Tcp),
+            Some((r, "udp")) => (r, berth_proto::Protocol::Udp),
+            Some((_, "sctp")) => return Err(format!("port mapping `{s}`: sctp is not supported")),
             Some(_) => return Err(bad()),
-            None => (s, "tcp".to_owned()),
+            None => (s, berth_proto::Protocol::Tcp),
         };
         let parts: Vec<&str> = if rest.starts_with('[') {
             // [::1]:8080:80
@@ -109,22 +121,59 @@ impl Port {
             rest.split(':').collect()
         };
         let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad);
-        let (host_ip, host_port, container_port) = match parts.as_slice() {
-            [c] => (None, None, port(c)?),
-            [h, c] => (None, Some(port(h)?), port(c)?),
+        // `a` or `a-b` → (a, count).
+        let span = |p: &str| -> Result<(u16, u16), String> {
+            match p.split_once('-') {
+                None => Ok((port(p)?, 1)),
+                Some((a, b)) => {
+                    let (a, b) = (port(a)?, port(b)?);
+                    if b < a {
+                        return Err(format!("port mapping `{s}`: range {a}-{b} is backwards"));
+                    }
+                    Ok((a, b - a + 1))
+                }
+            }
+        };
+        let (host_ip, host, (container_port, range)) = match parts.as_slice() {
+            [c] => (None, None, span(c)?),
+            [h, c] => (None, Some(span(h)?), span(c)?),
             [ip, h, c] => {
-                ip.parse::<std::net::IpAddr>().map_err(|_| bad())?;
-                let hp = if h.is_empty() { None } else { Some(port(h)?) };
-                (Some((*ip).to_owned()), hp, port(c)?)
+                let ip = ip.parse::<std::net::IpAddr>().map_err(|_| bad())?;
+                let hp = if h.is_empty() { None } else { Some(span(h)?) };
+                (Some(ip), hp, span(c)?)
             }
             _ => return Err(bad()),
         };
+        if host.is_none() && range > 1 {
+            return Err(format!(
+                "port mapping `{s}`: a container port range needs a host port range of the same length"
+            ));
+        }
+        if let Some((_, n)) = host
+            && n != range
+        {
+            return Err(format!(
+                "port mapping `{s}`: the host range has {n} ports, the container range {range}"
+            ));
+        }
         Ok(Port {
             host_ip,
-            host_port,
+            host_port: host.map(|(h, _)| h),
             container_port,
+            range,
             protocol,
         })
+    }
+
+    /// The shim's port mapping: the same values.
+    pub fn mapping(&self) -> berth_proto::PortMapping {
+        berth_proto::PortMapping {
+            host_ip: self.host_ip,
+            host_port: self.host_port,
+            container_port: self.container_port,
+            range: self.range,
+            protocol: self.protocol,
+        }
     }
 }
 
@@ -385,17 +434,40 @@ mod tests {
 
     #[test]
     fn ports() {
+        use berth_proto::Protocol;
         let p = Port::parse("8080:80/udp").unwrap();
         assert_eq!(
-            (p.host_port, p.container_port, p.protocol.as_str()),
-            (Some(8080), 80, "udp")
+            (p.host_port, p.container_port, p.range, p.protocol),
+            (Some(8080), 80, 1, Protocol::Udp)
         );
-        let p = Port::parse("127.0.0.1:8080:80").unwrap();
-        assert_eq!(p.host_ip.as_deref(), Some("127.0.0.1"));
+        let p = Port::parse("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!(p.host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(p.mapping().to_string(), "127.0.0.1:5353->53/udp");
+        let p = Port::parse("9000-9002:9000-9002").unwrap();
+        assert_eq!(
+            (p.host_port, p.container_port, p.range),
+            (Some(9000), 9000, 3)
+        );
         assert_eq!(Port::parse("80").unwrap().host_port, None);
+        assert_eq!(Port::parse("127.0.0.1::80").unwrap().host_port, None);
+        assert_eq!(Port::parse("[::1]:8080:80").unwrap().host_port, Some(8080));
         assert!(Port::parse("99999:80").is_err());
+        assert!(Port::parse("0:80").is_err());
         assert!(Port::parse("1:2:3:4").is_err());
         assert!(Port::parse("80/icmp").is_err());
+        assert!(Port::parse("80/sctp").unwrap_err().contains("sctp"));
+        assert!(
+            Port::parse("9000-9001:9000-9002")
+                .unwrap_err()
+                .contains("host range")
+        );
+        assert!(
+            Port::parse("9002-9000:80")
+                .unwrap_err()
+                .contains("backwards")
+        );
+        assert!(Port::parse("9000-9002").is_err());
+        assert!(Port::parse("x:80").is_err());
     }
 
     #[test]

@@ -62,12 +62,22 @@ readiness: healthy
 }
 
 #[test]
-fn ports_are_refused_until_networking_publishes_them() {
-    // Parsed (a bad mapping is still reported at its own line), then refused as a whole.
-    let e = p("image: busybox\nread_only: true\nports: [\"8080:80/tcp\"]\n").unwrap_err();
-    assert_eq!(e.line, Some(3), "{e}");
-    assert!(e.message.contains("`ports:` is not supported"), "{e}");
-    assert!(p("image: busybox\nports: []\n").is_ok());
+fn ports_need_the_bridge() {
+    let s = p("image: busybox\nports: [\"8080:80\", \"127.0.0.1:5353:53/udp\", \"9000-9002:9000-9002\", \"80\"]\n").unwrap();
+    assert_eq!(s.ports.len(), 4);
+    assert_eq!(s.ports[2].range, 3);
+    assert!(p("image: busybox\nnetwork_mode: bridge\nports: [\"80\"]\n").is_ok());
+    for mode in ["host", "none"] {
+        let e = p(&format!(
+            "image: busybox\nnetwork_mode: {mode}\nports: [\"8080:80\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("needs `network_mode: bridge`"), "{e}");
+    }
+    let e = p("image: busybox\nports: [\"[::1]:8080:80\"]\n").unwrap_err();
+    assert!(e.message.contains("IPv6"), "{e}");
+    assert!(p("image: busybox\nnetwork_mode: host\nports: []\n").is_ok());
 }
 
 #[test]

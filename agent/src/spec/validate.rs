@@ -62,12 +62,25 @@ pub(super) fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecErro
             }
         }
     }
-    if !s.ports.is_empty() {
+    if !s.ports.is_empty() && s.network_mode != NetworkMode::Bridge {
         return Err(err(
             Some("ports"),
-            "`ports:` is not supported yet: berth does not set up container networking, so no port would be published".into(),
+            "`ports:` needs `network_mode: bridge`: published ports are forwarded to the container's address on berth's bridge".into(),
         )
-        .hint("remove `ports:`; with `network_mode: host` the container listens on the host's ports directly"));
+        .hint("with `network_mode: host` the container listens on the host's ports directly; remove `ports:`"));
+    }
+    if let Some(p) = s
+        .ports
+        .iter()
+        .find(|p| p.host_ip.is_some_and(|i| i.is_ipv6()))
+    {
+        return Err(err(
+            Some("ports"),
+            format!(
+                "port mapping {}: IPv6 host addresses are not supported yet (the bridge is IPv4)",
+                p.mapping()
+            ),
+        ));
     }
     if let Some(u) = &s.user
         && let Err(m) = check_user(u)

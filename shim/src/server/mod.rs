@@ -52,6 +52,8 @@ pub enum ShimError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("{op} container {id}: {source}")]
     Runtime {
         op: &'static str,

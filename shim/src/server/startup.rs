@@ -1,14 +1,17 @@
 //! The shim's start-up, while the process is single-threaded: read shim.json and config.json,
 //! block signals into a signalfd, split the unit's cgroup into leaves, mount the overlay rootfs,
-//! bind the sockets, create the container with the runtime and start it. Every step is undone
+//! set up the bridge network, bind the sockets, create the container with the runtime and start it. Every step is undone
 //! when a later one fails. Runs in berth-shim.
 
 use super::*;
 use crate::cgroup::Leaves;
+use crate::network::Network;
 use crate::rootfs;
 use crate::sys;
 use berth_proto::protocol::recv_with_fds;
-use berth_proto::{CONSOLE_SOCKET_FILE, NOTIFY_SOCKET_FILE, Readiness, SOCKET_FILE};
+use berth_proto::{
+    CONSOLE_SOCKET_FILE, NETWORK_STATUS_FILE, NOTIFY_SOCKET_FILE, Readiness, SOCKET_FILE,
+};
 use berth_runtime::CreateOptions;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -25,6 +28,8 @@ pub(super) struct Undo {
     mounted: Option<PathBuf>,
     created: Option<(Backend, String)>,
     sockets: Vec<PathBuf>,
+    /// The bridge network and its status file in the bundle.
+    network: Option<(Network, PathBuf)>,
 }
 
 impl Undo {
@@ -38,6 +43,10 @@ impl Undo {
             && let Err(e) = rootfs::unmount(m)
         {
             eprintln!("berth-shim: cleanup: {e}");
+        }
+        if let Some((mut n, status)) = self.network {
+            let _ = std::fs::remove_file(status);
+            n.teardown();
         }
         for s in &self.sockets {
             let _ = std::fs::remove_file(s);
@@ -163,6 +172,25 @@ impl Shim {
             };
             rootfs::mount_overlay(o, &target)?;
             undo.mounted = Some(target);
+        }
+        if let Some(n) = &cfg.network {
+            let net = Network::setup(n, &cfg.name)?;
+            let status = opts.bundle.join(NETWORK_STATUS_FILE);
+            let json = serde_json::to_vec(&net.status()).unwrap_or_default();
+            let address = net.status().map(|s| s.address);
+            undo.network = Some((net, status.clone()));
+            berth_proto::fsutil::write_atomic(&status, &json)
+                .map_err(io_err(format!("writing {}", status.display())))?;
+            let hosts = opts.bundle.join("hosts");
+            if let (Some(a), Some(h), Ok(text)) = (
+                address,
+                spec.hostname().as_deref(),
+                std::fs::read_to_string(&hosts),
+            ) {
+                let text = crate::network::hosts_with_address(&text, h, a);
+                berth_proto::fsutil::write_atomic(&hosts, text.as_bytes())
+                    .map_err(io_err(format!("writing {}", hosts.display())))?;
+            }
         }
         let sock_path = opts.bundle.join(SOCKET_FILE);
         let console_path = opts.bundle.join(CONSOLE_SOCKET_FILE);

@@ -98,6 +98,8 @@ pub struct Effective {
     pub devices: Vec<PassedDevice>,
     pub sysctls: BTreeMap<String, String>,
     pub network_mode: NetworkMode,
+    /// `ports:` (only with `network_mode: bridge`).
+    pub ports: Vec<super::Port>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -323,6 +325,7 @@ pub fn resolve(
             .collect(),
         sysctls: spec.sysctls.0.clone(),
         network_mode: spec.network_mode,
+        ports: spec.ports.clone(),
         read_only: spec.read_only,
         init: spec.init,
         tty: spec.tty,

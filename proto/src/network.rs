@@ -1,0 +1,169 @@
+//! A container's bridge network as berthd hands it to the shim (`network` in shim.json) and as
+//! the shim reports it back (`network.json` in the bundle). The shim performs it with netavark.
+//! Runs in berthd, the CLI and berth-shim.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// What the shim sets up before it creates the container and tears down on every exit path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The netavark binary.
+    pub netavark: PathBuf,
+    /// netavark's `--config` directory; the address leases live below it (`leases/<network>/`).
+    pub state_dir: PathBuf,
+    /// Where the shim bind-mounts the container's network namespace; config.json names this path.
+    pub netns: PathBuf,
+    pub network: BridgeNetwork,
+    /// `ports:` of the spec, in order.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+}
+
+/// A bridge network with NAT to the outside (netavark's `bridge` driver).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeNetwork {
+    pub name: String,
+    /// The host's bridge interface.
+    pub interface: String,
+    /// IPv4 subnet, `a.b.c.d/len`; the gateway is its first address.
+    pub subnet: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A published port range: `range` consecutive host ports to as many container ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    /// Host address to listen on; `None`: every address.
+    #[serde(default)]
+    pub host_ip: Option<IpAddr>,
+    /// First host port; `None` asks for an ephemeral one (only with `range` 1).
+    #[serde(default)]
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub range: u16,
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Display for PortMapping {
+    /// Docker's `ps` spelling: `0.0.0.0:8080->80/tcp`, ranges as `a-b`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let span = |p: u16| {
+            if self.range > 1 {
+                format!("{p}-{}", p.saturating_add(self.range - 1))
+            } else {
+                p.to_string()
+            }
+        };
+        let ip = self
+            .host_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let host = self.host_port.map(span).unwrap_or_else(|| "?".into());
+        write!(
+            f,
+            "{ip}:{host}->{}/{}",
+            span(self.container_port),
+            self.protocol.as_str()
+        )
+    }
+}
+
+/// What the shim set up, written to `<bundle>/network.json` once netavark is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    pub network: String,
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+    /// The published ports with the host ports actually taken (ephemeral ones filled in).
+    pub ports: Vec<PortMapping>,
+}
+
+impl NetworkStatus {
+    /// Reads `<bundle>/network.json`; `None` when absent or unreadable (no network set up).
+    pub fn load(bundle: &Path) -> Option<Self> {
+        let text = std::fs::read(bundle.join(crate::NETWORK_STATUS_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
+/// Splits `a.b.c.d/len` into the network address and prefix length; the address must be the
+/// network's first (no host bits), the length 8..=30 (room for a gateway and containers).
+pub fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || format!("invalid IPv4 subnet `{s}` (expected a.b.c.d/len, len 8 to 30)");
+    let (a, l) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let len: u8 = l.parse().map_err(|_| bad())?;
+    if !(8..=30).contains(&len) {
+        return Err(bad());
+    }
+    let mask = u32::MAX << (32 - len);
+    if u32::from(addr) & !mask != 0 {
+        return Err(format!(
+            "subnet `{s}` has host bits set (the network is {}/{len})",
+            Ipv4Addr::from(u32::from(addr) & mask)
+        ));
+    }
+    Ok((addr, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        assert_eq!(
+            parse_subnet("10.89.0.0/24").unwrap(),
+            ("10.89.0.0".parse().unwrap(), 24)
+        );
+        assert!(
+            parse_subnet("10.89.0.1/24")
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!(parse_subnet("10.89.0.0/31").is_err());
+        assert!(parse_subnet("10.89.0.0").is_err());
+        assert!(parse_subnet("x/24").is_err());
+    }
+
+    #[test]
+    fn port_display() {
+        let p = PortMapping {
+            host_ip: None,
+            host_port: Some(9000),
+            container_port: 9000,
+            range: 3,
+            protocol: Protocol::Tcp,
+        };
+        assert_eq!(p.to_string(), "0.0.0.0:9000-9002->9000-9002/tcp");
+        let p = PortMapping {
+            host_ip: Some("127.0.0.1".parse().unwrap()),
+            host_port: Some(5353),
+            container_port: 53,
+            range: 1,
+            protocol: Protocol::Udp,
+        };
+        assert_eq!(p.to_string(), "127.0.0.1:5353->53/udp");
+    }
+}
