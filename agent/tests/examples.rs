@@ -75,20 +75,46 @@ fn every_readme_example_passes_berth_check() {
     );
 }
 
+/// The real binary, as a user runs it: published ports are accepted on the bridge and refused,
+/// at their line, where the container has no address of its own to forward them to.
 #[test]
-fn berth_check_refuses_ports_with_the_line() {
+fn berth_check_judges_ports_by_network_mode_with_the_line() {
     let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("web.yaml");
+    let bridge = d.path().join("web.yaml");
     std::fs::write(
-        &p,
-        "image: busybox\nread_only: true\nports: [\"8080:80\"]\n",
+        &bridge,
+        "image: busybox\nports: [\"8080:80\", \"127.0.0.1:5353:53/udp\"]\n",
     )
     .unwrap();
-    let out = berth_check(std::slice::from_ref(&p));
+    let out = berth_check(std::slice::from_ref(&bridge));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let host = d.path().join("host.yaml");
+    std::fs::write(
+        &host,
+        "image: busybox\nnetwork_mode: host\nports: [\"8080:80\"]\n",
+    )
+    .unwrap();
+    let out = berth_check(std::slice::from_ref(&host));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains(&format!("{}:3:1: `ports:` is not supported", p.display())),
+        stderr.contains(&format!("{}:3:", host.display()))
+            && stderr.contains("`ports:` needs `network_mode: bridge`"),
+        "{stderr}"
+    );
+
+    let bad = d.path().join("bad.yaml");
+    std::fs::write(&bad, "image: busybox\nports: [\"9002-9000:80\"]\n").unwrap();
+    let out = berth_check(std::slice::from_ref(&bad));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2:", bad.display())),
         "{stderr}"
     );
 }
