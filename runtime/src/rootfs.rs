@@ -344,17 +344,20 @@ impl RootfsContext<'_> {
         }
     }
 
+    /// The error of one step of making the rootfs the root (pivot_root or chroot).
+    fn pivot_err(&self, step: &'static str) -> impl FnOnce(Errno) -> RootfsError + '_ {
+        move |err| RootfsError::Pivot {
+            rootfs: self.rootfs.to_path_buf(),
+            step,
+            err,
+        }
+    }
+
     /// Makes the rootfs the root: pivot_root(".", ".") stacks the old root on top of the new
     /// one, which is then lazily unmounted (after making it a slave so that the unmount does not
     /// propagate to the host), so no directory for the old root is needed.
     pub fn pivot(&self) -> Result<()> {
-        let err = |step: &'static str| {
-            move |err| RootfsError::Pivot {
-                rootfs: self.rootfs.to_path_buf(),
-                step,
-                err,
-            }
-        };
+        let err = |step| self.pivot_err(step);
         self.sys.chdir(self.rootfs).map_err(err("chdir"))?;
         self.sys
             .pivot_root(Path::new("."), Path::new("."))

@@ -559,7 +559,6 @@ pub fn open_tree_clone(path: &std::path::Path, recursive: bool) -> nix::Result<O
 
 /// move_mount(2) of the detached tree `tree` (from [`open_tree_clone`]) onto `target`.
 pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> nix::Result<()> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
     let c = CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: the paths are C strings alive for the call; `tree` is an open fd.
     let ret = unsafe {
@@ -569,7 +568,7 @@ pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> nix::Res
             c"".as_ptr(),
             libc::AT_FDCWD,
             c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }

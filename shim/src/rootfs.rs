@@ -145,8 +145,9 @@ fn mount_overlay_fsconfig(o: &OverlayRootfs, target: &Path) -> Result<(), Rootfs
     sys::fsconfig_create(fs.as_fd()).map_err(|e| fail("creating".into(), Some(&fs), e))?;
     let mnt = sys::fsmount(fs.as_fd(), libc::MOUNT_ATTR_NODEV)
         .map_err(|e| fail("fsmount".into(), Some(&fs), e))?;
-    sys::move_mount_to(mnt.as_fd(), &cstring(target)?)
-        .map_err(|e| fail("move_mount".into(), None, e))
+    cstring(target)?;
+    berth_runtime::sys::move_mount_to(mnt.as_fd(), target)
+        .map_err(|e| fail("move_mount".into(), None, e.into()))
 }
 
 /// The messages the kernel left on a filesystem context (`e overlay: …` lines), for errors.

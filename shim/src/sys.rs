@@ -228,23 +228,3 @@ pub fn fsmount(fd: BorrowedFd<'_>, attrs: u64) -> io::Result<OwnedFd> {
     // SAFETY: r is a freshly opened mount fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
-
-/// `move_mount(mnt, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches a detached mount.
-pub fn move_mount_to(mnt: BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
-    // SAFETY: mnt is a valid mount fd; both paths are NUL-terminated strings the kernel only
-    // reads.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}

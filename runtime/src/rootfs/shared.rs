@@ -52,13 +52,7 @@ impl RootfsContext<'_> {
 
     /// The shared-mount-namespace counterpart of [`Self::pivot`]: chroot into the rootfs.
     pub fn chroot(&self) -> Result<()> {
-        let err = |step: &'static str| {
-            move |err| RootfsError::Pivot {
-                rootfs: self.rootfs.to_path_buf(),
-                step,
-                err,
-            }
-        };
+        let err = |step| self.pivot_err(step);
         self.sys.chdir(self.rootfs).map_err(err("chdir"))?;
         self.sys.chroot(Path::new(".")).map_err(err("chroot"))?;
         self.sys.chdir(Path::new("/")).map_err(err("chdir /"))
