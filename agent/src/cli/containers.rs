@@ -208,8 +208,15 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
         }
         ContainerCommand::Status { name: Some(name) } => {
             match call(&g, Request::Status { name: name.clone() }).await {
-                Ok(v) => {
+                Ok(mut v) => {
+                    let dropped = super::journal::dropped_from(
+                        &g,
+                        v["unit"]["name"].as_str().unwrap_or_default(),
+                        v["unit"]["invocation_id"].as_str().unwrap_or_default(),
+                    )
+                    .await;
                     if g.json {
+                        v["journal_dropped"] = dropped.map_or(0, |d| d.lines).into();
                         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                         return ExitCode::SUCCESS;
                     }
@@ -254,6 +261,13 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                     }
                     if let Some(h) = health(&g, &name).await {
                         println!("health:      {h}");
+                    }
+                    if let Some(d) = dropped {
+                        println!(
+                            "log lines:   {} dropped by journald's rate limit since this start \
+                             (raise `logging.options.rate-limit-burst`; `berth logs {name}` shows where)",
+                            d.lines
+                        );
                     }
                     ExitCode::SUCCESS
                 }
@@ -406,16 +420,8 @@ async fn logs(
     since: Option<String>,
     tail: Option<u32>,
 ) -> ExitCode {
-    let journal_dir = match call(g, Request::Info).await {
-        Ok(v) => v["journal_dir"].as_str().map(PathBuf::from),
-        Err(_) => load_config(g).journal_dir,
-    };
-    let mut cmd = std::process::Command::new("journalctl");
-    if let Some(d) = journal_dir {
-        cmd.arg("-D").arg(d);
-    }
+    let mut cmd = super::journal::journalctl(g).await;
     cmd.args([
-        "--no-pager",
         "-o",
         if g.json { "json" } else { "short-iso" },
         "-u",

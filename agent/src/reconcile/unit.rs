@@ -64,6 +64,7 @@ pub fn unit_spec(
             (_, false) => u.wants.push(unit),
         }
     }
+    u.log_rate_limit = Some(eff.log_rate_limit);
     u.spec_hash = eff.hash.clone();
     u.log_fields
         .insert("IMAGE_DIGEST".into(), eff.image_digest.clone());

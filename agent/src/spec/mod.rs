@@ -7,6 +7,7 @@ pub mod effective;
 mod hash_pins;
 pub mod health;
 pub mod isolation;
+pub mod logging;
 pub mod types;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use health::*;
 pub use isolation::*;
+pub use logging::{Logging, RateLimit};
 pub use types::*;
 
 /// One container as its file describes it. Keys follow Docker Compose's service keys.
@@ -91,6 +93,8 @@ pub struct Spec {
     pub tty: bool,
     #[serde(default)]
     pub stdin_open: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
 }
 
 impl Spec {

@@ -86,6 +86,8 @@ pub struct UnitSpec {
     pub log_fields: BTreeMap<String, String>,
     /// `SyslogIdentifier=` of the unit's stdout/stderr stream.
     pub syslog_identifier: Option<String>,
+    /// `LogRateLimitIntervalSec=`/`LogRateLimitBurst=`; `None`: journald's defaults.
+    pub log_rate_limit: Option<crate::spec::RateLimit>,
 }
 
 impl UnitSpec {
@@ -112,6 +114,7 @@ impl UnitSpec {
             spec_hash: String::new(),
             log_fields,
             syslog_identifier: Some(name.to_owned()),
+            log_rate_limit: None,
         }
     }
 
@@ -245,6 +248,12 @@ impl UnitSpec {
         }
         if let Some(id) = &self.syslog_identifier {
             p.push(("SyslogIdentifier", Value::from(id.clone())));
+        }
+        if let Some(r) = self.log_rate_limit {
+            // An interval of 0 is journald's "no limit".
+            let interval = if r.is_off() { 0 } else { usec(r.interval) };
+            p.push(("LogRateLimitIntervalUSec", Value::from(interval)));
+            p.push(("LogRateLimitBurst", Value::from(r.burst)));
         }
         p
     }
@@ -451,6 +460,31 @@ mod tests {
             Some(&Value::from(vec!["berth-db.service".to_owned()]))
         );
         assert!(find(&p, "Wants").is_none());
+    }
+
+    #[test]
+    fn log_rate_limit_is_typed_and_zero_turns_it_off() {
+        let mut s = spec();
+        assert!(find(&s.properties(), "LogRateLimitBurst").is_none());
+        s.log_rate_limit = Some(crate::spec::RateLimit {
+            interval: Duration::from_secs(30),
+            burst: 100_000,
+        });
+        let p = s.properties();
+        assert_eq!(
+            find(&p, "LogRateLimitIntervalUSec"),
+            Some(&Value::U64(30_000_000))
+        );
+        // systemd's D-Bus type for the burst is `u`: a u64 would be refused.
+        assert_eq!(find(&p, "LogRateLimitBurst"), Some(&Value::U32(100_000)));
+        s.log_rate_limit = Some(crate::spec::RateLimit {
+            interval: Duration::from_secs(30),
+            burst: 0,
+        });
+        assert_eq!(
+            find(&s.properties(), "LogRateLimitIntervalUSec"),
+            Some(&Value::U64(0))
+        );
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub struct Effective {
     pub init: bool,
     pub tty: bool,
     pub stdin_open: bool,
+    /// journald's rate limit on the container's output (`logging.options`, else berth's default).
+    pub log_rate_limit: super::RateLimit,
     pub restart: Restart,
     pub depends_on: BTreeMap<String, Dependency>,
     /// `sha256:` hex over what decides what runs.
@@ -330,6 +332,7 @@ pub fn resolve(
         init: spec.init,
         tty: spec.tty,
         stdin_open: spec.stdin_open,
+        log_rate_limit: super::RateLimit::of(spec.logging.as_ref()),
         restart: spec.restart,
         depends_on: spec.depends_on.0.clone(),
         hash: spec_hash(name, spec, image_digest, inputs),
