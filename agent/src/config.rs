@@ -35,6 +35,28 @@ pub struct Config {
     pub registries: Registries,
     /// The default bridge network of `network_mode: bridge`.
     pub network: NetworkSettings,
+    /// The optional Docker Engine API socket.
+    pub docker: DockerSettings,
+}
+
+/// The Docker-compatible API: off unless enabled; a unix socket of mode 0660 owned by `group`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerSettings {
+    pub enable: bool,
+    pub socket: PathBuf,
+    /// The group that may use the socket (as Docker's `docker` group); unset: root only.
+    pub group: Option<String>,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            enable: false,
+            socket: "/run/berth/docker.sock".into(),
+            group: None,
+        }
+    }
 }
 
 /// The default bridge network: netavark makes it on the first container that joins it.
@@ -113,6 +135,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             registries: Registries::default(),
             network: NetworkSettings::default(),
+            docker: DockerSettings::default(),
         }
     }
 }

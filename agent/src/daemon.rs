@@ -37,6 +37,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: notify::Error,
     },
+    #[error(transparent)]
+    Docker(crate::docker::SocketError),
     #[error("api socket {path}: {source}")]
     Socket {
         path: PathBuf,
@@ -175,6 +177,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         systemd,
     });
     let listener = bind(&cfg.socket)?;
+    let docker = if cfg.docker.enable {
+        let l = crate::docker::bind(&cfg.docker.socket, cfg.docker.group.as_deref())
+            .map_err(DaemonError::Docker)?;
+        tracing::info!(socket = %cfg.docker.socket.display(), "serving the docker api");
+        let backend: crate::docker::Shared = Arc::new(NativeApi(shared.clone()));
+        Some(tokio::spawn(crate::docker::serve(l, backend)))
+    } else {
+        None
+    };
     let srv = tokio::spawn(serve(listener, shared));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -191,7 +202,21 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     srv.abort();
     let _ = std::fs::remove_file(&cfg.socket);
+    if let Some(d) = docker {
+        d.abort();
+        let _ = std::fs::remove_file(&cfg.docker.socket);
+    }
     Ok(())
+}
+
+/// The Docker API's view of berthd: the native API's requests, handled in-process.
+struct NativeApi(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl crate::docker::Backend for NativeApi {
+    async fn call(&self, req: Request) -> Response {
+        handle(&self.0, req).await
+    }
 }
 
 /// Watches the spec directories: an event names the file's container; an overflow or an error

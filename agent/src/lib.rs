@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod docker;
 pub mod fsutil;
 pub mod image;
 pub mod reconcile;

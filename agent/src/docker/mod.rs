@@ -1,0 +1,121 @@
+//! The optional Docker Engine API (v1.24 to v1.50) on a unix socket, so that the `docker` CLI and
+//! Docker SDKs can drive berthd. An axum router whose handlers translate Docker's requests into
+//! berthd's own requests ([`Backend`]): a container seen or made here is an ordinary berth
+//! container. Runs in berthd.
+
+mod containers;
+mod error;
+mod images;
+mod system;
+mod version;
+
+pub use error::DockerError;
+pub use version::{API_VERSION, MIN_API_VERSION};
+
+use crate::api::{Request, Response};
+use axum::Router;
+use axum::routing::{get, head};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// berthd as the Docker API sees it: its native requests, answered as the native API answers them.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    async fn call(&self, req: Request) -> Response;
+}
+
+pub type Shared = Arc<dyn Backend>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("docker api socket {path}: {what}: {source}")]
+    Io {
+        path: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("docker api socket {path}: no group `{group}` on this host")]
+    NoGroup { path: String, group: String },
+}
+
+/// Binds the socket with mode 0660, owned by root and `group` (root's group when `None`), so
+/// that the file's permissions are what admits a user, as with Docker's socket.
+pub fn bind(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener, SocketError> {
+    let shown = path.display().to_string();
+    let io = |what| {
+        let path = shown.clone();
+        move |source| SocketError::Io { path, what, source }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating its directory"))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("removing the old socket")(e));
+        }
+        _ => {}
+    }
+    let gid = match group {
+        None => None,
+        Some(g) => Some(
+            nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .ok_or_else(|| SocketError::NoGroup {
+                    path: shown.clone(),
+                    group: g.to_owned(),
+                })?
+                .gid,
+        ),
+    };
+    let l = tokio::net::UnixListener::bind(path).map_err(io("binding"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("setting its mode"))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid.as_raw()))
+            .map_err(io("setting its group"))?;
+    }
+    Ok(l)
+}
+
+/// Serves the API on `listener` until berthd exits.
+pub async fn serve(listener: tokio::net::UnixListener, backend: Shared) {
+    use tower::Layer;
+    // In front of the router: the version prefix must go before a route is matched.
+    let app = axum::middleware::from_fn(version::negotiate).layer(router(backend));
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "docker api server stopped");
+    }
+}
+
+fn router(backend: Shared) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/images/json", get(images::list))
+        .route(
+            "/build",
+            head(error::not_supported).post(error::not_supported),
+        )
+        .fallback(error::page_not_found)
+        .with_state(backend)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// berthd's answer to `req`, its errors as Docker errors.
+async fn call(backend: &Shared, req: Request) -> Result<serde_json::Value, DockerError> {
+    match backend.call(req).await {
+        Response::Ok { ok } => Ok(ok),
+        Response::Error { error, kind } => Err(DockerError::Backend {
+            kind,
+            message: error,
+        }),
+    }
+}
