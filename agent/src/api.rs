@@ -26,8 +26,16 @@ pub enum Request {
     },
     /// What the next pass would do, per name.
     Diff,
-    /// Restart a container (its unit is stopped and started again).
+    /// Restart a container (its unit is stopped and started again), held stopped or not.
     Restart {
+        name: String,
+    },
+    /// Stop a container and hold it stopped until `Start`.
+    Stop {
+        name: String,
+    },
+    /// Let a container held stopped run again.
+    Start {
         name: String,
     },
     /// Pull an image into the store.
@@ -46,6 +54,9 @@ pub enum Request {
     Apply {
         name: String,
         yaml: String,
+        /// Held stopped from the start (Docker's create), until `Start`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stopped: bool,
     },
     /// Remove an API-managed container.
     Delete {

@@ -465,10 +465,33 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             if ctx.desired(&name).is_none() {
                 return Response::err(ErrorKind::NotFound, format!("no container {name}"));
             }
+            if let Err(e) = ctx.hold_stopped(&name, false) {
+                return Response::err(ErrorKind::Internal, e);
+            }
             ctx.request_restart(&name);
             let _ = sh.triggers.send(Trigger::Now(name.clone()));
             Response::ok(json!({"restarting": name}))
         }
+        Request::Stop { name } | Request::Start { name } if ctx.desired(&name).is_none() => {
+            Response::err(ErrorKind::NotFound, format!("no container {name}"))
+        }
+        Request::Stop { name } => match ctx.hold_stopped(&name, true) {
+            Ok(()) => {
+                let _ = sh.triggers.send(Trigger::Now(name.clone()));
+                Response::ok(json!({"stopping": name}))
+            }
+            Err(e) => Response::err(ErrorKind::Internal, e),
+        },
+        Request::Start { name } => match ctx.hold_stopped(&name, false) {
+            Ok(()) => {
+                // Started even when its last run finished and its restart policy would leave
+                // it so: starting it is what was asked.
+                ctx.request_restart(&name);
+                let _ = sh.triggers.send(Trigger::Now(name.clone()));
+                Response::ok(json!({"starting": name}))
+            }
+            Err(e) => Response::err(ErrorKind::Internal, e),
+        },
         Request::Pull { image } => {
             let spec = spec::Spec {
                 image: Some(image.clone()),
@@ -496,7 +519,11 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "bundle_dir": sh.cfg.bundle_dir(),
             "journal_dir": sh.cfg.journal_dir, "systemd": sh.cfg.systemd, "version": env!("CARGO_PKG_VERSION"),
         })),
-        Request::Apply { name, yaml } => {
+        Request::Apply {
+            name,
+            yaml,
+            stopped,
+        } => {
             if !spec::is_valid_name(&name) {
                 return Response::err(
                     ErrorKind::Invalid,
@@ -515,6 +542,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             let path = sh.cfg.api_spec_dir().join(format!("{name}.yaml"));
             if let Err(e) = spec::parse(&path, &yaml) {
                 return Response::err(ErrorKind::Invalid, e);
+            }
+            // Held before the spec appears, so that no pass starts it in between.
+            if stopped && let Err(e) = ctx.hold_stopped(&name, true) {
+                return Response::err(ErrorKind::Internal, e);
             }
             if let Err(e) = crate::fsutil::write_atomic(&path, yaml.as_bytes()) {
                 return Response::err(

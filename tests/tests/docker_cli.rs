@@ -184,3 +184,134 @@ fn docker_cli_reads_berth_containers() {
     let err = String::from_utf8_lossy(&build.stderr);
     assert!(err.contains("not supported by berth"), "{err}");
 }
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn docker_cli_runs_stops_and_removes_containers() {
+    let a = Agent::start("docker-run").unwrap();
+    let etc = a.sd.root_path().join("etc/berth");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("berthd.yaml"), "docker: {enable: true}\n").unwrap();
+    // A container from a file, whose image import gives the store an image to run by name.
+    a.write(
+        "web",
+        &format!("image_file: {IMAGE}\nnetwork_mode: none\ncommand: [sleep, \"3600\"]\n"),
+    );
+    a.start_berthd(true).unwrap();
+    let t = Duration::from_secs(60);
+    a.wait(t, "web running", || a.phase("web") == "running")
+        .unwrap();
+    let image = stdout_ok(&a, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(!image.is_empty() && !image.contains("<none>"), "{image}");
+
+    // `docker run -d`: an ordinary berth container with its unit.
+    let id = stdout_ok(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "api1",
+            "--network",
+            "none",
+            "-e",
+            "GREETING=hi",
+            &image,
+            "sh",
+            "-c",
+            "echo $GREETING; exec sleep 3600",
+        ],
+    );
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(a.active("api1"), "its unit runs");
+    assert!(a.ps().unwrap().contains_key("api1"), "berth ps lists it");
+    assert_eq!(
+        stdout_ok(&a, &["inspect", "-f", "{{.Id}} {{.State.Status}}", "api1"]),
+        format!("{id} running")
+    );
+    a.wait(t, "its output in docker logs", || {
+        String::from_utf8_lossy(&docker(&a, &["logs", "api1"]).stdout).contains("hi")
+    })
+    .unwrap();
+
+    // stop and start: held stopped, then running again; the unit follows.
+    stdout_ok(&a, &["stop", "api1"]);
+    assert_eq!(
+        stdout_ok(
+            &a,
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                "name=api1",
+                "--format",
+                "{{.State}}"
+            ]
+        ),
+        "exited"
+    );
+    assert!(!a.active("api1"));
+    stdout_ok(&a, &["start", "api1"]);
+    assert_eq!(
+        stdout_ok(&a, &["inspect", "-f", "{{.State.Status}}", "api1"]),
+        "running"
+    );
+    assert!(a.active("api1"));
+
+    // rm refuses a running container without -f, as Docker does.
+    let rm = docker(&a, &["rm", "api1"]);
+    assert!(!rm.status.success());
+    assert!(
+        String::from_utf8_lossy(&rm.stderr).contains("container is running"),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    stdout_ok(&a, &["rm", "-f", "api1"]);
+    assert!(!a.ps().unwrap().contains_key("api1"), "gone from berth");
+    assert_eq!(stdout_ok(&a, &["ps", "-aq", "--filter", "name=api1"]), "");
+
+    // `docker wait` gives the exit code.
+    stdout_ok(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "quick",
+            "--network",
+            "none",
+            &image,
+            "sh",
+            "-c",
+            "exit 7",
+        ],
+    );
+    assert_eq!(stdout_ok(&a, &["wait", "quick"]), "7");
+
+    // A container declared in a file is read-only here, and says which file to edit.
+    let stop = docker(&a, &["stop", "web"]);
+    assert!(!stop.status.success());
+    let err = String::from_utf8_lossy(&stop.stderr);
+    assert!(
+        err.contains("web.yaml") && err.contains("read-only"),
+        "{err}"
+    );
+    assert!(a.active("web"), "web untouched");
+
+    // What berth cannot honour is refused by name, with docker's exit code for that (125).
+    let p = docker(&a, &["run", "-d", "--privileged", &image, "true"]);
+    assert_eq!(p.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&p.stderr).contains("HostConfig.Privileged"),
+        "{}",
+        String::from_utf8_lossy(&p.stderr)
+    );
+    // The same name twice is Docker's conflict.
+    let again = docker(&a, &["create", "--name", "quick", &image, "true"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is already in use"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

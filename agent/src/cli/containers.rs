@@ -77,8 +77,12 @@ pub enum ContainerCommand {
     Check { files: Vec<PathBuf> },
     /// What reconcile would do now, per container.
     Diff,
-    /// Restart a container.
+    /// Restart a container (and run it again if it was held stopped).
     Restart { name: String },
+    /// Stop a container and keep it stopped (across berthd restarts and reboots) until `start`.
+    Stop { name: String },
+    /// Run a container that `stop` held stopped.
+    Start { name: String },
     /// Create or replace a container managed through the API (kept under /var/lib/berth).
     Apply {
         /// Spec file; the container is named after it unless --name is given.
@@ -305,6 +309,7 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                             short(d["hash"].as_str())
                         ),
                         "stop" => format!("- {name}: stop and remove: {reason}"),
+                        "hold" => format!("  {name}: held stopped: {reason}"),
                         "pull" => format!(
                             "+ {name}: pull {} ({reason}), then decide again",
                             d["image"].as_str().unwrap_or("")
@@ -333,6 +338,8 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
             Err(e) => api_exit(&e),
         },
         ContainerCommand::Restart { name } => done(&g, call(&g, Request::Restart { name }).await),
+        ContainerCommand::Stop { name } => done(&g, call(&g, Request::Stop { name }).await),
+        ContainerCommand::Start { name } => done(&g, call(&g, Request::Start { name }).await),
         ContainerCommand::Apply { file, name } => {
             let name = name
                 .or_else(|| spec::name_of(&file).map(str::to_owned))
@@ -344,7 +351,12 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                     return ExitCode::from(EXIT_FAIL);
                 }
             };
-            done(&g, call(&g, Request::Apply { name, yaml }).await)
+            let req = Request::Apply {
+                name,
+                yaml,
+                stopped: false,
+            };
+            done(&g, call(&g, req).await)
         }
         ContainerCommand::Rm { name } => done(&g, call(&g, Request::Delete { name }).await),
         ContainerCommand::Check { files } => check(&g, files),

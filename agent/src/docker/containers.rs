@@ -23,7 +23,7 @@ pub fn container_id(name: &str) -> String {
 pub fn docker_state(phase: &Phase) -> &'static str {
     match phase {
         Phase::Running => "running",
-        Phase::Exited | Phase::Failed => "exited",
+        Phase::Exited | Phase::Failed | Phase::Stopped => "exited",
         Phase::Invalid | Phase::Error => "dead",
         Phase::Pending | Phase::Pulling { .. } | Phase::Waiting { .. } | Phase::Starting => {
             "created"
@@ -36,8 +36,8 @@ fn status_text(st: &ContainerStatus) -> String {
     let exit = st.last_exit.as_ref().map(|x| x.status);
     match (&st.phase, exit) {
         (Phase::Running, _) => "Up".into(),
-        (Phase::Exited | Phase::Failed, Some(c)) => format!("Exited ({c})"),
-        (Phase::Exited | Phase::Failed, None) => "Exited".into(),
+        (Phase::Exited | Phase::Failed | Phase::Stopped, Some(c)) => format!("Exited ({c})"),
+        (Phase::Exited | Phase::Failed | Phase::Stopped, None) => "Exited".into(),
         (Phase::Pulling { .. }, _) => "Created (pulling its image)".into(),
         (Phase::Waiting { on }, _) => format!("Created (waiting for {on})"),
         (_, _) => match &st.message {

@@ -28,6 +28,8 @@ pub enum DockerError {
     #[error("No such container: {0}")]
     NoSuchContainer(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     NotSupported(String),
     /// berthd's answer could not be read as expected: a bug, not the client's fault.
     #[error("berthd: {0}")]
@@ -45,6 +47,7 @@ impl DockerError {
             | DockerError::BadVersion { .. }
             | DockerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DockerError::PageNotFound | DockerError::NoSuchContainer(_) => StatusCode::NOT_FOUND,
+            DockerError::Conflict(_) => StatusCode::CONFLICT,
             DockerError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             DockerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             DockerError::Backend { kind, .. } => match kind {

@@ -15,16 +15,23 @@ struct Stored {
     size: u64,
 }
 
+/// A normalised name as Docker shows it: Docker Hub's host and `library/` left out.
+fn familiar(name: &str) -> &str {
+    name.strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name)
+}
+
 /// Docker's summary of one stored image: its manifest digest stands in for the image ID.
 fn summary(s: &Stored) -> Value {
     let tags: Vec<&str> = if s.name.is_empty() {
         vec![]
     } else {
-        vec![s.name.as_str()]
+        vec![familiar(&s.name)]
     };
     // The one reference grammar: `host:5000/x` has a port, not a tag.
     let repo = crate::image::reference::ImageRef::parse(&s.name)
-        .map(|r| r.name())
+        .map(|r| familiar(&r.name()).to_owned())
         .unwrap_or_else(|_| s.name.clone());
     json!({
         "Id": s.digest,
@@ -61,6 +68,13 @@ mod tests {
         let v = summary(&s);
         assert_eq!(v["RepoTags"][0], "registry.local:5000/busybox:1.36");
         assert_eq!(v["RepoDigests"][0], "registry.local:5000/busybox@sha256:ab");
+        let hub = summary(&Stored {
+            name: "docker.io/library/busybox:1.36".into(),
+            digest: "sha256:ef".into(),
+            size: 1,
+        });
+        assert_eq!(hub["RepoTags"][0], "busybox:1.36");
+        assert_eq!(hub["RepoDigests"][0], "busybox@sha256:ef");
         let v = summary(&Stored {
             name: String::new(),
             digest: "sha256:cd".into(),

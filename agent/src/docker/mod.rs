@@ -4,8 +4,11 @@
 //! container. Runs in berthd.
 
 mod containers;
+mod create;
 mod error;
 mod images;
+mod lifecycle;
+mod logs;
 mod system;
 mod version;
 
@@ -14,7 +17,7 @@ pub use version::{API_VERSION, MIN_API_VERSION};
 
 use crate::api::{Request, Response};
 use axum::Router;
-use axum::routing::{get, head};
+use axum::routing::{delete, get, head, post};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -96,7 +99,14 @@ fn router(backend: Shared) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(lifecycle::create))
         .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(lifecycle::start))
+        .route("/containers/{id}/stop", post(lifecycle::stop))
+        .route("/containers/{id}/restart", post(lifecycle::restart))
+        .route("/containers/{id}/wait", post(lifecycle::wait))
+        .route("/containers/{id}/logs", get(logs::logs))
+        .route("/containers/{id}", delete(lifecycle::remove))
         .route("/images/json", get(images::list))
         .route(
             "/build",

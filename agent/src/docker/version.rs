@@ -57,6 +57,8 @@ pub fn split(path: &str) -> Result<(Option<ApiVersion>, &str), DockerError> {
 /// headers Docker sets on every answer.
 pub async fn negotiate(mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let t0 = std::time::Instant::now();
     let mut resp = match split(&path) {
         Err(e) => e.into_response(),
         Ok((None, _)) => next.run(req).await,
@@ -75,6 +77,14 @@ pub async fn negotiate(mut req: Request, next: Next) -> Response {
             }
         }
     };
+    // Changes are worth a line in the journal; reads only when debugging.
+    let ms = t0.elapsed().as_millis();
+    let status = resp.status().as_u16();
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        tracing::debug!(%method, %path, status, ms, "docker api");
+    } else {
+        tracing::info!(%method, %path, status, ms, "docker api");
+    }
     let h = resp.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));

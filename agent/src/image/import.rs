@@ -58,7 +58,7 @@ impl Store {
             let n = match (name, stored) {
                 (Some(n), _) => ImageRef::parse(n)?.to_string(),
                 (None, Some(s)) => s.name,
-                (None, None) => format!("import/{}:latest", &file_digest[..12]),
+                (None, None) => untagged_name(&file_digest)?,
             };
             if let Ok(img) = self.load_image(d, &n) {
                 self.name_image(&img, &n)?;
@@ -238,7 +238,7 @@ impl Store {
         let n = match (name, tag) {
             (Some(n), _) => ImageRef::parse(n)?.to_string(),
             (None, Some(t)) => ImageRef::parse(&t)?.to_string(),
-            (None, None) => format!("import/{}:latest", &file_digest[..12]),
+            (None, None) => untagged_name(file_digest)?,
         };
         let img = self.load_image(&digest, &n)?;
         for l in img.manifest.layers() {
@@ -252,4 +252,10 @@ impl Store {
         self.name_image(&img, &n)?;
         Ok(img)
     }
+}
+
+/// The name of an archive that names no image: `import/<digest prefix>:latest`, normalised like
+/// every name in the store, so that `image: import/…` (or `docker run import/…`) finds it.
+fn untagged_name(file_digest: &str) -> Result<String> {
+    Ok(ImageRef::parse(&format!("import/{}:latest", &file_digest[..12]))?.to_string())
 }

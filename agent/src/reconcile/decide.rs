@@ -21,6 +21,8 @@ pub struct Facts {
     pub record: Option<Record>,
     /// `berth restart` asked for a restart that no pass has done yet.
     pub restart_requested: bool,
+    /// `berth stop` holds it stopped until `berth start`.
+    pub held_stopped: bool,
     /// The image the spec names. The fields below are only read for a valid spec.
     pub image: ImageState,
     /// The files the spec names whose contents go into the container, or why one cannot be read.
@@ -77,6 +79,8 @@ pub enum Decision {
     },
     /// No spec: stop its unit, if any, and remove what the container left on disk.
     Stop { reason: String },
+    /// Held stopped (`berth stop`): its unit is stopped, its spec and bundle kept.
+    Hold { reason: String },
     /// The spec cannot be run; a running unit is left as it is.
     Invalid { error: String },
     /// A required dependency is not ready: look again shortly.
@@ -129,6 +133,7 @@ pub async fn observe<U: Units, I: Images>(
             .map_err(ReconcileError::units(name))?,
         record: ctx.record(name),
         restart_requested: ctx.restart_requested(name),
+        held_stopped: ctx.held_stopped(name),
         image: ImageState::Missing,
         inputs: Ok(Inputs::default()),
         deps: BTreeMap::new(),
@@ -188,6 +193,12 @@ pub fn plan(f: &Facts) -> Plan {
         }
         Some(SpecFile { spec: Ok(s), .. }) => s,
     };
+    // Before the image: a container held stopped neither pulls nor starts.
+    if f.held_stopped {
+        return only(Decision::Hold {
+            reason: "stopped by request; `berth start` runs it again".into(),
+        });
+    }
 
     // The image: in the store, or pulled first (outside any unit's start timeout).
     let pull = |reason: &str| {

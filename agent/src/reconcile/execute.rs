@@ -101,6 +101,7 @@ async fn execute<U: Units, I: Images>(
                 Ok(Action::AwaitChange)
             }
             Decision::Invalid { error } => Ok(invalid(ctx, name, file, observed, error)),
+            Decision::Hold { reason } => hold(ctx, name, file, observed, reason).await,
             _ => Ok(Action::Requeue(Duration::from_secs(1))),
         };
     };
@@ -177,10 +178,34 @@ async fn execute<U: Units, I: Images>(
         }
         Decision::Invalid { error } => Ok(invalid(ctx, name, file, observed, error)),
         // Made only before the spec resolved (handled above).
-        Decision::Stop { .. } | Decision::Pull { .. } => {
+        Decision::Stop { .. } | Decision::Hold { .. } | Decision::Pull { .. } => {
             Ok(Action::Requeue(Duration::from_secs(1)))
         }
     }
+}
+
+/// Stops the unit of a container held stopped, keeping its spec, bundle and record.
+async fn hold<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+    file: Option<String>,
+    observed: Option<&Observed>,
+    reason: String,
+) -> Result<Action, ReconcileError> {
+    if let Some(u) = observed {
+        tracing::info!("held stopped: stopping its unit ({})", u.active_state);
+        ctx.units
+            .stop(name, Duration::from_secs(120))
+            .await
+            .map_err(ReconcileError::units(name))?;
+    }
+    let mut st = ContainerStatus::new(name, Phase::Stopped);
+    st.spec_file = file;
+    st.message = Some(reason);
+    st.spec_hash = ctx.record(name).map(|r| r.hash);
+    st.last_exit = berth_proto::ExitRecord::load(&ctx.bundle_path(name));
+    ctx.board.set(st);
+    Ok(Action::AwaitChange)
 }
 
 /// Marks the name invalid and leaves its unit alone.

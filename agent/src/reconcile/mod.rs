@@ -215,6 +215,36 @@ impl<U: Units, I: Images> Ctx<U, I> {
             .insert(name.to_owned());
     }
 
+    /// `<state>/<name>.stopped`: `berth stop` (or Docker's) holds the container stopped until
+    /// `berth start`, across berthd restarts and reboots.
+    fn stopped_path(&self, name: &str) -> PathBuf {
+        self.settings.state_dir.join(format!("{name}.stopped"))
+    }
+
+    /// Whether `name` is held stopped.
+    pub fn held_stopped(&self, name: &str) -> bool {
+        self.stopped_path(name).exists()
+    }
+
+    /// Holds `name` stopped (or lets it run again); the next pass acts on it.
+    pub fn hold_stopped(&self, name: &str, stopped: bool) -> Result<(), ReconcileError> {
+        let p = self.stopped_path(name);
+        let err = |source| ReconcileError::State {
+            name: name.into(),
+            path: p.clone(),
+            source,
+        };
+        if stopped {
+            std::fs::create_dir_all(&self.settings.state_dir).map_err(err)?;
+            crate::fsutil::write_atomic(&p, b"").map_err(err)
+        } else {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
+                _ => Ok(()),
+            }
+        }
+    }
+
     /// Whether a restart of `name` was asked for and not done yet.
     fn restart_requested(&self, name: &str) -> bool {
         self.restarts
@@ -339,6 +369,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
             tracing::warn!("cannot remove its bundle: {e}");
         }
         let _ = std::fs::remove_file(self.record_path(name));
+        let _ = std::fs::remove_file(self.stopped_path(name));
         Ok(())
     }
 }

@@ -24,6 +24,8 @@ pub enum Phase {
     Running,
     /// Ran to completion (restart: no / on-failure) and is not restarted.
     Exited,
+    /// Held stopped by `berth stop` until `berth start`.
+    Stopped,
     /// systemd reports the unit failed.
     Failed,
     /// The spec file is invalid; any running unit is left as it was.
@@ -172,6 +174,7 @@ impl Board {
             ),
             ("waiting", &|p: &Phase| matches!(p, Phase::Waiting { .. })),
             ("exited", &|p: &Phase| *p == Phase::Exited),
+            ("stopped", &|p: &Phase| *p == Phase::Stopped),
             ("failed", &|p: &Phase| {
                 matches!(p, Phase::Failed | Phase::Error)
             }),

@@ -413,6 +413,12 @@ async fn decide_then_pass(e: &Env, name: &str) -> Decision {
                 }
                 want_released += 1;
             }
+            // Its unit stopped; the image and the bundle kept for `berth start`.
+            Decision::Hold { .. } => {
+                if had_unit {
+                    want_calls.push(format!("stop {name}"));
+                }
+            }
         }
     }
     assert_eq!(e.calls()[calls..], want_calls, "{name}: {done:?}");
@@ -494,6 +500,14 @@ async fn a_pass_does_what_decide_reports() {
     e.write("job", "image: busybox\n");
     step("job", "start").await;
     step("job", "nothing").await;
+    // Held stopped: its unit stopped, then nothing more (not even a pull) until it may run.
+    e.ctx.hold_stopped("web", true).unwrap();
+    step("web", "hold").await;
+    assert!(e.ctx.units.units.lock().unwrap().get("web").is_none());
+    assert_eq!(e.ctx.board.get("web").unwrap().phase, Phase::Stopped);
+    step("web", "hold").await;
+    e.ctx.hold_stopped("web", false).unwrap();
+    step("web", "start").await;
     // Gone from the spec dir: its unit stopped; a leftover record alone is removed too.
     e.rm("dep");
     step("dep", "stop").await;
@@ -528,6 +542,7 @@ fn plan_is_pure_over_facts() {
         observed,
         record: None,
         restart_requested: false,
+        held_stopped: false,
         image: img,
         inputs: Ok(Inputs::default()),
         deps: BTreeMap::new(),

@@ -1,0 +1,314 @@
+//! A container's life through the Docker API: create (held stopped), start, stop, restart,
+//! remove and wait, each carried out by berthd's own requests; the handlers then watch berthd's
+//! status until the change is done, as Docker answers only then. Containers declared in
+//! `/etc/berth/containers` are read-only here (409 naming the file). Runs in berthd.
+
+use super::containers::{container_id, docker_state, resolve};
+use super::create::{CreateBody, spec_of};
+use super::{DockerError, Shared, call};
+use crate::api::{ErrorKind, Request};
+use crate::reconcile::status::{ContainerStatus, Phase};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// How long a handler watches for a change it asked for before answering with an error.
+const SETTLE: Duration = Duration::from_secs(150);
+const POLL: Duration = Duration::from_millis(100);
+
+async fn all(b: &Shared) -> Result<Vec<ContainerStatus>, DockerError> {
+    serde_json::from_value(call(b, Request::Ps).await?)
+        .map_err(|e| DockerError::Internal(format!("container list: {e}")))
+}
+
+/// The name `id` refers to.
+pub async fn find(b: &Shared, id: &str) -> Result<String, DockerError> {
+    let names: Vec<String> = all(b).await?.into_iter().map(|s| s.name).collect();
+    resolve(&names, id).map(str::to_owned)
+}
+
+async fn status(b: &Shared, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
+    Ok(all(b).await?.into_iter().find(|s| s.name == name))
+}
+
+/// Watches `name` until `done` holds for its status (`None`: it is gone).
+async fn until(
+    b: &Shared,
+    name: &str,
+    what: &str,
+    done: impl Fn(Option<&ContainerStatus>) -> bool,
+) -> Result<Option<ContainerStatus>, DockerError> {
+    let t0 = Instant::now();
+    loop {
+        let s = status(b, name).await?;
+        if done(s.as_ref()) {
+            return Ok(s);
+        }
+        if t0.elapsed() > SETTLE {
+            let why = s.and_then(|s| s.message).unwrap_or_default();
+            return Err(DockerError::Internal(format!(
+                "container {name} did not {what} within {}s: {why}",
+                SETTLE.as_secs()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn is_down(s: Option<&ContainerStatus>) -> bool {
+    s.is_none_or(|s| docker_state(&s.phase) != "running" && s.phase != Phase::Starting)
+}
+
+/// Containers declared in berthd's spec directory are changed by editing their file, never
+/// through the API: 409, naming the file.
+async fn writable(b: &Shared, name: &str) -> Result<(), DockerError> {
+    let info = call(b, Request::Info).await?;
+    let dir = info["spec_dir"].as_str().unwrap_or_default();
+    let file = status(b, name).await?.and_then(|s| s.spec_file);
+    match file {
+        Some(f) if !dir.is_empty() && std::path::Path::new(&f).starts_with(dir) => {
+            Err(DockerError::Conflict(format!(
+                "container {name} is declared in {f} and is read-only through the Docker API; edit that file or use `berth stop|start|restart {name}`"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// berthd refuses changes to a container declared in /etc with a conflict naming the file.
+fn read_only(e: DockerError) -> DockerError {
+    match e {
+        DockerError::Backend {
+            kind: ErrorKind::Conflict,
+            message,
+        } => DockerError::Conflict(format!(
+            "{message} (containers declared in files are read-only through the Docker API)"
+        )),
+        other => other,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateQuery {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A free name for a container created without one.
+fn generated_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = container_id(&format!("{nanos}-{}", std::process::id()));
+    format!("berth_{}", &id[..10])
+}
+
+/// `POST /containers/create`.
+pub async fn create(
+    State(b): State<Shared>,
+    Query(q): Query<CreateQuery>,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, Json<Value>), DockerError> {
+    let name = q
+        .name
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .unwrap_or_else(generated_name);
+    if !crate::spec::is_valid_name(&name) {
+        return Err(DockerError::BadRequest(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    if status(&b, &name).await?.is_some() {
+        return Err(DockerError::Conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+            container_id(&name)
+        )));
+    }
+    let spec = spec_of(&body)?;
+    let yaml = serde_norway::to_string(&spec)
+        .map_err(|e| DockerError::Internal(format!("spec of {name}: {e}")))?;
+    call(
+        &b,
+        Request::Apply {
+            name: name.clone(),
+            yaml,
+            stopped: true,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        DockerError::Backend {
+            kind: ErrorKind::Invalid,
+            message,
+        } => DockerError::BadRequest(message),
+        other => read_only(other),
+    })?;
+    // Answered once berthd lists it, so that the `start` that follows finds it.
+    until(&b, &name, "appear", |s| s.is_some()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": container_id(&name), "Warnings": []})),
+    ))
+}
+
+/// `POST /containers/{id}/start`: 204, or 304 when it already runs.
+pub async fn start(
+    State(b): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DockerError> {
+    let name = find(&b, &id).await?;
+    writable(&b, &name).await?;
+    if status(&b, &name)
+        .await?
+        .is_some_and(|s| s.phase == Phase::Running)
+    {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    call(&b, Request::Start { name: name.clone() }).await?;
+    let s = until(&b, &name, "start", |s| {
+        s.is_some_and(|s| {
+            !matches!(
+                s.phase,
+                Phase::Stopped | Phase::Pending | Phase::Starting | Phase::Pulling { .. }
+            )
+        })
+    })
+    .await?;
+    match s.map(|s| (s.phase, s.message)) {
+        Some((Phase::Error | Phase::Invalid, m)) => Err(DockerError::Internal(format!(
+            "container {name} did not start: {}",
+            m.unwrap_or_default()
+        ))),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// `POST /containers/{id}/stop`: 204 once it is down, 304 when it was not running.
+pub async fn stop(
+    State(b): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DockerError> {
+    let name = find(&b, &id).await?;
+    writable(&b, &name).await?;
+    let was_up = !is_down(status(&b, &name).await?.as_ref());
+    call(&b, Request::Stop { name: name.clone() })
+        .await
+        .map_err(read_only)?;
+    until(&b, &name, "stop", |s| {
+        s.is_none_or(|s| s.phase == Phase::Stopped)
+    })
+    .await?;
+    Ok(if was_up {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
+}
+
+/// `POST /containers/{id}/restart`.
+pub async fn restart(
+    State(b): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DockerError> {
+    let name = find(&b, &id).await?;
+    writable(&b, &name).await?;
+    call(&b, Request::Restart { name: name.clone() }).await?;
+    until(&b, &name, "restart", |s| {
+        s.is_some_and(|s| {
+            s.phase == Phase::Running || s.phase == Phase::Exited || s.phase == Phase::Failed
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RemoveQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+/// `DELETE /containers/{id}`: a running container only with `force`, as in Docker.
+pub async fn remove(
+    State(b): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<StatusCode, DockerError> {
+    let name = find(&b, &id).await?;
+    writable(&b, &name).await?;
+    let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
+    if !force && !is_down(status(&b, &name).await?.as_ref()) {
+        return Err(DockerError::Conflict(format!(
+            "cannot remove container \"/{name}\": container is running: stop the container before removing or force remove"
+        )));
+    }
+    call(&b, Request::Delete { name: name.clone() })
+        .await
+        .map_err(read_only)?;
+    until(&b, &name, "go away", |s| s.is_none()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    #[serde(default)]
+    condition: Option<String>,
+}
+
+/// `POST /containers/{id}/wait`: the exit code once it is not running (`not-running`, the
+/// default), after its next exit (`next-exit`), or once removed (`removed`). As Docker does, the
+/// answer's headers go out at once and the body when the condition is met: the CLI's `run`
+/// sends this request before `start` and waits for the headers alone.
+pub async fn wait(
+    State(b): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Response, DockerError> {
+    let name = find(&b, &id).await?;
+    let condition = q.condition.unwrap_or_else(|| "not-running".into());
+    if !["not-running", "next-exit", "removed"].contains(&condition.as_str()) {
+        return Err(DockerError::BadRequest(format!(
+            "invalid condition: \"{condition}\""
+        )));
+    }
+    let body = futures_util::stream::once(async move {
+        let answer = match wait_for(&b, &name, &condition).await {
+            Ok(code) => json!({"StatusCode": code}),
+            Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}),
+        };
+        Ok::<_, std::convert::Infallible>(answer.to_string())
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Watches `name` until `condition` holds; its last exit code.
+async fn wait_for(b: &Shared, name: &str, condition: &str) -> Result<i32, DockerError> {
+    let mut seen_running = false;
+    let mut last: Option<ContainerStatus> = None;
+    loop {
+        let s = status(b, name).await?;
+        let down = is_down(s.as_ref());
+        seen_running |= !down;
+        let done = match condition {
+            "next-exit" => down && seen_running,
+            "removed" => s.is_none(),
+            _ => down,
+        };
+        if s.is_some() {
+            last = s;
+        }
+        if done {
+            return Ok(last.and_then(|s| s.last_exit).map_or(0, |x| x.status));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
