@@ -1,5 +1,7 @@
 //! Subcommands of the `berth` CLI implemented in the library (thin `berth` binary).
 
+pub mod berthd;
 pub mod containers;
+pub mod docs;
 mod exec;
 pub mod image;
