@@ -27,6 +27,10 @@ async fn main() -> anyhow::Result<()> {
     init_logging();
     let a = DaemonArgs::parse();
     let cfg = berth_agent::config::Config::load(&a.config)?;
+    if a.check_config {
+        println!("ok      {}", a.config.display());
+        return Ok(());
+    }
     let cfg = a.apply(cfg);
     berth_agent::daemon::run(cfg).await.context("berthd")
 }

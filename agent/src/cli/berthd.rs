@@ -37,6 +37,9 @@ pub struct DaemonArgs {
     /// Override `shim`.
     #[arg(long)]
     pub shim: Option<PathBuf>,
+    /// Check the settings file and exit (0 when berthd would start with it).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl DaemonArgs {
