@@ -105,6 +105,11 @@ fn packaging_unit_runs_berthd_and_upgrade_keeps_containers() {
     assert_eq!(identity(&a, "keep"), keep0, "stopping berthd touched keep");
     assert_eq!(identity(&a, "edit"), edit0, "stopping berthd touched edit");
     assert!(a.active("keep") && a.active("edit"));
+    // /run/berth outlives berthd: the running containers' bundles and shim sockets are there.
+    assert!(
+        root.join("run/berth/containers/keep/shim.sock").exists(),
+        "stopping berthd removed the running containers' bundles"
+    );
 
     // An upgrade while berthd is down: new binaries (new files, renamed over the old ones) and
     // an edited spec. Only the edited container is restarted when berthd comes back.
@@ -127,6 +132,16 @@ fn packaging_unit_runs_berthd_and_upgrade_keeps_containers() {
     })
     .unwrap();
     assert_eq!(identity(&a, "keep"), keep0, "the upgrade restarted keep");
+    // The new berth reaches the container that the old one started, through its shim.
+    let out =
+        a.sd.exec_inside(&["/usr/local/bin/berth", "exec", "keep", "echo", "still here"])
+            .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "still here",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let edit1 = identity(&a, "edit");
 
     // A restart of berthd with nothing changed restarts no container.
