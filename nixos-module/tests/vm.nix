@@ -53,8 +53,11 @@ pkgs.testers.runNixOSTest {
     def invocation(unit):
         return machine.succeed(f"systemctl show -p InvocationID --value {unit}").strip()
 
+    # Each switch repoints /run/current-system, so the specialisations are found from the boot one.
+    base = machine.succeed("readlink -f /run/current-system").strip()
+
     def switch(to):
-        machine.succeed(f"/run/current-system/specialisation/{to}/bin/switch-to-configuration test")
+        machine.succeed(f"{base}/specialisation/{to}/bin/switch-to-configuration test")
 
     machine.wait_for_unit("berthd.service")
     assert machine.succeed("systemctl show -p Type --value berthd.service").strip() == "notify"
