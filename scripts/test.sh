@@ -16,6 +16,8 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build" >&2
 cargo build --workspace --bins --locked
+echo "== nix (parse, the pure spec library, its output through berth check)" >&2
+scripts/nix-check.sh
 echo "== tests (unit and integration, including those that need root)" >&2
 # Integration tests are marked #[ignore = "needs root …"] so a plain `cargo test` as a user stays
 # green; here they all run.

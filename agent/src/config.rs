@@ -238,6 +238,29 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The example shipped as /etc/berth/berthd.yaml (contrib/berthd.yaml) changes nothing.
+    #[test]
+    fn shipped_example_is_all_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("berthd.yaml");
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../contrib/berthd.yaml"
+        ))
+        .unwrap();
+        std::fs::write(&p, &example).unwrap();
+        let c = Config::load(&p).unwrap();
+        let want = Config::default();
+        assert_eq!(format!("{c:?}"), format!("{want:?}"));
+        // Each commented key, uncommented alone, is a valid setting.
+        for line in example.lines().filter(|l| {
+            l.starts_with('#') && l.contains(": ") && !l.starts_with("# ") && !l.starts_with("#  ")
+        }) {
+            std::fs::write(&p, &line[1..]).unwrap();
+            Config::load(&p).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+
     #[test]
     fn parses_and_rejects_unknown() {
         let d = tempfile::tempdir().unwrap();

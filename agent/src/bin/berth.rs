@@ -1,5 +1,6 @@
 //! `berth`: the command-line client (thin: the commands live in `berth_agent::cli`).
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -17,6 +18,10 @@ enum Cmd {
     Containers(berth_agent::cli::containers::ContainerCommand),
     #[command(flatten)]
     Image(berth_agent::cli::image::ImageCommand),
+    /// Writes shell completions and man pages of berth and berthd under DIR, laid out like
+    /// `$PREFIX/share` (for installers and packages).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 #[tokio::main]
@@ -28,6 +33,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Containers(c) => berth_agent::cli::containers::run(c, cli.global).await,
+        Cmd::GenerateDocs { dir } => match berth_agent::cli::docs::generate(&dir, Cli::command()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Image(c) => match berth_agent::cli::image::run(c, cli.global.json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

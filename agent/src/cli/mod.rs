@@ -1,6 +1,8 @@
 //! Subcommands of the `berth` CLI implemented in the library (thin `berth` binary).
 
+pub mod berthd;
 pub mod containers;
+pub mod docs;
 mod exec;
 pub mod image;
 mod journal;
