@@ -100,14 +100,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         shim: cfg.shim_path(),
         network: Some(crate::bundle::NetworkPaths {
             netavark: cfg.network.netavark_path(),
+            aardvark: cfg.network.aardvark_path(),
             state_dir: cfg.network_state_dir(),
             netns_dir: cfg.netns_dir(),
             default_host_ip: cfg.network.host_ip.map(std::net::IpAddr::V4),
-            bridge: berth_proto::BridgeNetwork {
-                name: cfg.network.name.clone(),
-                interface: cfg.network.interface.clone(),
-                subnet: cfg.network.subnet.clone(),
-            },
+            declared: cfg.network_sources(),
         }),
     };
     let ctx = Arc::new(Ctx::new(

@@ -12,25 +12,55 @@ use std::path::{Path, PathBuf};
 pub struct NetworkConfig {
     /// The netavark binary.
     pub netavark: PathBuf,
+    /// aardvark-dns, which netavark starts for networks with `dns`; `None`: netavark's default.
+    #[serde(default)]
+    pub aardvark: Option<PathBuf>,
     /// netavark's `--config` directory; the address leases live below it (`leases/<network>/`).
     pub state_dir: PathBuf,
     /// Where the shim bind-mounts the container's network namespace; config.json names this path.
     pub netns: PathBuf,
-    pub network: BridgeNetwork,
+    /// netavark's container id (64 hex digits, stable per container name): aardvark-dns keys
+    /// its records by it.
+    pub container_id: String,
+    /// The networks the container joins, in interface order (`eth0`, `eth1`, ...).
+    pub networks: Vec<NetworkAttachment>,
     /// `ports:` of the spec, in order.
     #[serde(default)]
     pub ports: Vec<PortMapping>,
 }
 
-/// A bridge network with NAT to the outside (netavark's `bridge` driver).
+/// One network a container joins, and its place on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAttachment {
+    pub network: BridgeNetwork,
+    /// Extra names the container answers to on this network (its own name always).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A fixed address (`ipv4_address:`); `None`: the first free one.
+    #[serde(default)]
+    pub ipv4_address: Option<Ipv4Addr>,
+}
+
+/// A bridge network (netavark's `bridge` driver), with NAT to the outside unless `internal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeNetwork {
     pub name: String,
+    /// netavark's network id (64 hex digits, stable per network name).
+    pub id: String,
     /// The host's bridge interface.
     pub interface: String,
-    /// IPv4 subnet, `a.b.c.d/len`; the gateway is its first address.
+    /// IPv4 subnet, `a.b.c.d/len`.
     pub subnet: String,
+    /// The bridge's address, the containers' default route and (with `dns`) their resolver.
+    pub gateway: Ipv4Addr,
+    /// No NAT and no route out.
+    #[serde(default)]
+    pub internal: bool,
+    /// aardvark-dns answers the names of the containers on it.
+    #[serde(default)]
+    pub dns: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,12 +121,25 @@ impl std::fmt::Display for PortMapping {
 /// What the shim set up, written to `<bundle>/network.json` once netavark is done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkStatus {
+    /// One per network joined, in interface order.
+    pub networks: Vec<AttachmentStatus>,
+    /// The published ports with the host ports actually taken (ephemeral ones filled in).
+    pub ports: Vec<PortMapping>,
+}
+
+/// The container's place on one network, with the network's definition as it was joined (so
+/// that a later edit of the declaration can be reported, not silently applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentStatus {
     pub network: String,
+    /// The container's interface (`eth0`, ...).
+    pub interface: String,
     pub address: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
-    /// The published ports with the host ports actually taken (ephemeral ones filled in).
-    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub definition: BridgeNetwork,
 }
 
 impl NetworkStatus {
@@ -104,6 +147,11 @@ impl NetworkStatus {
     pub fn load(bundle: &Path) -> Option<Self> {
         let text = std::fs::read(bundle.join(crate::NETWORK_STATUS_FILE)).ok()?;
         serde_json::from_slice(&text).ok()
+    }
+
+    /// The address on the first network (`eth0`), the one `ps` shows.
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.networks.first().map(|a| a.address)
     }
 }
 

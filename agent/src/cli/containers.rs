@@ -145,7 +145,8 @@ fn net_text(n: Option<&berth_proto::NetworkStatus>) -> (String, String) {
     } else {
         ports.join(", ")
     };
-    (n.address.to_string(), ports)
+    let addr: Vec<String> = n.networks.iter().map(|a| a.address.to_string()).collect();
+    (addr.join(","), ports)
 }
 
 fn print_table(rows: &[ContainerStatus]) {

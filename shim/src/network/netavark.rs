@@ -4,8 +4,8 @@
 //! (iptables or nftables, its choice). Runs in berth-shim, before the container exists and after
 //! it is gone.
 
-use berth_proto::{BridgeNetwork, PortMapping};
-use serde_json::{Value, json};
+use berth_proto::{NetworkAttachment, PortMapping};
+use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -28,23 +28,22 @@ pub enum NetavarkError {
     },
 }
 
-/// The container's address on the network, as the lease gave it.
+/// The container's place on one network: its address as the lease gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attachment {
     pub address: Ipv4Addr,
-    pub gateway: Ipv4Addr,
     pub prefix_len: u8,
 }
 
-/// netavark's network options for one container on one bridge network, host ports resolved
-/// (no ephemeral ones left: netavark does not choose host ports).
+/// netavark's network options for one container on its networks (interfaces `eth0`, `eth1`,
+/// ... in order), host ports resolved (no ephemeral ones left: netavark does not choose host
+/// ports). The container's name is an alias on every network, for aardvark-dns.
 pub fn options(
     container: &str,
-    net: &BridgeNetwork,
-    at: Attachment,
+    container_id: &str,
+    nets: &[(&NetworkAttachment, Attachment)],
     ports: &[PortMapping],
 ) -> Value {
-    let subnet = Ipv4Addr::from(u32::from(at.address) & (u32::MAX << (32 - at.prefix_len)));
     let ports: Vec<Value> = ports
         .iter()
         .map(|p| {
@@ -57,39 +56,53 @@ pub fn options(
             })
         })
         .collect();
-    json!({
-        "container_id": container,
-        "container_name": container,
-        "port_mappings": ports,
-        "networks": {
-            net.name.as_str(): {
+    let mut networks = Map::new();
+    let mut info = Map::new();
+    for (i, (n, at)) in nets.iter().enumerate() {
+        let net = &n.network;
+        let subnet = Ipv4Addr::from(u32::from(at.address) & (u32::MAX << (32 - at.prefix_len)));
+        let aliases: Vec<&str> = std::iter::once(container)
+            .chain(n.aliases.iter().map(String::as_str))
+            .collect();
+        networks.insert(
+            net.name.clone(),
+            json!({
                 "static_ips": [at.address.to_string()],
-                "aliases": [container],
-                "interface_name": "eth0",
-            }
-        },
-        "network_info": {
-            net.name.as_str(): {
+                "aliases": aliases,
+                "interface_name": format!("eth{i}"),
+            }),
+        );
+        info.insert(
+            net.name.clone(),
+            json!({
                 "name": net.name,
-                "id": net.name,
+                "id": net.id,
                 "driver": "bridge",
                 "network_interface": net.interface,
                 "subnets": [{
                     "subnet": format!("{subnet}/{}", at.prefix_len),
-                    "gateway": at.gateway.to_string(),
+                    "gateway": net.gateway.to_string(),
                 }],
                 "ipv6_enabled": false,
-                "internal": false,
-                "dns_enabled": false,
+                "internal": net.internal,
+                "dns_enabled": net.dns,
                 "ipam_options": {"driver": "host-local"},
-            }
-        },
+            }),
+        );
+    }
+    json!({
+        "container_id": container_id,
+        "container_name": container,
+        "port_mappings": ports,
+        "networks": networks,
+        "network_info": info,
     })
 }
 
-/// `netavark --config STATE VERB NETNS` with `opts` on stdin.
+/// `netavark --config STATE [--aardvark-binary A] VERB NETNS` with `opts` on stdin.
 pub fn run(
     binary: &Path,
+    aardvark: Option<&Path>,
     state_dir: &Path,
     verb: &'static str,
     netns: &Path,
@@ -100,9 +113,12 @@ pub fn run(
         verb,
         source,
     };
-    let mut child = Command::new(binary)
-        .arg("--config")
-        .arg(state_dir)
+    let mut cmd = Command::new(binary);
+    cmd.arg("--config").arg(state_dir);
+    if let Some(a) = aardvark {
+        cmd.arg("--aardvark-binary").arg(a);
+    }
+    let mut child = cmd
         .arg(verb)
         .arg(netns)
         .stdin(Stdio::piped())
@@ -143,18 +159,29 @@ fn failure_message(stdout: &[u8], stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::Protocol;
+    use berth_proto::{BridgeNetwork, Protocol};
 
     #[test]
-    fn options_for_a_published_port() {
-        let net = BridgeNetwork {
-            name: "berth".into(),
-            interface: "berth0".into(),
-            subnet: "10.89.0.0/24".into(),
+    fn options_for_a_published_port_on_two_networks() {
+        let net = |name: &str, gw: &str, dns: bool| NetworkAttachment {
+            network: BridgeNetwork {
+                name: name.into(),
+                id: "ab".repeat(32),
+                interface: format!("br-{name}"),
+                subnet: "unused".into(),
+                gateway: gw.parse().unwrap(),
+                internal: !dns,
+                dns,
+            },
+            aliases: vec!["www".into()],
+            ipv4_address: None,
         };
-        let at = Attachment {
-            address: "10.89.0.7".parse().unwrap(),
-            gateway: "10.89.0.1".parse().unwrap(),
+        let (a, b) = (
+            net("front", "10.89.0.1", true),
+            net("back", "10.90.0.1", false),
+        );
+        let at = |addr: &str| Attachment {
+            address: addr.parse().unwrap(),
             prefix_len: 24,
         };
         let ports = [PortMapping {
@@ -164,13 +191,23 @@ mod tests {
             range: 1,
             protocol: Protocol::Udp,
         }];
-        let v = options("web", &net, at, &ports);
-        assert_eq!(v["networks"]["berth"]["static_ips"][0], "10.89.0.7");
-        assert_eq!(
-            v["network_info"]["berth"]["subnets"][0]["subnet"],
-            "10.89.0.0/24"
+        let v = options(
+            "web",
+            &"cd".repeat(32),
+            &[(&a, at("10.89.0.7")), (&b, at("10.90.0.2"))],
+            &ports,
         );
-        assert_eq!(v["network_info"]["berth"]["network_interface"], "berth0");
+        assert_eq!(v["container_id"], "cd".repeat(32));
+        assert_eq!(v["networks"]["front"]["static_ips"][0], "10.89.0.7");
+        assert_eq!(v["networks"]["front"]["interface_name"], "eth0");
+        assert_eq!(v["networks"]["back"]["interface_name"], "eth1");
+        assert_eq!(v["networks"]["front"]["aliases"], json!(["web", "www"]));
+        let f = &v["network_info"]["front"];
+        assert_eq!(f["subnets"][0]["subnet"], "10.89.0.0/24");
+        assert_eq!(f["subnets"][0]["gateway"], "10.89.0.1");
+        assert_eq!(f["network_interface"], "br-front");
+        assert_eq!(f["dns_enabled"], true);
+        assert_eq!(v["network_info"]["back"]["internal"], true);
         assert_eq!(v["port_mappings"][0]["host_ip"], "127.0.0.1");
         assert_eq!(v["port_mappings"][0]["host_port"], 5353);
         assert_eq!(v["port_mappings"][0]["protocol"], "udp");
