@@ -364,6 +364,19 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// The problems of the networks a container is on (edited or removed since it joined them).
+fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
+    let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
+        return Vec::new();
+    };
+    let running = [(st.name.clone(), net.clone())];
+    crate::network::report::report(&n.declared.load(), &running)
+        .into_iter()
+        .filter(|r| r.containers.iter().any(|m| m.container == st.name))
+        .flat_map(|r| r.problems)
+        .collect()
+}
+
 async fn handle(sh: &Shared, req: Request) -> Response {
     let ctx = &sh.ctx;
     // The board with what each shim reports of its network.
@@ -383,8 +396,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
         Request::Status { name } => match known(&name) {
             Some(st) => {
                 let unit = sh.systemd.status(&unit_name(&name)).await.ok().flatten();
+                let network_problems = network_problems(ctx, &st);
                 Response::ok(json!({
                     "status": st,
+                    "network_problems": network_problems,
                     "unit": unit.map(|u| json!({
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
@@ -515,6 +530,26 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                     ErrorKind::NotFound,
                     format!("no API-managed container {name}"),
                 ),
+            }
+        }
+        Request::Networks | Request::Network { .. } => {
+            let Some(n) = &ctx.settings.network else {
+                return Response::err(ErrorKind::Internal, "networking is off");
+            };
+            let running: Vec<(String, berth_proto::NetworkStatus)> = ctx
+                .board
+                .all()
+                .into_iter()
+                .map(with_net)
+                .filter_map(|s| Some((s.name.clone(), s.network?)))
+                .collect();
+            let all = crate::network::report::report(&n.declared.load(), &running);
+            match req {
+                Request::Network { name } => match all.into_iter().find(|r| r.name == name) {
+                    Some(r) => Response::ok(r),
+                    None => Response::err(ErrorKind::NotFound, format!("no network {name}")),
+                },
+                _ => Response::ok(all),
             }
         }
         Request::Reconcile => {

@@ -85,7 +85,10 @@ fn agent_network_publishes_ports_and_cleans_up() {
     let web = a.ps().unwrap()["web"].clone();
     let net = &web["network"];
     assert!(
-        net["networks"][0]["address"].as_str().unwrap_or("").starts_with("10.87."),
+        net["networks"][0]["address"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("10.87."),
         "{web}"
     );
     let running = leftovers(&a);
@@ -105,7 +108,10 @@ fn agent_network_publishes_ports_and_cleans_up() {
         let (_, rules) = inside(&a, &["iptables-save", "-t", "nat"]);
         let (_, direct) = fetch(
             &a,
-            &format!("http://{}/", net["networks"][0]["address"].as_str().unwrap_or("")),
+            &format!(
+                "http://{}/",
+                net["networks"][0]["address"].as_str().unwrap_or("")
+            ),
         );
         panic!("{e}\nnat:\n{rules}\ndirect: {direct}")
     });

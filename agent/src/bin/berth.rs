@@ -17,6 +17,8 @@ enum Cmd {
     Containers(berth_agent::cli::containers::ContainerCommand),
     #[command(flatten)]
     Image(berth_agent::cli::image::ImageCommand),
+    #[command(flatten)]
+    Network(berth_agent::cli::network::NetworkCommand),
 }
 
 #[tokio::main]
@@ -28,6 +30,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Containers(c) => berth_agent::cli::containers::run(c, cli.global).await,
+        Cmd::Network(c) => berth_agent::cli::network::run(c, cli.global).await,
         Cmd::Image(c) => match berth_agent::cli::image::run(c, cli.global.json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -3,3 +3,4 @@
 pub mod containers;
 mod exec;
 pub mod image;
+pub mod network;

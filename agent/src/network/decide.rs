@@ -304,6 +304,7 @@ pub fn declare(found: Vec<Found>, pool: &str, default: &Network) -> Declared {
         networks,
         problems,
         sources,
+        dir: PathBuf::new(),
     }
 }
 

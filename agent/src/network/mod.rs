@@ -91,6 +91,8 @@ pub struct Declared {
     pub problems: BTreeMap<String, Vec<String>>,
     /// Where each named network is declared, the unusable ones too.
     pub sources: BTreeMap<String, Vec<PathBuf>>,
+    /// The network directory.
+    pub dir: PathBuf,
 }
 
 /// Where declarations come from and what they are judged against.
@@ -153,8 +155,47 @@ impl Sources {
 
     /// Judges declarations already read.
     pub fn declare(&self, found: Vec<Found>) -> Declared {
-        decide::declare(found, &self.pool, &self.default)
+        Declared {
+            dir: self.dir.clone(),
+            ..decide::declare(found, &self.pool, &self.default)
+        }
     }
+}
+
+/// `berth check`'s judgement of a spec's `networks:` against the declarations, at the
+/// file:line:column of the network name (what a pass would refuse when it starts the container).
+pub fn check_spec(
+    file: &Path,
+    text: &str,
+    spec: &crate::spec::Spec,
+    declared: &Declared,
+) -> Result<(), SpecError> {
+    if spec.network_mode != crate::spec::NetworkMode::Bridge {
+        return Ok(());
+    }
+    attachments(&spec.networks, declared)
+        .map(drop)
+        .map_err(|e| {
+            let line = crate::spec::nested_line(text, "networks", &e.network);
+            let column = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .and_then(|l| l.find(e.network.as_str()))
+                .map(|c| c + 1);
+            SpecError {
+                file: file.to_owned(),
+                line,
+                column,
+                message: e.message,
+                hint: Some(format!(
+                    "declare it in berthd.yaml's `networks:` or in {}/<name>.yaml; `berth network ls` lists them",
+                    declared_dir_hint(declared)
+                )),
+            }
+        })
+}
+
+fn declared_dir_hint(d: &Declared) -> String {
+    d.dir.display().to_string()
 }
 
 /// The line of `  NAME:` under berthd.yaml's top-level `networks:`.

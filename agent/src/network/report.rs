@@ -5,11 +5,11 @@
 
 use super::Declared;
 use berth_proto::NetworkStatus;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkReport {
     pub name: String,
     /// The declaring files (several when declared twice); empty for a removed declaration.
@@ -25,7 +25,7 @@ pub struct NetworkReport {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub container: String,
     pub interface: String,
