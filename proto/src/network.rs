@@ -61,6 +61,10 @@ pub struct BridgeNetwork {
     /// aardvark-dns answers the names of the containers on it.
     #[serde(default)]
     pub dns: bool,
+    /// No traffic to or from other isolated networks (netavark's `isolate`, Docker's rule for
+    /// user-defined networks).
+    #[serde(default)]
+    pub isolate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -272,6 +272,7 @@ pub fn declare(found: Vec<Found>, pool: &str, default: &Network) -> Declared {
                 internal: d.internal,
                 dns: d.dns,
                 labels: d.labels.clone(),
+                default: false,
             },
         );
     }

@@ -65,6 +65,8 @@ pub struct Network {
     pub internal: bool,
     pub dns: bool,
     pub labels: BTreeMap<String, String>,
+    /// berthd.yaml's `network:` (not isolated from the others).
+    pub default: bool,
 }
 
 impl Network {
@@ -78,6 +80,8 @@ impl Network {
             gateway: self.gateway,
             internal: self.internal,
             dns: self.dns,
+            // Named networks do not reach each other (the default one is podman's: open).
+            isolate: !self.default,
         }
     }
 }
@@ -124,6 +128,7 @@ impl Sources {
                 internal: false,
                 dns: false,
                 labels: BTreeMap::new(),
+                default: true,
             },
         }
     }

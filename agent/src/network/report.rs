@@ -58,7 +58,7 @@ pub fn report(declared: &Declared, running: &[(String, NetworkStatus)]) -> Vec<N
         r.internal = Some(n.internal);
         r.dns = Some(n.dns);
         r.labels = n.labels.clone();
-        r.default = n.name == declared.default.name;
+        r.default = n.default;
         out.insert(n.name.clone(), r);
     }
     for (name, problems) in &declared.problems {

@@ -15,6 +15,7 @@ fn default_net() -> Network {
         internal: false,
         dns: false,
         labels: BTreeMap::new(),
+        default: true,
     }
 }
 
@@ -229,14 +230,14 @@ fn containers_join_declared_networks_only() {
     let a = attachments(&Networks::default(), &d).unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].network.name, "berth");
-    assert!(!a[0].network.dns);
+    assert!(!a[0].network.dns && !a[0].network.isolate);
     let a = attachments(&join(&[("front", None), ("back", Some("10.88.1.9"))]), &d).unwrap();
     assert_eq!(a[0].network.name, "back");
     assert_eq!(a[0].ipv4_address, Some("10.88.1.9".parse().unwrap()));
     assert_eq!(a[0].aliases, ["db"]);
     assert_eq!(a[0].network.id, network_id("back"));
     assert_eq!(a[0].network.id.len(), 64);
-    assert!(a[1].network.internal && a[1].network.dns);
+    assert!(a[1].network.internal && a[1].network.dns && a[1].network.isolate);
     let e = |n: &[(&str, Option<&str>)]| attachments(&join(n), &d).unwrap_err();
     assert_eq!(
         e(&[("nope", None)]),

@@ -406,6 +406,7 @@ mod tests {
             gateway: "10.0.0.1".parse().unwrap(),
             internal: false,
             dns: false,
+            isolate: false,
         };
         let sub = ("10.0.0.0".parse().unwrap(), 29);
         let take =

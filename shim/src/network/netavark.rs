@@ -86,6 +86,7 @@ pub fn options(
                 "ipv6_enabled": false,
                 "internal": net.internal,
                 "dns_enabled": net.dns,
+                "options": {"isolate": net.isolate.to_string()},
                 "ipam_options": {"driver": "host-local"},
             }),
         );
@@ -172,6 +173,7 @@ mod tests {
                 gateway: gw.parse().unwrap(),
                 internal: !dns,
                 dns,
+                isolate: true,
             },
             aliases: vec!["www".into()],
             ipv4_address: None,
@@ -208,6 +210,7 @@ mod tests {
         assert_eq!(f["network_interface"], "br-front");
         assert_eq!(f["dns_enabled"], true);
         assert_eq!(v["network_info"]["back"]["internal"], true);
+        assert_eq!(f["options"]["isolate"], "true");
         assert_eq!(v["port_mappings"][0]["host_ip"], "127.0.0.1");
         assert_eq!(v["port_mappings"][0]["host_port"], 5353);
         assert_eq!(v["port_mappings"][0]["protocol"], "udp");
