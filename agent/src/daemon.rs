@@ -140,7 +140,17 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     });
 
     let spec_dirs = vec![cfg.spec_dir.clone(), cfg.api_spec_dir()];
-    let watcher = watch_dirs(&spec_dirs, ctx.clone(), tx.clone())?;
+    let mut watcher = watch_dirs(&spec_dirs, &cfg.network_dir(), ctx.clone(), tx.clone())?;
+    let _ = std::fs::create_dir_all(cfg.network_dir());
+    // Named networks: a change is a full pass (a container that could not join one retries at
+    // once). A directory that does not exist is read at each start all the same.
+    if let Err(e) = notify::Watcher::watch(
+        &mut watcher,
+        &cfg.network_dir(),
+        notify::RecursiveMode::NonRecursive,
+    ) {
+        tracing::info!(dir = %cfg.network_dir().display(), "not watching the network directory: {e}");
+    }
     tokio::spawn(watch_named_files(watcher, ctx.clone(), spec_dirs));
 
     let t = tx.clone();
@@ -196,16 +206,26 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 /// directories [`watch_named_files`] adds name the containers whose spec names the file.
 fn watch_dirs(
     dirs: &[PathBuf],
+    network_dir: &Path,
     ctx: Arc<RealCtx>,
     tx: mpsc::UnboundedSender<Trigger>,
 ) -> Result<notify::RecommendedWatcher, DaemonError> {
     let spec_dirs = dirs.to_vec();
+    let network_dir = network_dir.to_owned();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let trig: Vec<Trigger> = match res {
             Ok(ev) if ev.need_rescan() => vec![Trigger::All],
             // Reading a spec or a file it names (every pass does) is an event too: only changes
             // count, or each pass would trigger the next.
             Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => vec![],
+            Ok(ev)
+                if ev
+                    .paths
+                    .iter()
+                    .any(|p| p.parent() == Some(network_dir.as_path())) =>
+            {
+                vec![Trigger::All]
+            }
             Ok(ev) => ev
                 .paths
                 .iter()

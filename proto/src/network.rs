@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// What the shim sets up before it creates the container and tears down on every exit path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "NetworkConfigWire")]
 pub struct NetworkConfig {
     /// The netavark binary.
     pub netavark: PathBuf,
@@ -20,13 +20,77 @@ pub struct NetworkConfig {
     /// Where the shim bind-mounts the container's network namespace; config.json names this path.
     pub netns: PathBuf,
     /// netavark's container id (64 hex digits, stable per container name): aardvark-dns keys
-    /// its records by it.
+    /// its records by it. Empty in the earlier form: the container's name, as then.
     pub container_id: String,
     /// The networks the container joins, in interface order (`eth0`, `eth1`, ...).
     pub networks: Vec<NetworkAttachment>,
     /// `ports:` of the spec, in order.
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+}
+
+/// [`NetworkConfig`] as read: also the single-network form berthd wrote before named networks,
+/// which a shim restarted by systemd alone after an upgrade still finds in its bundle.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkConfigWire {
+    netavark: PathBuf,
+    #[serde(default)]
+    aardvark: Option<PathBuf>,
+    state_dir: PathBuf,
+    netns: PathBuf,
+    #[serde(default)]
+    container_id: String,
+    #[serde(default)]
+    networks: Vec<NetworkAttachment>,
+    /// The earlier form: the default network alone.
+    #[serde(default)]
+    network: Option<EarlierBridge>,
+    #[serde(default)]
+    ports: Vec<PortMapping>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EarlierBridge {
+    name: String,
+    interface: String,
+    subnet: String,
+}
+
+impl From<NetworkConfigWire> for NetworkConfig {
+    fn from(w: NetworkConfigWire) -> Self {
+        let mut networks = w.networks;
+        if let Some(b) = w.network {
+            // What that berthd meant: the gateway is the subnet's first address, the id the name.
+            let gateway = parse_subnet(&b.subnet)
+                .map(|(a, _)| Ipv4Addr::from(u32::from(a) + 1))
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            networks.push(NetworkAttachment {
+                network: BridgeNetwork {
+                    id: b.name.clone(),
+                    name: b.name,
+                    interface: b.interface,
+                    subnet: b.subnet,
+                    gateway,
+                    internal: false,
+                    dns: false,
+                    isolate: false,
+                },
+                aliases: Vec::new(),
+                ipv4_address: None,
+            });
+        }
+        NetworkConfig {
+            netavark: w.netavark,
+            aardvark: w.aardvark,
+            state_dir: w.state_dir,
+            netns: w.netns,
+            container_id: w.container_id,
+            networks,
+            ports: w.ports,
+        }
+    }
 }
 
 /// One network a container joins, and its place on it.
@@ -197,6 +261,26 @@ mod tests {
         assert!(parse_subnet("10.89.0.0/31").is_err());
         assert!(parse_subnet("10.89.0.0").is_err());
         assert!(parse_subnet("x/24").is_err());
+    }
+
+    #[test]
+    fn the_earlier_single_network_form_still_reads() {
+        let c: NetworkConfig = serde_json::from_str(
+            r#"{"netavark": "/n", "state_dir": "/s", "netns": "/run/berth/netns/web",
+                "network": {"name": "berth", "interface": "berth0", "subnet": "10.87.0.0/16"},
+                "ports": []}"#,
+        )
+        .unwrap();
+        assert_eq!(c.container_id, "");
+        assert_eq!(c.networks.len(), 1);
+        let n = &c.networks[0].network;
+        assert_eq!((n.name.as_str(), n.id.as_str()), ("berth", "berth"));
+        assert_eq!(n.gateway.to_string(), "10.87.0.1");
+        assert!(!n.dns && !n.isolate);
+        // The current form round-trips.
+        let back: NetworkConfig =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -74,7 +74,13 @@ impl Network {
     pub fn bridge(&self) -> berth_proto::BridgeNetwork {
         berth_proto::BridgeNetwork {
             name: self.name.clone(),
-            id: network_id(&self.name),
+            // The default network keeps the id the shims gave it before named networks (its
+            // name), so that containers started before and after an upgrade share its rules.
+            id: if self.default {
+                self.name.clone()
+            } else {
+                network_id(&self.name)
+            },
             interface: self.interface.clone(),
             subnet: self.subnet.clone(),
             gateway: self.gateway,

@@ -175,7 +175,12 @@ impl Network {
         self.held = held;
         make_netns(&self.cfg.netns)?;
         self.netns = true;
-        let opts = netavark::options(&self.name, &self.cfg.container_id, &joined, &ports);
+        // An empty id: shim.json of the earlier form, whose shims used the name.
+        let id = match self.cfg.container_id.as_str() {
+            "" => self.name.as_str(),
+            id => id,
+        };
+        let opts = netavark::options(&self.name, id, &joined, &ports);
         self.netavark("setup", &opts)
             .map_err(|source| NetworkError::Netavark {
                 networks: self.names(),
