@@ -120,6 +120,68 @@ fn gateway(subnet: Subnet, given: Option<Ipv4Addr>) -> Result<Ipv4Addr, String> 
     }
 }
 
+/// One declaration on its own: its name, what berth does not do yet, its bridge name, its
+/// subnet (returned when given).
+fn check_decl(name: &str, d: &super::NetworkDecl, default: &str) -> Result<Option<Subnet>, String> {
+    check_name(name, default)?;
+    if d.ipv6_subnet.is_some() {
+        return Err(format!(
+            "network {name}: `ipv6_subnet` is not supported yet"
+        ));
+    }
+    if let Some(i) = &d.interface {
+        check_interface(i).map_err(|m| format!("network {name}: {m}"))?;
+    }
+    d.subnet
+        .as_deref()
+        .map(parse_subnet)
+        .transpose()
+        .map_err(|m| format!("network {name}: {m}"))
+}
+
+/// Explicit subnets that overlap the default network's or each other's (both are refused: which
+/// one is wrong is the operator's call), by network, naming the files.
+fn overlap_problems(
+    explicit: &BTreeMap<String, Subnet>,
+    by_name: &BTreeMap<String, Found>,
+    default: &Network,
+    default_subnet: Subnet,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, s) in explicit {
+        let at = by_name[name].source.display();
+        if overlaps(*s, default_subnet) {
+            out.push((
+                name.clone(),
+                format!(
+                    "{at}: network {name}: subnet {}/{} overlaps the default network {} ({}, {})",
+                    s.0,
+                    s.1,
+                    default.name,
+                    default.subnet,
+                    default.source.display()
+                ),
+            ));
+        }
+        for (other, o) in explicit.iter().filter(|(o, _)| *o != name) {
+            if overlaps(*s, *o) {
+                out.push((
+                    name.clone(),
+                    format!(
+                        "{at}: network {name}: subnet {}/{} overlaps network {other}'s {}/{} ({})",
+                        s.0,
+                        s.1,
+                        o.0,
+                        o.1,
+                        by_name[other].source.display()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Judges every declaration: the usable networks and, by name, why the others are not.
 pub fn declare(found: Vec<Found>, pool: &str, default: &Network) -> Declared {
     let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -153,78 +215,23 @@ pub fn declare(found: Vec<Found>, pool: &str, default: &Network) -> Declared {
         if problems.contains_key(name) {
             continue;
         }
-        let d = match &f.decl {
-            Ok(d) => d,
-            Err(e) => {
-                bad(&mut problems, name, e.to_string());
-                continue;
-            }
-        };
-        let at = f.source.display();
-        if let Err(m) = check_name(name, &default.name) {
-            bad(&mut problems, name, format!("{at}: {m}"));
-            continue;
-        }
-        if d.ipv6_subnet.is_some() {
-            bad(
-                &mut problems,
-                name,
-                format!("{at}: network {name}: `ipv6_subnet` is not supported yet"),
-            );
-            continue;
-        }
-        if let Some(i) = &d.interface
-            && let Err(m) = check_interface(i)
-        {
-            bad(&mut problems, name, format!("{at}: network {name}: {m}"));
-            continue;
-        }
-        if let Some(s) = &d.subnet {
-            match parse_subnet(s) {
-                Ok(s) => {
+        let judged = f.decl.as_ref().map_err(|e| e.to_string()).and_then(|d| {
+            check_decl(name, d, &default.name)
+                .map(|s| (d, s))
+                .map_err(|m| format!("{}: {m}", f.source.display()))
+        });
+        match judged {
+            Ok((d, subnet)) => {
+                if let Some(s) = subnet {
                     explicit.insert(name.clone(), s);
                 }
-                Err(m) => {
-                    bad(&mut problems, name, format!("{at}: network {name}: {m}"));
-                    continue;
-                }
+                ok.insert(name.clone(), (f, d));
             }
+            Err(m) => bad(&mut problems, name, m),
         }
-        ok.insert(name.clone(), (f, d));
     }
-    for (name, s) in &explicit {
-        if overlaps(*s, default_subnet) {
-            bad(
-                &mut problems,
-                name,
-                format!(
-                    "{}: network {name}: subnet {}/{} overlaps the default network {} ({}, {})",
-                    by_name[name].source.display(),
-                    s.0,
-                    s.1,
-                    default.name,
-                    default.subnet,
-                    default.source.display()
-                ),
-            );
-        }
-        for (other, o) in &explicit {
-            if other != name && overlaps(*s, *o) {
-                bad(
-                    &mut problems,
-                    name,
-                    format!(
-                        "{}: network {name}: subnet {}/{} overlaps network {other}'s {}/{} ({})",
-                        by_name[name].source.display(),
-                        s.0,
-                        s.1,
-                        o.0,
-                        o.1,
-                        by_name[other].source.display()
-                    ),
-                );
-            }
-        }
+    for (name, m) in overlap_problems(&explicit, &by_name, default, default_subnet) {
+        bad(&mut problems, &name, m);
     }
     let pool = parse_subnet(pool).ok();
     let mut taken: Vec<Subnet> = explicit.values().copied().collect();
