@@ -137,6 +137,8 @@ fn agent_networks_named_dns_isolation_internal_and_edits() {
             .contains("overlaps the default network berth"),
         "{clash}"
     );
+    let (ok, out) = berth(&a, &["network", "ls"]);
+    assert!(ok && out.contains("overlaps the default network"), "{out}");
     let (ok, out) = berth(&a, &["--config", "/srv/tb/berthd.yaml", "check"]);
     assert!(!ok, "{out}");
     assert!(

@@ -143,7 +143,7 @@ impl Sources {
     pub fn load(&self) -> Declared {
         let text = std::fs::read_to_string(&self.config_file).unwrap_or_default();
         let mut found: Vec<Found> = self
-            .inline
+            .inline_now(&text)
             .iter()
             .map(|(name, v)| Found {
                 name: name.clone(),
@@ -162,6 +162,19 @@ impl Sources {
             .collect();
         found.extend(read_dir(&self.dir));
         self.declare(found)
+    }
+
+    /// berthd.yaml's `networks:` as the file says now (so an edit counts without restarting
+    /// berthd); what berthd started with when the file cannot be read or parsed.
+    fn inline_now(&self, text: &str) -> BTreeMap<String, serde_norway::Value> {
+        #[derive(Deserialize)]
+        struct OnlyNetworks {
+            #[serde(default)]
+            networks: BTreeMap<String, serde_norway::Value>,
+        }
+        serde_norway::from_str::<OnlyNetworks>(text)
+            .map(|o| o.networks)
+            .unwrap_or_else(|_| self.inline.clone())
     }
 
     /// Judges declarations already read.

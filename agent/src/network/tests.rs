@@ -194,6 +194,13 @@ fn inline_declarations_report_berthd_yaml_lines() {
         "{broken}"
     );
     assert!(d.problems["good"][0].contains("declared twice"));
+    // berthd.yaml's declarations are read afresh, like the files.
+    std::fs::write(&cfg_file, "spec_dir: /x\nnetworks:\n  later: {}\n").unwrap();
+    let d = src.load();
+    assert_eq!(
+        d.networks.keys().collect::<Vec<_>>(),
+        ["files", "good", "later"]
+    );
 }
 
 fn join(n: &[(&str, Option<&str>)]) -> Networks {
