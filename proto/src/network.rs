@@ -3,7 +3,7 @@
 //! Runs in berthd, the CLI and berth-shim.
 
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// What the shim sets up before it creates the container and tears down on every exit path.
@@ -76,6 +76,7 @@ impl From<NetworkConfigWire> for NetworkConfig {
                     internal: false,
                     dns: false,
                     isolate: false,
+                    ipv6_subnet: None,
                 },
                 aliases: Vec::new(),
                 ipv4_address: None,
@@ -129,6 +130,9 @@ pub struct BridgeNetwork {
     /// user-defined networks).
     #[serde(default)]
     pub isolate: bool,
+    /// IPv6 subnet, `addr/len`, when the network has IPv6; its gateway is its first address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_subnet: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +209,9 @@ pub struct AttachmentStatus {
     pub address: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
+    /// The IPv6 address, on a network with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     pub definition: BridgeNetwork,
@@ -238,6 +245,26 @@ pub fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
         return Err(format!(
             "subnet `{s}` has host bits set (the network is {}/{len})",
             Ipv4Addr::from(u32::from(addr) & mask)
+        ));
+    }
+    Ok((addr, len))
+}
+
+/// Splits `addr/len` into the IPv6 network address and prefix length; the address must be the
+/// network's first (no host bits), the length 48..=120 (room for a gateway and containers).
+pub fn parse_subnet6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+    let bad = || format!("invalid IPv6 subnet `{s}` (expected addr/len, len 48 to 120)");
+    let (a, l) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv6Addr = a.parse().map_err(|_| bad())?;
+    let len: u8 = l.parse().map_err(|_| bad())?;
+    if !(48..=120).contains(&len) {
+        return Err(bad());
+    }
+    let mask = u128::MAX << (128 - len);
+    if u128::from(addr) & !mask != 0 {
+        return Err(format!(
+            "subnet `{s}` has host bits set (the network is {}/{len})",
+            Ipv6Addr::from(u128::from(addr) & mask)
         ));
     }
     Ok((addr, len))
@@ -281,6 +308,19 @@ mod tests {
         let back: NetworkConfig =
             serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn ipv6_subnets() {
+        let (a, l) = parse_subnet6("fd00:88:1::/64").unwrap();
+        assert_eq!((a.to_string().as_str(), l), ("fd00:88:1::", 64));
+        assert!(
+            parse_subnet6("fd00:88:1::1/64")
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!(parse_subnet6("fd00::/32").is_err());
+        assert!(parse_subnet6("10.0.0.0/24").is_err());
     }
 
     #[test]

@@ -69,7 +69,11 @@ fn sleeper(nets: &str) -> String {
 #[ignore = "needs root: boots systemd in namespaces, runs containers with netavark and aardvark-dns"]
 fn agent_networks_named_dns_isolation_internal_and_edits() {
     let a = Agent::start("agent-netnamed").unwrap();
-    write_network(&a, "front", "subnet: 10.88.1.0/24\nlabels: {team: web}\n");
+    write_network(
+        &a,
+        "front",
+        "subnet: 10.88.1.0/24\nipv6_subnet: fd00:88:1::/64\nlabels: {team: web}\n",
+    );
     write_network(&a, "other", "subnet: 10.88.2.0/24\n");
     write_network(&a, "intern", "subnet: 10.88.3.0/24\ninternal: true\n");
     // Inside the default network's 10.87.0.0/16: refused, the others unaffected.
@@ -177,6 +181,14 @@ fn agent_networks_named_dns_isolation_internal_and_edits() {
         panic!("{e}\n{resolv}")
     });
     assert_eq!(get(&a, "client", "www", "/").as_deref(), Some("web"));
+    // IPv6 on the same network: an address from its subnet, reachable from the other container.
+    let web6 = ps["web"]["network"]["networks"][0]["address6"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(web6.starts_with("fd00:88:1::"), "{ps:?}");
+    let (ok, out) = exec(&a, "client", &format!("ping -c 1 -W 3 {web6}"));
+    assert!(ok, "{out}");
     let (_, resolv) = exec(&a, "client", "cat /etc/resolv.conf");
     assert!(
         resolv.contains("nameserver 10.88.1.1") && resolv.contains("search dns.podman"),

@@ -124,10 +124,8 @@ fn gateway(subnet: Subnet, given: Option<Ipv4Addr>) -> Result<Ipv4Addr, String> 
 /// subnet (returned when given).
 fn check_decl(name: &str, d: &super::NetworkDecl, default: &str) -> Result<Option<Subnet>, String> {
     check_name(name, default)?;
-    if d.ipv6_subnet.is_some() {
-        return Err(format!(
-            "network {name}: `ipv6_subnet` is not supported yet"
-        ));
+    if let Some(s) = &d.ipv6_subnet {
+        berth_proto::network::parse_subnet6(s).map_err(|m| format!("network {name}: {m}"))?;
     }
     if let Some(i) = &d.interface {
         check_interface(i).map_err(|m| format!("network {name}: {m}"))?;
@@ -174,6 +172,40 @@ fn overlap_problems(
                         o.0,
                         o.1,
                         by_name[other].source.display()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// IPv6 subnets that overlap each other's, by network (both are refused).
+fn overlap6_problems(
+    ok: &BTreeMap<String, (&Found, &super::NetworkDecl)>,
+) -> Vec<(String, String)> {
+    let v6: Vec<(&String, &Found, (std::net::Ipv6Addr, u8))> = ok
+        .iter()
+        .filter_map(|(n, (f, d))| {
+            let s = berth_proto::network::parse_subnet6(d.ipv6_subnet.as_deref()?).ok()?;
+            Some((n, *f, s))
+        })
+        .collect();
+    let last6 = |s: (std::net::Ipv6Addr, u8)| u128::from(s.0) | (u128::MAX >> s.1);
+    let mut out = Vec::new();
+    for (name, f, s) in &v6 {
+        for (other, g, o) in v6.iter().filter(|(o, _, _)| o != name) {
+            if u128::from(s.0) <= last6(*o) && u128::from(o.0) <= last6(*s) {
+                out.push((
+                    (*name).clone(),
+                    format!(
+                        "{}: network {name}: ipv6_subnet {}/{} overlaps network {other}'s {}/{} ({})",
+                        f.source.display(),
+                        s.0,
+                        s.1,
+                        o.0,
+                        o.1,
+                        g.source.display()
                     ),
                 ));
             }
@@ -233,6 +265,9 @@ pub fn declare(found: Vec<Found>, pool: &str, default: &Network) -> Declared {
     for (name, m) in overlap_problems(&explicit, &by_name, default, default_subnet) {
         bad(&mut problems, &name, m);
     }
+    for (name, m) in overlap6_problems(&ok) {
+        bad(&mut problems, &name, m);
+    }
     let pool = parse_subnet(pool).ok();
     let mut taken: Vec<Subnet> = explicit.values().copied().collect();
     taken.push(default_subnet);
@@ -280,6 +315,7 @@ pub fn declare(found: Vec<Found>, pool: &str, default: &Network) -> Declared {
                 dns: d.dns,
                 labels: d.labels.clone(),
                 default: false,
+                ipv6_subnet: d.ipv6_subnet.clone(),
             },
         );
     }

@@ -25,7 +25,8 @@ pub struct NetworkDecl {
     /// Default: the subnet's first address.
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
-    /// Not supported yet: a network that sets it is refused.
+    /// IPv6 subnet (`fd00:88:1::/64`, prefix 48 to 120): containers get an address from it
+    /// too; the gateway is its first address.
     #[serde(default)]
     pub ipv6_subnet: Option<String>,
     /// No NAT, no route out.
@@ -67,6 +68,8 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     /// berthd.yaml's `network:` (not isolated from the others).
     pub default: bool,
+    /// IPv6 subnet (the gateway is its first address).
+    pub ipv6_subnet: Option<String>,
 }
 
 impl Network {
@@ -88,6 +91,7 @@ impl Network {
             dns: self.dns,
             // Named networks do not reach each other (the default one is podman's: open).
             isolate: !self.default,
+            ipv6_subnet: self.ipv6_subnet.clone(),
         }
     }
 }
@@ -135,6 +139,7 @@ impl Sources {
                 dns: false,
                 labels: BTreeMap::new(),
                 default: true,
+                ipv6_subnet: None,
             },
         }
     }

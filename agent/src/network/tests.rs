@@ -16,6 +16,7 @@ fn default_net() -> Network {
         dns: false,
         labels: BTreeMap::new(),
         default: true,
+        ipv6_subnet: None,
     }
 }
 
@@ -94,14 +95,25 @@ fn one_bad_network_never_stops_the_others() {
                 "/n/gw.yaml",
                 "subnet: 10.88.7.0/24\ngateway: 10.88.8.1\n",
             ),
-            found("v6", "/n/v6.yaml", "ipv6_subnet: fd00::/64\n"),
+            found("v6", "/n/v6.yaml", "ipv6_subnet: fd00::1/64\n"),
+            found("v6a", "/n/v6a.yaml", "ipv6_subnet: fd00:1::/64\n"),
+            found("v6b", "/n/v6b.yaml", "ipv6_subnet: fd00:1::/48\n"),
+            found(
+                "dual",
+                "/n/dual.yaml",
+                "subnet: 10.88.9.0/24\nipv6_subnet: fd00:9::/64\n",
+            ),
             found("pooled", "/n/pooled.yaml", "dns: false\ngateway: null\n"),
             found("bad", "/n/bad.yaml", "subnet: [1]\n"),
         ],
         "10.88.0.0/16",
         &default_net(),
     );
-    assert_eq!(d.networks.keys().collect::<Vec<_>>(), ["pooled"]);
+    assert_eq!(d.networks.keys().collect::<Vec<_>>(), ["dual", "pooled"]);
+    assert_eq!(
+        d.networks["dual"].bridge().ipv6_subnet.as_deref(),
+        Some("fd00:9::/64")
+    );
     let p = |n: &str| d.problems.get(n).map(|v| v.join("; ")).unwrap_or_default();
     assert!(
         p("front").contains("overlaps network clash's 10.88.1.128/25 (/n/clash.yaml)"),
@@ -132,7 +144,13 @@ fn one_bad_network_never_stops_the_others() {
         "{}",
         p("gw")
     );
-    assert!(p("v6").contains("not supported yet"), "{}", p("v6"));
+    assert!(p("v6").contains("host bits"), "{}", p("v6"));
+    assert!(
+        p("v6a").contains("overlaps network v6b's fd00:1::/48"),
+        "{}",
+        p("v6a")
+    );
+    assert!(p("v6b").contains("overlaps network v6a's"), "{}", p("v6b"));
     assert!(p("bad").starts_with("/n/bad.yaml:1:"), "{}", p("bad"));
     let pooled = &d.networks["pooled"];
     assert_eq!(pooled.interface, "br-pooled");
@@ -301,6 +319,7 @@ fn reports_edits_and_removals_while_in_use() {
                     address: "10.88.1.2".parse().unwrap(),
                     gateway: net.gateway,
                     prefix_len: 24,
+                    address6: None,
                     aliases: vec![],
                     definition: net.bridge(),
                 }],

@@ -15,7 +15,7 @@ use berth_proto::{AttachmentStatus, BridgeNetwork, NetworkConfig, NetworkStatus}
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use std::io::ErrorKind;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum NetworkError {
     #[error("network {network}: address {address} is already taken by container {holder}")]
     AddressTaken {
         network: String,
-        address: Ipv4Addr,
+        address: IpAddr,
         holder: String,
     },
     #[error("{what} {path}: {source}")]
@@ -155,19 +155,41 @@ impl Network {
                         message,
                     }
                 })?;
-            let (address, lease) = lease(
+            let (address, held) = lease(
                 &self.cfg.state_dir,
                 net,
                 &self.name,
-                (subnet, prefix_len),
+                hosts(subnet, prefix_len, net.gateway),
                 a.ipv4_address,
             )?;
-            self.leases.push(lease);
+            self.leases.push(held);
+            let v6 = match &net.ipv6_subnet {
+                Some(s) => {
+                    let (sub6, len6) =
+                        berth_proto::network::parse_subnet6(s).map_err(|message| {
+                            NetworkError::Config {
+                                network: net.name.clone(),
+                                message,
+                            }
+                        })?;
+                    let (a6, l6) = lease(
+                        &self.cfg.state_dir,
+                        net,
+                        &self.name,
+                        hosts6(sub6, len6),
+                        None,
+                    )?;
+                    self.leases.push(l6);
+                    Some((a6, len6))
+                }
+                None => None,
+            };
             joined.push((
                 a,
                 Attachment {
                     address,
                     prefix_len,
+                    v6,
                 },
             ));
         }
@@ -207,6 +229,7 @@ impl Network {
                     address: at.address,
                     gateway: a.network.gateway,
                     prefix_len: at.prefix_len,
+                    address6: at.v6.map(|(a, _)| a),
                     aliases: a.aliases.clone(),
                     definition: a.network.clone(),
                 })
@@ -255,7 +278,11 @@ pub fn hosts_with_address(hosts: &str, hostname: &str, address: Ipv4Addr) -> Str
 }
 
 /// The addresses a container may get in `subnet/len`: its host addresses but the gateway.
-pub fn hosts(subnet: Ipv4Addr, len: u8, gateway: Ipv4Addr) -> impl Iterator<Item = Ipv4Addr> {
+pub fn hosts(
+    subnet: Ipv4Addr,
+    len: u8,
+    gateway: Ipv4Addr,
+) -> impl Iterator<Item = Ipv4Addr> + Clone {
     let base = u32::from(subnet);
     let size = 1u32 << (32 - len);
     (1..size - 1)
@@ -263,17 +290,31 @@ pub fn hosts(subnet: Ipv4Addr, len: u8, gateway: Ipv4Addr) -> impl Iterator<Item
         .filter(move |a| *a != gateway)
 }
 
+/// The IPv6 addresses a container may get in `subnet/len`: after the gateway (the first), at
+/// most 2^20 of them tried.
+pub fn hosts6(subnet: Ipv6Addr, len: u8) -> impl Iterator<Item = Ipv6Addr> + Clone {
+    let base = u128::from(subnet);
+    let size = 1u128 << (128 - len);
+    (2..size - 1)
+        .take(1 << 20)
+        .map(move |i| Ipv6Addr::from(base + i))
+}
+
 /// Takes an address: a lease file `<state>/leases/<network>/<address>` holding the container's
 /// name, created exclusively so two shims never get the same one. A lease already held by this
 /// name (a shim that died before its clean-up) is taken again; a `fixed` address takes exactly
 /// its lease (held by another container: an error), and drops any other of this name.
-fn lease(
+fn lease<A, I>(
     state_dir: &Path,
     net: &BridgeNetwork,
     name: &str,
-    (subnet, len): (Ipv4Addr, u8),
-    fixed: Option<Ipv4Addr>,
-) -> Result<(Ipv4Addr, PathBuf), NetworkError> {
+    candidates: I,
+    fixed: Option<A>,
+) -> Result<(A, PathBuf), NetworkError>
+where
+    A: Copy + Eq + std::fmt::Display + std::str::FromStr + Into<IpAddr>,
+    I: Iterator<Item = A> + Clone + 'static,
+{
     let dir = state_dir.join("leases").join(&net.name);
     let io = |what, path: &Path| {
         let path = path.to_owned();
@@ -293,15 +334,15 @@ fn lease(
             let _ = std::fs::remove_file(e.path());
         }
     }
-    let candidates: Vec<Ipv4Addr> = match fixed {
-        Some(f) if hosts(subnet, len, net.gateway).any(|h| h == f) => vec![f],
+    let candidates: Box<dyn Iterator<Item = A>> = match fixed {
+        Some(f) if candidates.clone().any(|h| h == f) => Box::new(std::iter::once(f)),
         Some(f) => {
             return Err(NetworkError::Config {
                 network: net.name.clone(),
                 message: format!("address {f} is not a container address of {}", net.subnet),
             });
         }
-        None => hosts(subnet, len, net.gateway).collect(),
+        None => Box::new(candidates),
     };
     for a in candidates {
         let p = dir.join(a.to_string());
@@ -319,7 +360,7 @@ fn lease(
             Err(e) if e.kind() == ErrorKind::AlreadyExists && fixed.is_some() => {
                 return Err(NetworkError::AddressTaken {
                     network: net.name.clone(),
-                    address: a,
+                    address: a.into(),
                     holder: std::fs::read_to_string(&p).unwrap_or_default(),
                 });
             }
@@ -412,10 +453,18 @@ mod tests {
             internal: false,
             dns: false,
             isolate: false,
+            ipv6_subnet: None,
         };
-        let sub = ("10.0.0.0".parse().unwrap(), 29);
-        let take =
-            |n: &str, f: Option<&str>| lease(d.path(), &net, n, sub, f.map(|f| f.parse().unwrap()));
+        let hs = || hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.1".parse().unwrap());
+        let take = |n: &str, f: Option<&str>| {
+            lease(
+                d.path(),
+                &net,
+                n,
+                hs(),
+                f.map(|f| f.parse::<Ipv4Addr>().unwrap()),
+            )
+        };
         let (a, _) = take("a", None).unwrap();
         assert_eq!(a.to_string(), "10.0.0.2");
         // The same name again (a shim restarted after a crash) keeps its address.

@@ -8,7 +8,7 @@ use berth_proto::{NetworkAttachment, PortMapping};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value, json};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -41,6 +41,8 @@ pub enum NetavarkError {
 pub struct Attachment {
     pub address: Ipv4Addr,
     pub prefix_len: u8,
+    /// The IPv6 address and prefix length, on a network with IPv6.
+    pub v6: Option<(Ipv6Addr, u8)>,
 }
 
 /// netavark's network options for one container on its networks (interfaces `eth0`, `eth1`,
@@ -72,10 +74,23 @@ pub fn options(
         let aliases: Vec<&str> = std::iter::once(container)
             .chain(n.aliases.iter().map(String::as_str))
             .collect();
+        let mut ips = vec![at.address.to_string()];
+        let mut subnets = vec![json!({
+            "subnet": format!("{subnet}/{}", at.prefix_len),
+            "gateway": net.gateway.to_string(),
+        })];
+        if let Some((a6, len6)) = at.v6 {
+            let net6 = Ipv6Addr::from(u128::from(a6) & (u128::MAX << (128 - len6)));
+            ips.push(a6.to_string());
+            subnets.push(json!({
+                "subnet": format!("{net6}/{len6}"),
+                "gateway": Ipv6Addr::from(u128::from(net6) + 1).to_string(),
+            }));
+        }
         networks.insert(
             net.name.clone(),
             json!({
-                "static_ips": [at.address.to_string()],
+                "static_ips": ips,
                 "aliases": aliases,
                 "interface_name": format!("eth{i}"),
             }),
@@ -87,11 +102,8 @@ pub fn options(
                 "id": net.id,
                 "driver": "bridge",
                 "network_interface": net.interface,
-                "subnets": [{
-                    "subnet": format!("{subnet}/{}", at.prefix_len),
-                    "gateway": net.gateway.to_string(),
-                }],
-                "ipv6_enabled": false,
+                "subnets": subnets,
+                "ipv6_enabled": at.v6.is_some(),
                 "internal": net.internal,
                 "dns_enabled": net.dns,
                 "options": {"isolate": net.isolate.to_string()},
@@ -204,6 +216,7 @@ mod tests {
                 internal: !dns,
                 dns,
                 isolate: true,
+                ipv6_subnet: None,
             },
             aliases: vec!["www".into()],
             ipv4_address: None,
@@ -215,6 +228,7 @@ mod tests {
         let at = |addr: &str| Attachment {
             address: addr.parse().unwrap(),
             prefix_len: 24,
+            v6: None,
         };
         let ports = [PortMapping {
             host_ip: Some("127.0.0.1".parse().unwrap()),
@@ -226,7 +240,16 @@ mod tests {
         let v = options(
             "web",
             &"cd".repeat(32),
-            &[(&a, at("10.89.0.7")), (&b, at("10.90.0.2"))],
+            &[
+                (&a, at("10.89.0.7")),
+                (
+                    &b,
+                    Attachment {
+                        v6: Some(("fd00:90::2".parse().unwrap(), 64)),
+                        ..at("10.90.0.2")
+                    },
+                ),
+            ],
             &ports,
         );
         assert_eq!(v["container_id"], "cd".repeat(32));
@@ -241,6 +264,15 @@ mod tests {
         assert_eq!(f["dns_enabled"], true);
         assert_eq!(v["network_info"]["back"]["internal"], true);
         assert_eq!(f["options"]["isolate"], "true");
+        assert_eq!(f["ipv6_enabled"], false);
+        let b = &v["network_info"]["back"];
+        assert_eq!(b["ipv6_enabled"], true);
+        assert_eq!(b["subnets"][1]["subnet"], "fd00:90::/64");
+        assert_eq!(b["subnets"][1]["gateway"], "fd00:90::1");
+        assert_eq!(
+            v["networks"]["back"]["static_ips"],
+            json!(["10.90.0.2", "fd00:90::2"])
+        );
         assert_eq!(v["port_mappings"][0]["host_ip"], "127.0.0.1");
         assert_eq!(v["port_mappings"][0]["host_port"], 5353);
         assert_eq!(v["port_mappings"][0]["protocol"], "udp");
