@@ -141,6 +141,19 @@ fn agent_networks_named_dns_isolation_internal_and_edits() {
             .contains("overlaps the default network berth"),
         "{clash}"
     );
+    // A static address another container holds: that container fails, saying who holds it,
+    // and `berth check` names the clash.
+    a.write("twin", &sleeper("{front: {ipv4_address: 10.88.1.50}}"));
+    a.wait(T, "twin refused its address", || {
+        a.ps().ok().is_some_and(|m| {
+            m.get("twin").is_some_and(|s| {
+                s["message"].as_str().is_some_and(|m| {
+                    m.contains("address 10.88.1.50 is already taken by container client")
+                })
+            })
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", berth(&a, &["status", "twin"]).1));
     let (ok, out) = berth(&a, &["network", "ls"]);
     assert!(ok && out.contains("overlaps the default network"), "{out}");
     let (ok, out) = berth(&a, &["--config", "/srv/tb/berthd.yaml", "check"]);
@@ -151,6 +164,11 @@ fn agent_networks_named_dns_isolation_internal_and_edits() {
     );
     assert!(out.contains("/srv/tb/specs/bad.yaml:2:"), "{out}");
     assert!(out.contains("ok      /srv/tb/specs/web.yaml"), "{out}");
+    assert!(
+        out.contains("ipv4_address 10.88.1.50 on network front is container client's too"),
+        "{out}"
+    );
+    a.rm("twin");
 
     // ps and network inspect show the attachments; the static address is the one asked for.
     let ps = a.ps().unwrap();

@@ -238,7 +238,7 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                             println!("ports:       {ports}");
                         }
                         for p in v["network_problems"].as_array().into_iter().flatten() {
-                            println!("network!:    {}", p.as_str().unwrap_or_default());
+                            println!("problem:     {}", p.as_str().unwrap_or_default());
                         }
                         if let Some(x) = &s.last_exit {
                             println!("last exit:   {}", x.describe());
@@ -389,12 +389,41 @@ fn check(g: &Global, files: Vec<PathBuf>) -> ExitCode {
     } else {
         files
     };
-    for f in &files {
-        let checked = spec::check_file(f).and_then(|s| {
-            let text = std::fs::read_to_string(f).unwrap_or_default();
-            crate::network::check_spec(f, &text, &s, &declared)
-        });
-        match &checked {
+    let mut results: Vec<(&PathBuf, Result<spec::Spec, spec::SpecError>)> = files
+        .iter()
+        .map(|f| {
+            let checked = spec::check_file(f).and_then(|s| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                crate::network::check_spec(f, &text, &s, &declared).map(|()| s)
+            });
+            (f, checked)
+        })
+        .collect();
+    // A static address two specs ask for: an error on the later one.
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| spec::name_of(f).unwrap_or_default().to_owned())
+        .collect();
+    let clashes = crate::network::address_clashes(
+        names
+            .iter()
+            .zip(&results)
+            .filter_map(|(n, (_, r))| Some((n.as_str(), &r.as_ref().ok()?.networks))),
+    );
+    for (container, message) in clashes {
+        if let Some(i) = names.iter().position(|n| *n == container) {
+            let file = results[i].0.clone();
+            results[i].1 = Err(spec::SpecError {
+                file,
+                line: None,
+                column: None,
+                message,
+                hint: Some("give each container its own address, or none".into()),
+            });
+        }
+    }
+    for (f, checked) in &results {
+        match checked {
             Ok(_) => {
                 if !g.json {
                     println!("ok      {}", f.display());

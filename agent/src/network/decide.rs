@@ -413,3 +413,27 @@ pub fn attachments(
         })
         .collect()
 }
+
+/// Static addresses asked for twice on one network (`ipv4_address:` in two specs): each spec
+/// after the first that asks for it, with the message. `specs` in file order.
+pub fn address_clashes<'a>(
+    specs: impl IntoIterator<Item = (&'a str, &'a Networks)>,
+) -> Vec<(String, String)> {
+    let mut seen: BTreeMap<(String, Ipv4Addr), &str> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (container, nets) in specs {
+        for (net, join) in &nets.0 {
+            let Some(a) = join.ipv4_address else { continue };
+            match seen.get(&(net.clone(), a)) {
+                Some(first) => out.push((
+                    container.to_owned(),
+                    format!("ipv4_address {a} on network {net} is container {first}'s too"),
+                )),
+                None => {
+                    seen.insert((net.clone(), a), container);
+                }
+            }
+        }
+    }
+    out
+}

@@ -7,7 +7,7 @@
 mod decide;
 pub mod report;
 
-pub use decide::{attachments, container_id, network_id};
+pub use decide::{address_clashes, attachments, container_id, network_id};
 
 use crate::spec::{SpecError, yaml_error};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
 //! Unit tests of the declarations and decisions about named networks.
 
+use super::address_clashes;
 use super::decide::{JoinError, choose_subnet, declare, overlaps};
 use super::report::report;
 use super::*;
@@ -347,4 +348,19 @@ fn reports_edits_and_removals_while_in_use() {
     assert!(back.sources.is_empty());
     assert_eq!(back.subnet.as_deref(), Some("10.88.1.0/24"));
     assert!(back.problems[0].contains("no longer declared but a, b still use it"));
+}
+
+#[test]
+fn a_static_address_is_asked_for_once_per_network() {
+    let a = join(&[("back", Some("10.88.1.9"))]);
+    let b = join(&[("back", Some("10.88.1.9")), ("front", Some("10.88.2.9"))]);
+    let c = join(&[("front", Some("10.88.1.9"))]);
+    let clashes = address_clashes([("a", &a), ("b", &b), ("c", &c)]);
+    assert_eq!(
+        clashes,
+        [(
+            "b".to_owned(),
+            "ipv4_address 10.88.1.9 on network back is container a's too".to_owned()
+        )]
+    );
 }
