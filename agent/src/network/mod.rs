@@ -153,15 +153,15 @@ impl Sources {
             .map(|(name, v)| Found {
                 name: name.clone(),
                 source: self.config_file.clone(),
-                decl: serde_norway::from_value(v.clone()).map_err(|e| SpecError {
-                    file: self.config_file.clone(),
-                    line: inline_line(&text, name),
-                    column: Some(3),
-                    message: format!(
-                        "network {name}: {}",
-                        yaml_error(&self.config_file, &e).message
-                    ),
-                    hint: None,
+                // A value has no location of its own: the error is put at the network's key.
+                decl: serde_norway::from_value(v.clone()).map_err(|e| {
+                    let e = yaml_error(&self.config_file, &e);
+                    SpecError {
+                        line: inline_line(&text, name),
+                        column: Some(3),
+                        message: format!("network {name}: {}", e.message),
+                        ..e
+                    }
                 }),
             })
             .collect();
@@ -217,14 +217,10 @@ pub fn check_spec(
                 message: e.message,
                 hint: Some(format!(
                     "declare it in berthd.yaml's `networks:` or in {}/<name>.yaml; `berth network ls` lists them",
-                    declared_dir_hint(declared)
+                    declared.dir.display()
                 )),
             }
         })
-}
-
-fn declared_dir_hint(d: &Declared) -> String {
-    d.dir.display().to_string()
 }
 
 /// The line of `  NAME:` under berthd.yaml's top-level `networks:`.

@@ -212,6 +212,7 @@ fn inline_declarations_report_berthd_yaml_lines() {
         broken.contains("berthd.yaml:4:3: network broken: unknown key `subnt`"),
         "{broken}"
     );
+    assert!(broken.contains("did you mean `subnet`?"), "{broken}");
     assert!(d.problems["good"][0].contains("declared twice"));
     // berthd.yaml's declarations are read afresh, like the files.
     std::fs::write(&cfg_file, "spec_dir: /x\nnetworks:\n  later: {}\n").unwrap();
