@@ -64,6 +64,12 @@ pub enum Request {
     },
     /// Run a full pass now.
     Reconcile,
+    /// Every network: definition, containers on it, problems.
+    Networks,
+    /// One network.
+    Network {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

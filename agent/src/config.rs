@@ -33,8 +33,16 @@ pub struct Config {
     pub resync: Duration,
     /// Registries: plain-HTTP hosts, mirrors, CA dirs, credential files.
     pub registries: Registries,
-    /// The default bridge network of `network_mode: bridge`.
+    /// The default bridge network of `network_mode: bridge`, and the tools.
     pub network: NetworkSettings,
+    /// Named networks declared here (`NAME: {subnet: ..}`), beside the files of `network_dir`.
+    /// Each is parsed on its own (one bad network never stops the others): see `crate::network`.
+    pub networks: std::collections::BTreeMap<String, serde_norway::Value>,
+    /// One `<name>.yaml` per named network; default: `networks/` beside `spec_dir`.
+    pub network_dir: Option<PathBuf>,
+    /// The file these settings were read from (for messages about what it declares).
+    #[serde(skip)]
+    pub file: PathBuf,
     /// The optional Docker Engine API socket.
     pub docker: DockerSettings,
 }
@@ -73,6 +81,10 @@ pub struct NetworkSettings {
     /// Host address of published ports that name none (`"8080:80"`); unset: every address.
     /// `127.0.0.1` keeps them reachable from this host only.
     pub host_ip: Option<std::net::Ipv4Addr>,
+    /// Where named networks without a `subnet:` get theirs (a /24 each).
+    pub pool: String,
+    /// aardvark-dns, for named networks with `dns`.
+    pub aardvark: Option<PathBuf>,
 }
 
 impl Default for NetworkSettings {
@@ -83,6 +95,8 @@ impl Default for NetworkSettings {
             subnet: "10.87.0.0/16".into(),
             netavark: None,
             host_ip: None,
+            pool: "10.88.0.0/16".into(),
+            aardvark: None,
         }
     }
 }
@@ -97,6 +111,20 @@ impl NetworkSettings {
             .map(PathBuf::from)
             .find(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("netavark"))
+    }
+
+    pub fn aardvark_path(&self) -> PathBuf {
+        if let Some(p) = &self.aardvark {
+            return p.clone();
+        }
+        [
+            "/usr/lib/podman/aardvark-dns",
+            "/usr/libexec/podman/aardvark-dns",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/podman/aardvark-dns"))
     }
 }
 
@@ -135,6 +163,9 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             registries: Registries::default(),
             network: NetworkSettings::default(),
+            networks: Default::default(),
+            network_dir: None,
+            file: DEFAULT_CONFIG.into(),
             docker: DockerSettings::default(),
         }
     }
@@ -170,9 +201,12 @@ impl Config {
             }
         };
         if text.trim().is_empty() {
-            return Ok(Config::default());
+            return Ok(Config {
+                file: path.into(),
+                ..Config::default()
+            });
         }
-        let c: Config = serde_norway::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut c: Config = serde_norway::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
         })?;
@@ -180,6 +214,11 @@ impl Config {
             path: path.into(),
             message: format!("network.subnet: {m}"),
         })?;
+        berth_proto::network::parse_subnet(&c.network.pool).map_err(|m| ConfigError::Parse {
+            path: path.into(),
+            message: format!("network.pool: {m}"),
+        })?;
+        c.file = path.into();
         Ok(c)
     }
 
@@ -213,6 +252,19 @@ impl Config {
     /// netavark's `--config` directory and the address leases.
     pub fn network_state_dir(&self) -> PathBuf {
         self.run_dir.join("network")
+    }
+    /// The named networks' files: `network_dir`, else `networks/` beside the spec directory.
+    pub fn network_dir(&self) -> PathBuf {
+        self.network_dir.clone().unwrap_or_else(|| {
+            self.spec_dir
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .join("networks")
+        })
+    }
+    /// The default network and where the named ones are declared.
+    pub fn network_sources(&self) -> crate::network::Sources {
+        crate::network::Sources::from_config(&self.file, self)
     }
     pub fn bundle_dir(&self) -> PathBuf {
         self.run_dir.join("containers")

@@ -102,14 +102,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         shim: cfg.shim_path(),
         network: Some(crate::bundle::NetworkPaths {
             netavark: cfg.network.netavark_path(),
+            aardvark: cfg.network.aardvark_path(),
             state_dir: cfg.network_state_dir(),
             netns_dir: cfg.netns_dir(),
             default_host_ip: cfg.network.host_ip.map(std::net::IpAddr::V4),
-            bridge: berth_proto::BridgeNetwork {
-                name: cfg.network.name.clone(),
-                interface: cfg.network.interface.clone(),
-                subnet: cfg.network.subnet.clone(),
-            },
+            declared: cfg.network_sources(),
         }),
     };
     let ctx = Arc::new(Ctx::new(
@@ -145,7 +142,17 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     });
 
     let spec_dirs = vec![cfg.spec_dir.clone(), cfg.api_spec_dir()];
-    let watcher = watch_dirs(&spec_dirs, ctx.clone(), tx.clone())?;
+    let mut watcher = watch_dirs(&spec_dirs, &cfg.network_dir(), ctx.clone(), tx.clone())?;
+    let _ = std::fs::create_dir_all(cfg.network_dir());
+    // Named networks: a change is a full pass (a container that could not join one retries at
+    // once). A directory that does not exist is read at each start all the same.
+    if let Err(e) = notify::Watcher::watch(
+        &mut watcher,
+        &cfg.network_dir(),
+        notify::RecursiveMode::NonRecursive,
+    ) {
+        tracing::info!(dir = %cfg.network_dir().display(), "not watching the network directory: {e}");
+    }
     tokio::spawn(watch_named_files(watcher, ctx.clone(), spec_dirs));
 
     let t = tx.clone();
@@ -224,16 +231,26 @@ impl crate::docker::Backend for NativeApi {
 /// directories [`watch_named_files`] adds name the containers whose spec names the file.
 fn watch_dirs(
     dirs: &[PathBuf],
+    network_dir: &Path,
     ctx: Arc<RealCtx>,
     tx: mpsc::UnboundedSender<Trigger>,
 ) -> Result<notify::RecommendedWatcher, DaemonError> {
     let spec_dirs = dirs.to_vec();
+    let network_dir = network_dir.to_owned();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let trig: Vec<Trigger> = match res {
             Ok(ev) if ev.need_rescan() => vec![Trigger::All],
             // Reading a spec or a file it names (every pass does) is an event too: only changes
             // count, or each pass would trigger the next.
             Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => vec![],
+            Ok(ev)
+                if ev
+                    .paths
+                    .iter()
+                    .any(|p| p.parent() == Some(network_dir.as_path())) =>
+            {
+                vec![Trigger::All]
+            }
             Ok(ev) => ev
                 .paths
                 .iter()
@@ -392,6 +409,19 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// The problems of the networks a container is on (edited or removed since it joined them).
+fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
+    let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
+        return Vec::new();
+    };
+    let running = [(st.name.clone(), net.clone())];
+    crate::network::report::report(&n.declared.load(), &running)
+        .into_iter()
+        .filter(|r| r.containers.iter().any(|m| m.container == st.name))
+        .flat_map(|r| r.problems)
+        .collect()
+}
+
 async fn handle(sh: &Shared, req: Request) -> Response {
     let ctx = &sh.ctx;
     // The board with what each shim reports of its network.
@@ -411,8 +441,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
         Request::Status { name } => match known(&name) {
             Some(st) => {
                 let unit = sh.systemd.status(&unit_name(&name)).await.ok().flatten();
+                let network_problems = network_problems(ctx, &st);
                 Response::ok(json!({
                     "status": st,
+                    "network_problems": network_problems,
                     "unit": unit.map(|u| json!({
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
@@ -574,6 +606,26 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                     ErrorKind::NotFound,
                     format!("no API-managed container {name}"),
                 ),
+            }
+        }
+        Request::Networks | Request::Network { .. } => {
+            let Some(n) = &ctx.settings.network else {
+                return Response::err(ErrorKind::Internal, "networking is off");
+            };
+            let running: Vec<(String, berth_proto::NetworkStatus)> = ctx
+                .board
+                .all()
+                .into_iter()
+                .map(with_net)
+                .filter_map(|s| Some((s.name.clone(), s.network?)))
+                .collect();
+            let all = crate::network::report::report(&n.declared.load(), &running);
+            match req {
+                Request::Network { name } => match all.into_iter().find(|r| r.name == name) {
+                    Some(r) => Response::ok(r),
+                    None => Response::err(ErrorKind::NotFound, format!("no network {name}")),
+                },
+                _ => Response::ok(all),
             }
         }
         Request::Reconcile => {

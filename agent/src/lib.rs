@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod docker;
 pub mod fsutil;
 pub mod image;
+pub mod network;
 pub mod reconcile;
 pub mod spec;
 pub mod sys;

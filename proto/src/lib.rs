@@ -15,7 +15,10 @@ mod wire;
 
 pub use config::{HealthCheck, OverlayRootfs, Readiness, ShimConfig};
 pub use exit::{ContainerExit, ExitRecord};
-pub use network::{BridgeNetwork, NetworkConfig, NetworkStatus, PortMapping, Protocol};
+pub use network::{
+    AttachmentStatus, BridgeNetwork, NetworkAttachment, NetworkConfig, NetworkStatus, PortMapping,
+    Protocol,
+};
 
 /// The shim's input, beside the bundle's `config.json`.
 pub const SHIM_CONFIG_FILE: &str = "shim.json";

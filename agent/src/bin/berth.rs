@@ -22,6 +22,8 @@ enum Cmd {
     /// `$PREFIX/share` (for installers and packages).
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },
+    #[command(flatten)]
+    Network(berth_agent::cli::network::NetworkCommand),
 }
 
 #[tokio::main]
@@ -40,6 +42,7 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Network(c) => berth_agent::cli::network::run(c, cli.global).await,
         Cmd::Image(c) => match berth_agent::cli::image::run(c, cli.global.json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -36,9 +36,18 @@ pub struct EtcFiles {
     pub resolv: String,
 }
 
-/// `own_net`: the container has a network namespace; `bridge`: with a way out (netavark's NAT).
-/// The container's own address is added to `hosts` by the shim once it has one.
-pub fn files(hostname: &str, own_net: bool, bridge: bool, host: &HostFiles) -> EtcFiles {
+/// `own_net`: the container has a network namespace; `bridge`: on bridge networks; `dns`: the
+/// gateways of those with aardvark-dns, which then are the container's only resolvers (as
+/// podman does: aardvark answers the network's names and forwards the rest to the host's
+/// resolvers), with podman's search domain `dns.podman`. The container's own address is added to
+/// `hosts` by the shim once it has one.
+pub fn files(
+    hostname: &str,
+    own_net: bool,
+    bridge: bool,
+    dns: &[std::net::Ipv4Addr],
+    host: &HostFiles,
+) -> EtcFiles {
     let local = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned();
     let (hosts, resolv) = if !own_net {
         (
@@ -47,6 +56,8 @@ pub fn files(hostname: &str, own_net: bool, bridge: bool, host: &HostFiles) -> E
                 .unwrap_or_else(|| format!("{local}127.0.1.1\t{hostname}\n")),
             host.resolv.clone().unwrap_or_default(),
         )
+    } else if bridge && !dns.is_empty() {
+        (local, dns_resolv(dns, host))
     } else if bridge {
         (local, bridge_resolv(host))
     } else {
@@ -67,6 +78,20 @@ fn nameserver(line: &str) -> Option<&str> {
 /// Usable from the bridge (IPv4, not loopback).
 fn reachable(ns: &str) -> bool {
     matches!(ns.parse::<IpAddr>(), Ok(IpAddr::V4(a)) if !a.is_loopback())
+}
+
+/// aardvark-dns's addresses, podman's search domain, and the host's `options` lines.
+fn dns_resolv(dns: &[std::net::Ipv4Addr], host: &HostFiles) -> String {
+    let mut out = String::from("search dns.podman\n");
+    for a in dns {
+        out.push_str(&format!("nameserver {a}\n"));
+    }
+    for l in host.resolv.as_deref().unwrap_or_default().lines() {
+        if l.split_whitespace().next() == Some("options") {
+            out.push_str(&format!("{l}\n"));
+        }
+    }
+    out
 }
 
 /// The host's resolv.conf with its loopback (and, the bridge being IPv4, IPv6) resolvers removed;
@@ -110,7 +135,7 @@ mod tests {
             "search lan\nnameserver 127.0.0.1\nnameserver 192.168.1.1\nnameserver ::1\noptions ndots:2\n",
             None,
         );
-        let f = files("web", true, true, &h);
+        let f = files("web", true, true, &[], &h);
         assert_eq!(
             f.resolv,
             "search lan\nnameserver 192.168.1.1\noptions ndots:2\n"
@@ -122,9 +147,15 @@ mod tests {
     #[test]
     fn resolved_stub_is_replaced_by_its_upstreams_then_by_the_fallback() {
         let stub = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n";
-        let f = files("w", true, true, &host(stub, Some("nameserver 10.1.1.1\n")));
+        let f = files(
+            "w",
+            true,
+            true,
+            &[],
+            &host(stub, Some("nameserver 10.1.1.1\n")),
+        );
         assert_eq!(f.resolv, "nameserver 10.1.1.1\n");
-        let f = files("w", true, true, &host(stub, None));
+        let f = files("w", true, true, &[], &host(stub, None));
         assert_eq!(
             f.resolv,
             "options edns0 trust-ad\nsearch .\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
@@ -134,11 +165,25 @@ mod tests {
     #[test]
     fn host_and_isolated_networks() {
         let h = host("nameserver 127.0.0.1\n", None);
-        let f = files("w", false, false, &h);
+        let f = files("w", false, false, &[], &h);
         assert_eq!(f.resolv, "nameserver 127.0.0.1\n");
         assert!(f.hosts.contains("myhost"));
-        let f = files("w", true, false, &h);
+        let f = files("w", true, false, &[], &h);
         assert_eq!(f.resolv, "");
         assert!(f.hosts.contains("127.0.1.1\tw"));
+    }
+
+    #[test]
+    fn dns_networks_resolve_through_aardvark() {
+        let h = host(
+            "nameserver 192.168.1.1\noptions ndots:2\nsearch lan\n",
+            None,
+        );
+        let gw = ["10.88.1.1".parse().unwrap(), "10.88.2.1".parse().unwrap()];
+        let f = files("w", true, true, &gw, &h);
+        assert_eq!(
+            f.resolv,
+            "search dns.podman\nnameserver 10.88.1.1\nnameserver 10.88.2.1\noptions ndots:2\n"
+        );
     }
 }

@@ -15,7 +15,7 @@ pub use user::resolve_user;
 use crate::spec::NetworkMode;
 use crate::spec::Readiness;
 use crate::spec::effective::{Effective, MountKind};
-use berth_proto::{BridgeNetwork, NetworkConfig, OverlayRootfs, SHIM_CONFIG_FILE, ShimConfig};
+use berth_proto::{NetworkConfig, OverlayRootfs, SHIM_CONFIG_FILE, ShimConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,8 @@ pub enum BundleError {
         file: &'static str,
         source: serde_json::Error,
     },
+    #[error("container {name}: {message}")]
+    Network { name: String, message: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -59,28 +61,51 @@ pub struct Paths {
     pub network: Option<NetworkPaths>,
 }
 
-/// The host side of the bridge network: what the shim runs and where it keeps its state.
+/// The host side of the bridge networks: what the shim runs and where it keeps its state.
 #[derive(Debug, Clone)]
 pub struct NetworkPaths {
     pub netavark: PathBuf,
+    pub aardvark: PathBuf,
     /// netavark's `--config` directory and the address leases.
     pub state_dir: PathBuf,
     /// Where each shim bind-mounts its container's network namespace (`<dir>/<name>`).
     pub netns_dir: PathBuf,
-    pub bridge: BridgeNetwork,
+    /// The default network and where the named ones are declared (read at each start).
+    pub declared: crate::network::Sources,
     /// Host address of published ports that name none; `None`: every address.
     pub default_host_ip: Option<std::net::IpAddr>,
 }
 
 impl Paths {
-    /// The shim's network set-up for `eff`: on the bridge when `network_mode: bridge`.
-    pub fn network_config(&self, eff: &Effective) -> Option<NetworkConfig> {
-        let n = self.network.as_ref()?;
-        (eff.network_mode == NetworkMode::Bridge).then(|| NetworkConfig {
+    /// The shim's network set-up for `eff`: with `network_mode: bridge`, on the networks its
+    /// `networks:` names (the default one when it names none), as `declared` says they are.
+    pub fn network_config(
+        &self,
+        eff: &Effective,
+        declared: &crate::network::Declared,
+    ) -> Result<Option<NetworkConfig>, BundleError> {
+        let Some(n) = &self.network else {
+            return Ok(None);
+        };
+        if eff.network_mode != NetworkMode::Bridge {
+            return Ok(None);
+        }
+        let networks = crate::network::attachments(&eff.networks, declared).map_err(|e| {
+            BundleError::Network {
+                name: eff.name.clone(),
+                message: e.message,
+            }
+        })?;
+        Ok(Some(NetworkConfig {
             netavark: n.netavark.clone(),
+            aardvark: networks
+                .iter()
+                .any(|a| a.network.dns)
+                .then(|| n.aardvark.clone()),
             state_dir: n.state_dir.clone(),
             netns: n.netns_dir.join(&eff.name),
-            network: n.bridge.clone(),
+            container_id: crate::network::container_id(&eff.name),
+            networks,
             ports: eff
                 .ports
                 .iter()
@@ -90,7 +115,13 @@ impl Paths {
                     m
                 })
                 .collect(),
-        })
+        }))
+    }
+
+    /// Where the shim binds the namespace of a container on the bridge.
+    pub fn netns(&self, eff: &Effective) -> Option<PathBuf> {
+        let n = self.network.as_ref()?;
+        (eff.network_mode == NetworkMode::Bridge).then(|| n.netns_dir.join(&eff.name))
     }
 
     /// The host directory of named volume `name`.
@@ -105,8 +136,12 @@ pub const INIT_PATH: &str = "/sbin/docker-init";
 /// Where a `readiness: notify` container finds its notify socket (podman's choice too).
 pub const NOTIFY_SOCKET_PATH: &str = "/run/notify/notify.sock";
 
-/// The shim's half of the bundle.
-pub fn shim_config(eff: &Effective, rootfs: &OverlayRootfs, paths: &Paths) -> ShimConfig {
+/// The shim's half of the bundle, with its network set-up.
+pub fn shim_config(
+    eff: &Effective,
+    rootfs: &OverlayRootfs,
+    network: Option<NetworkConfig>,
+) -> ShimConfig {
     ShimConfig {
         name: eff.name.clone(),
         image: eff.image_ref.clone(),
@@ -123,7 +158,7 @@ pub fn shim_config(eff: &Effective, rootfs: &OverlayRootfs, paths: &Paths) -> Sh
         spec_hash: eff.hash.clone(),
         stop_signal: Some(eff.stop_signal.number()),
         stop_timeout_ms: Some(eff.stop_timeout.as_millis().try_into().unwrap_or(u64::MAX)),
-        network: paths.network_config(eff),
+        network,
     }
 }
 
@@ -164,7 +199,18 @@ pub fn write(
         source,
     })?;
     write_atomic(&dir.join("config.json"), &json)?;
-    let shim = serde_json::to_vec_pretty(&shim_config(eff, rootfs, paths)).map_err(|source| {
+    let network = match &paths.network {
+        Some(n) => paths.network_config(eff, &n.declared.load())?,
+        None => None,
+    };
+    let dns: Vec<std::net::Ipv4Addr> = network
+        .iter()
+        .flat_map(|c| &c.networks)
+        .filter(|a| a.network.dns)
+        .map(|a| a.network.gateway)
+        .collect();
+    let bridged = network.is_some();
+    let shim = serde_json::to_vec_pretty(&shim_config(eff, rootfs, network)).map_err(|source| {
         BundleError::Json {
             name: eff.name.clone(),
             file: SHIM_CONFIG_FILE,
@@ -176,7 +222,8 @@ pub fn write(
     let files = etc::files(
         &eff.hostname,
         own_net,
-        paths.network_config(eff).is_some(),
+        bridged,
+        &dns,
         &etc::HostFiles::read(),
     );
     write_atomic(&dir.join("hosts"), files.hosts.as_bytes())?;

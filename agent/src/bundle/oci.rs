@@ -226,7 +226,7 @@ pub fn oci_config(
     ];
     if eff.network_mode != NetworkMode::Host {
         // On the bridge, the namespace the shim made and netavark set up; else a new one.
-        let path = paths.network_config(eff).map(|n| n.netns);
+        let path = paths.netns(eff);
         ns.push((LinuxNamespaceType::Network, path));
     }
     if cgroup2_unified() {

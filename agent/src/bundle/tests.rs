@@ -443,13 +443,10 @@ fn bridge_containers_join_the_shims_namespace_with_their_ports() {
         volumes: "/v".into(),
         network: Some(NetworkPaths {
             netavark: "/usr/lib/podman/netavark".into(),
+            aardvark: "/usr/lib/podman/aardvark-dns".into(),
             state_dir: "/run/berth/network".into(),
             netns_dir: "/run/berth/netns".into(),
-            bridge: BridgeNetwork {
-                name: "berth".into(),
-                interface: "berth0".into(),
-                subnet: "10.87.0.0/16".into(),
-            },
+            declared: crate::config::Config::default().network_sources(),
             default_host_ip: Some("127.0.0.1".parse().unwrap()),
         }),
     };
@@ -464,14 +461,20 @@ fn bridge_containers_join_the_shims_namespace_with_their_ports() {
         .find(|n| n["type"] == "network")
         .unwrap();
     assert_eq!(net["path"], "/run/berth/netns/web");
-    let n = shim_config(&e, &rootfs(d.path()), &paths).network.unwrap();
+    let sources = &paths.network.as_ref().unwrap().declared;
+    let declared = sources.declare(vec![]);
+    let n = paths.network_config(&e, &declared).unwrap().unwrap();
     assert_eq!(n.netns, Path::new("/run/berth/netns/web"));
+    assert_eq!(n.networks[0].network.name, "berth");
+    assert_eq!(n.networks[0].network.gateway.to_string(), "10.87.0.1");
+    assert_eq!(n.aardvark, None, "the default network has no DNS");
+    assert_eq!(n.container_id, crate::network::container_id("web"));
     // The default host address applies only where the spec names none.
     let shown: Vec<String> = n.ports.iter().map(|p| p.to_string()).collect();
     assert_eq!(shown, ["127.0.0.1:8080->80/tcp", "0.0.0.0:53->53/udp"]);
     // `none`: a namespace of its own (no path) and nothing for the shim to set up.
     let e = eff("image: x\nnetwork_mode: none\n");
-    assert!(shim_config(&e, &rootfs(d.path()), &paths).network.is_none());
+    assert!(paths.network_config(&e, &declared).unwrap().is_none());
     let c =
         serde_json::to_value(oci_config(&e, &rootfs(d.path()), Path::new("/b"), &paths).unwrap())
             .unwrap();
@@ -482,4 +485,20 @@ fn bridge_containers_join_the_shims_namespace_with_their_ports() {
             .iter()
             .any(|n| n["type"] == "network" && n.get("path").is_none())
     );
+    // Named networks: one attachment each, aardvark for the one with DNS, and an undeclared
+    // one is an error on the container.
+    let declared = sources.declare(vec![crate::network::Found {
+        name: "back".into(),
+        source: "/n/back.yaml".into(),
+        decl: crate::network::parse_file(Path::new("/n/back.yaml"), "subnet: 10.88.1.0/24\n"),
+    }]);
+    let e = eff("image: x\nnetworks: {back: {aliases: [db]}}\n");
+    let n = paths.network_config(&e, &declared).unwrap().unwrap();
+    assert_eq!(n.networks.len(), 1);
+    assert_eq!(n.networks[0].aliases, ["db"]);
+    assert!(n.networks[0].network.dns);
+    assert_eq!(n.aardvark, Some("/usr/lib/podman/aardvark-dns".into()));
+    let e = eff("image: x\nnetworks: [back, front]\n");
+    let err = paths.network_config(&e, &declared).unwrap_err().to_string();
+    assert_eq!(err, "container web: network front is not declared");
 }

@@ -109,7 +109,7 @@ pub(super) async fn call(g: &Global, req: Request) -> Result<Value, ApiError> {
     Client::connect(&socket).await?.call(&req).await
 }
 
-fn api_exit(e: &ApiError) -> ExitCode {
+pub(super) fn api_exit(e: &ApiError) -> ExitCode {
     eprintln!("berth: {e}");
     ExitCode::from(match e {
         ApiError::Connect { .. } => EXIT_UNREACHABLE,
@@ -149,7 +149,8 @@ fn net_text(n: Option<&berth_proto::NetworkStatus>) -> (String, String) {
     } else {
         ports.join(", ")
     };
-    (n.address.to_string(), ports)
+    let addr: Vec<String> = n.networks.iter().map(|a| a.address.to_string()).collect();
+    (addr.join(","), ports)
 }
 
 fn print_table(rows: &[ContainerStatus]) {
@@ -237,10 +238,18 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         println!("image:       {}", s.image.as_deref().unwrap_or("-"));
                         println!("digest:      {}", s.image_digest.as_deref().unwrap_or("-"));
                         println!("spec hash:   {}", s.spec_hash.as_deref().unwrap_or("-"));
-                        if s.network.is_some() {
-                            let (addr, ports) = net_text(s.network.as_ref());
-                            println!("address:     {addr}");
+                        if let Some(n) = &s.network {
+                            for a in &n.networks {
+                                println!(
+                                    "network:     {} {} {}/{}",
+                                    a.network, a.interface, a.address, a.prefix_len
+                                );
+                            }
+                            let (_, ports) = net_text(s.network.as_ref());
                             println!("ports:       {ports}");
+                        }
+                        for p in v["network_problems"].as_array().into_iter().flatten() {
+                            println!("problem:     {}", p.as_str().unwrap_or_default());
                         }
                         if let Some(x) = &s.last_exit {
                             println!("last exit:   {}", x.describe());
@@ -379,8 +388,23 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
 }
 
 fn check(g: &Global, files: Vec<PathBuf>) -> ExitCode {
+    let cfg = load_config(g);
+    let declared = cfg.network_sources().load();
+    let mut bad = 0;
+    let mut report = Vec::new();
+    // The whole directory: every network declaration is judged too.
+    if files.is_empty() {
+        for (name, problems) in &declared.problems {
+            for p in problems {
+                bad += 1;
+                if !g.json {
+                    eprintln!("{p}");
+                }
+                report.push(serde_json::json!({"network": name, "ok": false, "error": p}));
+            }
+        }
+    }
     let files: Vec<PathBuf> = if files.is_empty() {
-        let cfg = load_config(g);
         match spec::load_dir(&cfg.spec_dir) {
             Ok(m) => m.into_values().map(|s| s.path).collect(),
             Err(e) => {
@@ -391,10 +415,41 @@ fn check(g: &Global, files: Vec<PathBuf>) -> ExitCode {
     } else {
         files
     };
-    let mut bad = 0;
-    let mut report = Vec::new();
-    for f in &files {
-        match &spec::check_file(f) {
+    let mut results: Vec<(&PathBuf, Result<spec::Spec, spec::SpecError>)> = files
+        .iter()
+        .map(|f| {
+            let checked = spec::check_file(f).and_then(|s| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                crate::network::check_spec(f, &text, &s, &declared).map(|()| s)
+            });
+            (f, checked)
+        })
+        .collect();
+    // A static address two specs ask for: an error on the later one.
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| spec::name_of(f).unwrap_or_default().to_owned())
+        .collect();
+    let clashes = crate::network::address_clashes(
+        names
+            .iter()
+            .zip(&results)
+            .filter_map(|(n, (_, r))| Some((n.as_str(), &r.as_ref().ok()?.networks))),
+    );
+    for (container, message) in clashes {
+        if let Some(i) = names.iter().position(|n| *n == container) {
+            let file = results[i].0.clone();
+            results[i].1 = Err(spec::SpecError {
+                file,
+                line: None,
+                column: None,
+                message,
+                hint: Some("give each container its own address, or none".into()),
+            });
+        }
+    }
+    for (f, checked) in &results {
+        match checked {
             Ok(_) => {
                 if !g.json {
                     println!("ok      {}", f.display());

@@ -6,3 +6,4 @@ pub mod docs;
 mod exec;
 pub mod image;
 mod journal;
+pub mod network;

@@ -168,6 +168,25 @@ impl Seen {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64)
     }
+    /// Docker's `Networks`: each network joined, by name.
+    fn networks(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for a in self.status.network.iter().flat_map(|n| &n.networks) {
+            m.insert(
+                a.network.clone(),
+                json!({
+                    "NetworkID": a.network,
+                    "IPAddress": a.address.to_string(),
+                    "IPPrefixLen": a.prefix_len,
+                    "Gateway": a.gateway.to_string(),
+                    "GlobalIPv6Address": a.address6.map(|x| x.to_string()).unwrap_or_default(),
+                    "Aliases": a.aliases,
+                }),
+            );
+        }
+        Value::Object(m)
+    }
+
     fn ports(&self) -> Vec<Value> {
         let Some(n) = &self.status.network else {
             return Vec::new();
@@ -234,7 +253,7 @@ pub async fn list(
             "State": state,
             "Status": status_text(&s.status),
             "HostConfig": {"NetworkMode": s.inspect["spec"]["network_mode"].as_str().unwrap_or("bridge")},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": {"Networks": s.networks()},
             "Mounts": [],
         }));
     }
@@ -257,6 +276,7 @@ pub async fn inspect(
     let exit = s.status.last_exit.as_ref();
     let process = &s.inspect["oci_config"]["process"];
     let spec = &s.inspect["spec"];
+    let first = s.status.network.as_ref().and_then(|n| n.networks.first());
     Ok(Json(json!({
         "Id": container_id(&name),
         "Created": created_rfc3339(s.created()),
@@ -290,8 +310,9 @@ pub async fn inspect(
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
         },
         "NetworkSettings": {
-            "IPAddress": s.status.network.as_ref().map(|n| n.address.to_string()).unwrap_or_default(),
-            "Gateway": s.status.network.as_ref().map(|n| n.gateway.to_string()).unwrap_or_default(),
+            "IPAddress": first.map(|a| a.address.to_string()).unwrap_or_default(),
+            "Gateway": first.map(|a| a.gateway.to_string()).unwrap_or_default(),
+            "Networks": s.networks(),
             "Ports": port_map(&s.ports()),
         },
         "Berth": {

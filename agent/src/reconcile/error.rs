@@ -124,6 +124,8 @@ impl ReconcileError {
                 | BundleError::Json { .. } => Permanent,
                 // The init binary is a host package, the bundle dir a host disk.
                 BundleError::Init { .. } | BundleError::Write { .. } => Transient,
+                // A network declaration is fixed without touching the spec: retried.
+                BundleError::Network { .. } => Transient,
             },
             ReconcileError::State { .. } => Transient,
         }

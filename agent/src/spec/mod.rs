@@ -8,6 +8,7 @@ mod hash_pins;
 pub mod health;
 pub mod isolation;
 pub mod logging;
+mod networks;
 pub mod types;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub use health::*;
 pub use isolation::*;
 pub use logging::{Logging, RateLimit};
+pub use networks::{NetworkJoin, Networks};
 pub use types::*;
 
 /// One container as its file describes it. Keys follow Docker Compose's service keys.
@@ -55,6 +57,9 @@ pub struct Spec {
     pub read_only: bool,
     #[serde(default)]
     pub network_mode: NetworkMode,
+    /// Absent from the hash when empty, so that specs without it hash as before.
+    #[serde(default, skip_serializing_if = "Networks::is_empty")]
+    pub networks: Networks,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_limit: Option<ByteSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,7 +148,6 @@ const ALIASES: &[(&str, &str)] = &[
         "build",
         "berth runs images; build them elsewhere and use `image` or `image_file`",
     ),
-    ("networks", "use `network_mode`"),
     ("deploy", "use `mem_limit`, `cpus` and `pids_limit`"),
 ];
 
@@ -213,6 +217,26 @@ fn key_line(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// Line (1-based) of `item` (a `- item` entry or an `item:` key) below the top-level `key`.
+pub(crate) fn nested_line(text: &str, key: &str, item: &str) -> Option<usize> {
+    let start = key_line(text, key)?;
+    let first = text.lines().nth(start - 1)?;
+    // Flow style on the key's own line (`networks: [a, b]`).
+    if first.contains(item) {
+        return Some(start);
+    }
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .take_while(|(_, l)| l.is_empty() || l.starts_with([' ', '#', '-']))
+        .find(|(_, l)| {
+            let t = l.trim_start().trim_start_matches('-').trim_start();
+            t.strip_prefix(item)
+                .is_some_and(|r| r.is_empty() || r.trim_start().starts_with(':'))
+        })
+        .map(|(i, _)| i + 1)
+}
+
 /// The container name a spec file stands for, if its name is one berth reads.
 /// Editor temporaries (`.x.yaml.swp`, `x.yaml~`, `#x#`) and hidden files are not specs.
 pub fn name_of(path: &Path) -> Option<&str> {
@@ -246,7 +270,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
     Ok(spec)
 }
 
-fn yaml_error(file: &Path, e: &serde_norway::Error) -> SpecError {
+/// A YAML parse error as a spec error at its file:line:column (network files use it too).
+pub(crate) fn yaml_error(file: &Path, e: &serde_norway::Error) -> SpecError {
     let loc = e.location();
     let mut message = e.to_string();
     // The location is reported separately, in file:line:column form.

@@ -81,6 +81,55 @@ fn ports_need_the_bridge() {
 }
 
 #[test]
+fn networks_need_the_bridge_and_good_names() {
+    let s = p("image: busybox\nnetworks:\n  back: {aliases: [db]}\n  front:\n").unwrap();
+    assert_eq!(s.networks.0.len(), 2);
+    let e = p("image: busybox\nnetwork_mode: host\nnetworks: [back]\n").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("needs `network_mode: bridge`"), "{e}");
+    let e = p("image: busybox\nnetworks:\n  - back\n  - -bad\n").unwrap_err();
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("not a valid network name"), "{e}");
+    let e = p("image: busybox\nnetworks:\n  back:\n    aliases: [\"no way\"]\n").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("invalid alias"), "{e}");
+    let e = p("image: busybox\nnetworks: {back: {alias: [x]}}\n").unwrap_err();
+    assert!(e.message.contains("unknown key `alias`"), "{e}");
+}
+
+#[test]
+fn check_judges_networks_against_the_declarations_at_their_place() {
+    let file = Path::new("/etc/berth/containers/web.yaml");
+    let text = "image: busybox\nnetworks:\n  front:\n  back: {ipv4_address: 10.88.1.1}\n";
+    let spec = p(text).unwrap();
+    let sources = crate::config::Config::default().network_sources();
+    let found = |n: &str, y: &str| crate::network::Found {
+        name: n.into(),
+        source: format!("/n/{n}.yaml").into(),
+        decl: crate::network::parse_file(Path::new("/n/x.yaml"), y),
+    };
+    let declared = sources.declare(vec![found("back", "subnet: 10.88.1.0/24\n")]);
+    let e = crate::network::check_spec(file, text, &spec, &declared).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(4), Some(3)), "{e}");
+    assert_eq!(
+        e.message,
+        "ipv4_address 10.88.1.1 is network back's gateway"
+    );
+    let declared = sources.declare(vec![found(
+        "back",
+        "subnet: 10.88.1.0/24\ngateway: 10.88.1.254\n",
+    )]);
+    let e = crate::network::check_spec(file, text, &spec, &declared).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(3), Some(3)), "{e}");
+    assert_eq!(e.message, "network front is not declared");
+    let declared = sources.declare(vec![
+        found("back", "subnet: 10.88.1.0/24\ngateway: 10.88.1.254\n"),
+        found("front", "{}"),
+    ]);
+    crate::network::check_spec(file, text, &spec, &declared).unwrap();
+}
+
+#[test]
 fn image_references_are_judged_by_the_pull_grammar() {
     for good in [
         "busybox",

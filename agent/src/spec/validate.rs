@@ -69,6 +69,26 @@ pub(super) fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecErro
         )
         .hint("with `network_mode: host` the container listens on the host's ports directly; remove `ports:`"));
     }
+    if !s.networks.is_empty() && s.network_mode != NetworkMode::Bridge {
+        return Err(err(
+            Some("networks"),
+            "`networks:` needs `network_mode: bridge`".into(),
+        )
+        .hint("remove `networks:`, or `network_mode:` to use the bridge networks"));
+    }
+    for (n, j) in &s.networks.0 {
+        let at = |m: String| {
+            let mut e = err(Some("networks"), m);
+            e.line = super::nested_line(text, "networks", n).or(e.line);
+            e
+        };
+        if !super::is_valid_name(n) {
+            return Err(at(format!("`{n}` is not a valid network name")));
+        }
+        if let Some(a) = j.aliases.iter().find(|a| !valid_hostname(a)) {
+            return Err(at(format!("network {n}: invalid alias `{a}`")));
+        }
+    }
     if let Some(p) = s
         .ports
         .iter()
@@ -111,11 +131,7 @@ pub(super) fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecErro
         ));
     }
     if let Some(h) = &s.hostname
-        && (h.is_empty()
-            || h.len() > 63
-            || !h
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        && !valid_hostname(h)
     {
         return Err(err(Some("hostname"), format!("invalid hostname `{h}`")));
     }
@@ -193,6 +209,14 @@ pub(super) fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecErro
         ));
     }
     Ok(())
+}
+
+/// A host name (and a network alias): 1 to 63 letters, digits, `-` and `.`.
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// `user:` as the bundle resolves it: a name or number, optionally `:group` (a name or number).

@@ -1,5 +1,6 @@
-//! The container's bridge network: an address lease, the published host ports held open, a
-//! network namespace bind-mounted at the path config.json names, and netavark's set-up of it.
+//! The container's bridge networks: an address lease on each, the published host ports held
+//! open, a network namespace bind-mounted at the path config.json names, and netavark's set-up
+//! of all of them in one call (interfaces `eth0`, `eth1`, ...).
 //! berth-shim owns all of it so that a container started by systemd alone (`Restart=`, berthd
 //! down) still gets its network, and tears it down on every exit path. Runs in berth-shim,
 //! single-threaded, before the runtime creates the container.
@@ -10,11 +11,11 @@ mod ports;
 pub use netavark::{Attachment, NetavarkError};
 pub use ports::{PortError, Reservation};
 
-use berth_proto::{NetworkConfig, NetworkStatus};
+use berth_proto::{AttachmentStatus, BridgeNetwork, NetworkConfig, NetworkStatus};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use std::io::ErrorKind;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,12 @@ pub enum NetworkError {
     Config { network: String, message: String },
     #[error("network {network}: no free address left in {subnet}")]
     Exhausted { network: String, subnet: String },
+    #[error("network {network}: address {address} is already taken by container {holder}")]
+    AddressTaken {
+        network: String,
+        address: IpAddr,
+        holder: String,
+    },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -39,9 +46,9 @@ pub enum NetworkError {
     },
     #[error(transparent)]
     Port(#[from] PortError),
-    #[error("network {network}: {source}")]
+    #[error("networks {networks}: {source}")]
     Netavark {
-        network: String,
+        networks: String,
         #[source]
         source: NetavarkError,
     },
@@ -52,7 +59,7 @@ pub enum NetworkError {
 pub struct Network {
     cfg: NetworkConfig,
     name: String,
-    lease: Option<PathBuf>,
+    leases: Vec<PathBuf>,
     netns: bool,
     /// The options netavark set up, kept for the teardown (it needs the same).
     set_up: Option<serde_json::Value>,
@@ -68,7 +75,7 @@ impl Network {
         let mut n = Network {
             cfg: cfg.clone(),
             name: name.to_owned(),
-            lease: None,
+            leases: Vec::new(),
             netns: false,
             set_up: None,
             held: Vec::new(),
@@ -103,59 +110,104 @@ impl Network {
             return;
         };
         eprintln!(
-            "berth-shim: network {}: tearing down what an earlier run of {} left",
-            self.cfg.network.name, self.name
+            "berth-shim: networks {}: tearing down what an earlier run of {} left",
+            self.names(),
+            self.name
         );
-        if let Err(e) = netavark::run(
-            &self.cfg.netavark,
-            &self.cfg.state_dir,
-            "teardown",
-            &self.cfg.netns,
-            &old,
-        ) {
-            eprintln!(
-                "berth-shim: cleanup: network {}: {e}",
-                self.cfg.network.name
-            );
+        if let Err(e) = self.netavark("teardown", &old) {
+            eprintln!("berth-shim: cleanup: networks {}: {e}", self.names());
         }
         remove_netns(&self.cfg.netns);
         let _ = std::fs::remove_file(&path);
     }
 
+    /// The networks' names, for messages.
+    fn names(&self) -> String {
+        let n: Vec<&str> = self
+            .cfg
+            .networks
+            .iter()
+            .map(|a| a.network.name.as_str())
+            .collect();
+        n.join(", ")
+    }
+
+    fn netavark(&self, verb: &'static str, opts: &serde_json::Value) -> Result<(), NetavarkError> {
+        netavark::run(
+            &self.cfg.netavark,
+            self.cfg.aardvark.as_deref(),
+            &self.cfg.state_dir,
+            verb,
+            &self.cfg.netns,
+            opts,
+        )
+    }
+
     fn setup_inner(&mut self) -> Result<(), NetworkError> {
         self.clean_stale();
-        let net = &self.cfg.network;
-        let (subnet, prefix_len) =
-            berth_proto::network::parse_subnet(&net.subnet).map_err(|message| {
-                NetworkError::Config {
-                    network: net.name.clone(),
-                    message,
+        let mut joined = Vec::new();
+        for a in &self.cfg.networks {
+            let net = &a.network;
+            let (subnet, prefix_len) =
+                berth_proto::network::parse_subnet(&net.subnet).map_err(|message| {
+                    NetworkError::Config {
+                        network: net.name.clone(),
+                        message,
+                    }
+                })?;
+            let (address, held) = lease(
+                &self.cfg.state_dir,
+                net,
+                &self.name,
+                hosts(subnet, prefix_len, net.gateway),
+                a.ipv4_address,
+            )?;
+            self.leases.push(held);
+            let v6 = match &net.ipv6_subnet {
+                Some(s) => {
+                    let (sub6, len6) =
+                        berth_proto::network::parse_subnet6(s).map_err(|message| {
+                            NetworkError::Config {
+                                network: net.name.clone(),
+                                message,
+                            }
+                        })?;
+                    let (a6, l6) = lease(
+                        &self.cfg.state_dir,
+                        net,
+                        &self.name,
+                        hosts6(sub6, len6),
+                        None,
+                    )?;
+                    self.leases.push(l6);
+                    Some((a6, len6))
                 }
-            })?;
-        let gateway = Ipv4Addr::from(u32::from(subnet) + 1);
-        let (address, lease) = lease(&self.cfg, &self.name, subnet, prefix_len)?;
-        self.lease = Some(lease);
+                None => None,
+            };
+            joined.push((
+                a,
+                Attachment {
+                    address,
+                    prefix_len,
+                    v6,
+                },
+            ));
+        }
         let (held, ports) = ports::reserve(&self.name, &self.cfg.ports)?;
         self.held = held;
         make_netns(&self.cfg.netns)?;
         self.netns = true;
-        let at = Attachment {
-            address,
-            gateway,
-            prefix_len,
+        // An empty id: shim.json of the earlier form, whose shims used the name.
+        let id = match self.cfg.container_id.as_str() {
+            "" => self.name.as_str(),
+            id => id,
         };
-        let opts = netavark::options(&self.name, net, at, &ports);
-        netavark::run(
-            &self.cfg.netavark,
-            &self.cfg.state_dir,
-            "setup",
-            &self.cfg.netns,
-            &opts,
-        )
-        .map_err(|source| NetworkError::Netavark {
-            network: net.name.clone(),
-            source,
-        })?;
+        let opts = netavark::options(&self.name, id, &joined, &ports);
+        self.netavark("setup", &opts)
+            .map_err(|source| NetworkError::Netavark {
+                networks: self.names(),
+                source,
+            })?;
         let record = self.record_path();
         let written = record
             .parent()
@@ -168,10 +220,20 @@ impl Network {
             source,
         })?;
         self.status = Some(NetworkStatus {
-            network: net.name.clone(),
-            address,
-            gateway,
-            prefix_len,
+            networks: joined
+                .iter()
+                .enumerate()
+                .map(|(i, (a, at))| AttachmentStatus {
+                    network: a.network.name.clone(),
+                    interface: format!("eth{i}"),
+                    address: at.address,
+                    gateway: a.network.gateway,
+                    prefix_len: at.prefix_len,
+                    address6: at.v6.map(|(a, _)| a),
+                    aliases: a.aliases.clone(),
+                    definition: a.network.clone(),
+                })
+                .collect(),
             ports,
         });
         Ok(())
@@ -185,28 +247,19 @@ impl Network {
     /// released. Every step runs even when one before it failed; failures are logged.
     pub fn teardown(&mut self) {
         if let Some(opts) = self.set_up.take()
-            && let Err(e) = netavark::run(
-                &self.cfg.netavark,
-                &self.cfg.state_dir,
-                "teardown",
-                &self.cfg.netns,
-                &opts,
-            )
+            && let Err(e) = self.netavark("teardown", &opts)
         {
-            eprintln!(
-                "berth-shim: cleanup: network {}: {e}",
-                self.cfg.network.name
-            );
+            eprintln!("berth-shim: cleanup: networks {}: {e}", self.names());
         }
         let _ = std::fs::remove_file(self.record_path());
         if std::mem::take(&mut self.netns) {
             remove_netns(&self.cfg.netns);
         }
         self.held.clear();
-        if let Some(l) = self.lease.take()
-            && let Err(e) = std::fs::remove_file(&l)
-        {
-            eprintln!("berth-shim: cleanup: removing lease {}: {e}", l.display());
+        for l in std::mem::take(&mut self.leases) {
+            if let Err(e) = std::fs::remove_file(&l) {
+                eprintln!("berth-shim: cleanup: removing lease {}: {e}", l.display());
+            }
         }
         self.status = None;
     }
@@ -224,23 +277,45 @@ pub fn hosts_with_address(hosts: &str, hostname: &str, address: Ipv4Addr) -> Str
     out
 }
 
-/// The addresses a container may get in `subnet/len`: after the gateway, before the broadcast.
-pub fn hosts(subnet: Ipv4Addr, len: u8) -> impl Iterator<Item = Ipv4Addr> {
+/// The addresses a container may get in `subnet/len`: its host addresses but the gateway.
+pub fn hosts(
+    subnet: Ipv4Addr,
+    len: u8,
+    gateway: Ipv4Addr,
+) -> impl Iterator<Item = Ipv4Addr> + Clone {
     let base = u32::from(subnet);
     let size = 1u32 << (32 - len);
-    (2..size - 1).map(move |i| Ipv4Addr::from(base + i))
+    (1..size - 1)
+        .map(move |i| Ipv4Addr::from(base + i))
+        .filter(move |a| *a != gateway)
+}
+
+/// The IPv6 addresses a container may get in `subnet/len`: after the gateway (the first), at
+/// most 2^20 of them tried.
+pub fn hosts6(subnet: Ipv6Addr, len: u8) -> impl Iterator<Item = Ipv6Addr> + Clone {
+    let base = u128::from(subnet);
+    let size = 1u128 << (128 - len);
+    (2..size - 1)
+        .take(1 << 20)
+        .map(move |i| Ipv6Addr::from(base + i))
 }
 
 /// Takes an address: a lease file `<state>/leases/<network>/<address>` holding the container's
 /// name, created exclusively so two shims never get the same one. A lease already held by this
-/// name (a shim that died before its clean-up) is taken again.
-fn lease(
-    cfg: &NetworkConfig,
+/// name (a shim that died before its clean-up) is taken again; a `fixed` address takes exactly
+/// its lease (held by another container: an error), and drops any other of this name.
+fn lease<A, I>(
+    state_dir: &Path,
+    net: &BridgeNetwork,
     name: &str,
-    subnet: Ipv4Addr,
-    len: u8,
-) -> Result<(Ipv4Addr, PathBuf), NetworkError> {
-    let dir = cfg.state_dir.join("leases").join(&cfg.network.name);
+    candidates: I,
+    fixed: Option<A>,
+) -> Result<(A, PathBuf), NetworkError>
+where
+    A: Copy + Eq + std::fmt::Display + std::str::FromStr + Into<IpAddr>,
+    I: Iterator<Item = A> + Clone + 'static,
+{
+    let dir = state_dir.join("leases").join(&net.name);
     let io = |what, path: &Path| {
         let path = path.to_owned();
         move |source| NetworkError::Io { what, path, source }
@@ -253,10 +328,23 @@ fn lease(
         if std::fs::read_to_string(e.path()).is_ok_and(|n| n == name)
             && let Some(a) = e.file_name().to_str().and_then(|s| s.parse().ok())
         {
-            return Ok((a, e.path()));
+            if fixed.is_none_or(|f| f == a) {
+                return Ok((a, e.path()));
+            }
+            let _ = std::fs::remove_file(e.path());
         }
     }
-    for a in hosts(subnet, len) {
+    let candidates: Box<dyn Iterator<Item = A>> = match fixed {
+        Some(f) if candidates.clone().any(|h| h == f) => Box::new(std::iter::once(f)),
+        Some(f) => {
+            return Err(NetworkError::Config {
+                network: net.name.clone(),
+                message: format!("address {f} is not a container address of {}", net.subnet),
+            });
+        }
+        None => Box::new(candidates),
+    };
+    for a in candidates {
         let p = dir.join(a.to_string());
         match std::fs::OpenOptions::new()
             .write(true)
@@ -269,13 +357,20 @@ fn lease(
                     .map_err(io("writing lease", &p))?;
                 return Ok((a, p));
             }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && fixed.is_some() => {
+                return Err(NetworkError::AddressTaken {
+                    network: net.name.clone(),
+                    address: a.into(),
+                    holder: std::fs::read_to_string(&p).unwrap_or_default(),
+                });
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io("creating lease", &p)(e)),
         }
     }
     Err(NetworkError::Exhausted {
-        network: cfg.network.name.clone(),
-        subnet: cfg.network.subnet.clone(),
+        network: net.name.clone(),
+        subnet: net.subnet.clone(),
     })
 }
 
@@ -326,10 +421,16 @@ mod tests {
 
     #[test]
     fn host_addresses_skip_network_gateway_and_broadcast() {
-        let h: Vec<_> = hosts("10.0.0.0".parse().unwrap(), 29).collect();
+        let h: Vec<_> =
+            hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.1".parse().unwrap()).collect();
         assert_eq!(h.first().unwrap().to_string(), "10.0.0.2");
         assert_eq!(h.last().unwrap().to_string(), "10.0.0.6");
         assert_eq!(h.len(), 5);
+        // A gateway elsewhere frees the first address and takes its own.
+        let h: Vec<_> =
+            hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.6".parse().unwrap()).collect();
+        assert_eq!(h.first().unwrap().to_string(), "10.0.0.1");
+        assert_eq!(h.last().unwrap().to_string(), "10.0.0.5");
     }
 
     #[test]
@@ -343,25 +444,56 @@ mod tests {
     #[test]
     fn leases_are_exclusive_and_kept_by_name() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = NetworkConfig {
-            netavark: "/bin/false".into(),
-            state_dir: d.path().into(),
-            netns: d.path().join("ns"),
-            network: berth_proto::BridgeNetwork {
-                name: "berth".into(),
-                interface: "berth0".into(),
-                subnet: "10.0.0.0/30".into(),
-            },
-            ports: vec![],
+        let net = BridgeNetwork {
+            name: "berth".into(),
+            id: "0".repeat(64),
+            interface: "berth0".into(),
+            subnet: "10.0.0.0/29".into(),
+            gateway: "10.0.0.1".parse().unwrap(),
+            internal: false,
+            dns: false,
+            isolate: false,
+            ipv6_subnet: None,
         };
-        let net = "10.0.0.0".parse().unwrap();
-        let (a, _) = lease(&cfg, "a", net, 30).unwrap();
+        let hs = || hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.1".parse().unwrap());
+        let take = |n: &str, f: Option<&str>| {
+            lease(
+                d.path(),
+                &net,
+                n,
+                hs(),
+                f.map(|f| f.parse::<Ipv4Addr>().unwrap()),
+            )
+        };
+        let (a, _) = take("a", None).unwrap();
         assert_eq!(a.to_string(), "10.0.0.2");
         // The same name again (a shim restarted after a crash) keeps its address.
-        assert_eq!(lease(&cfg, "a", net, 30).unwrap().0, a);
-        // A /30 has one container address: a second name gets a clear error.
+        assert_eq!(take("a", None).unwrap().0, a);
+        // A fixed address takes exactly its lease; another container's is a clear error.
+        assert_eq!(
+            take("b", Some("10.0.0.5")).unwrap().0.to_string(),
+            "10.0.0.5"
+        );
         assert!(matches!(
-            lease(&cfg, "b", net, 30),
+            take("c", Some("10.0.0.5")),
+            Err(NetworkError::AddressTaken { holder, .. }) if holder == "b"
+        ));
+        assert!(matches!(
+            take("c", Some("10.0.0.1")),
+            Err(NetworkError::Config { .. })
+        ));
+        // `a` given a fixed address later drops its old lease.
+        assert_eq!(
+            take("a", Some("10.0.0.6")).unwrap().0.to_string(),
+            "10.0.0.6"
+        );
+        assert!(!d.path().join("leases/berth/10.0.0.2").exists());
+        for n in ["c", "d", "e"] {
+            take(n, None).unwrap();
+        }
+        // A /29 has five container addresses: a sixth name gets a clear error.
+        assert!(matches!(
+            take("f", None),
             Err(NetworkError::Exhausted { .. })
         ));
     }

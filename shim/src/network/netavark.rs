@@ -4,10 +4,11 @@
 //! (iptables or nftables, its choice). Runs in berth-shim, before the container exists and after
 //! it is gone.
 
-use berth_proto::{BridgeNetwork, PortMapping};
-use serde_json::{Value, json};
+use berth_proto::{NetworkAttachment, PortMapping};
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::{Map, Value, json};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -20,6 +21,13 @@ pub enum NetavarkError {
         #[source]
         source: std::io::Error,
     },
+    #[error("locking {path} for netavark {verb}: {source}")]
+    Lock {
+        path: String,
+        verb: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("netavark {verb} failed ({status}): {message}")]
     Failed {
         verb: &'static str,
@@ -28,23 +36,24 @@ pub enum NetavarkError {
     },
 }
 
-/// The container's address on the network, as the lease gave it.
+/// The container's place on one network: its address as the lease gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attachment {
     pub address: Ipv4Addr,
-    pub gateway: Ipv4Addr,
     pub prefix_len: u8,
+    /// The IPv6 address and prefix length, on a network with IPv6.
+    pub v6: Option<(Ipv6Addr, u8)>,
 }
 
-/// netavark's network options for one container on one bridge network, host ports resolved
-/// (no ephemeral ones left: netavark does not choose host ports).
+/// netavark's network options for one container on its networks (interfaces `eth0`, `eth1`,
+/// ... in order), host ports resolved (no ephemeral ones left: netavark does not choose host
+/// ports). The container's name is an alias on every network, for aardvark-dns.
 pub fn options(
     container: &str,
-    net: &BridgeNetwork,
-    at: Attachment,
+    container_id: &str,
+    nets: &[(&NetworkAttachment, Attachment)],
     ports: &[PortMapping],
 ) -> Value {
-    let subnet = Ipv4Addr::from(u32::from(at.address) & (u32::MAX << (32 - at.prefix_len)));
     let ports: Vec<Value> = ports
         .iter()
         .map(|p| {
@@ -57,39 +66,85 @@ pub fn options(
             })
         })
         .collect();
-    json!({
-        "container_id": container,
-        "container_name": container,
-        "port_mappings": ports,
-        "networks": {
-            net.name.as_str(): {
-                "static_ips": [at.address.to_string()],
-                "aliases": [container],
-                "interface_name": "eth0",
-            }
-        },
-        "network_info": {
-            net.name.as_str(): {
+    let mut networks = Map::new();
+    let mut info = Map::new();
+    for (i, (n, at)) in nets.iter().enumerate() {
+        let net = &n.network;
+        let subnet = Ipv4Addr::from(u32::from(at.address) & (u32::MAX << (32 - at.prefix_len)));
+        let aliases: Vec<&str> = std::iter::once(container)
+            .chain(n.aliases.iter().map(String::as_str))
+            .collect();
+        let mut ips = vec![at.address.to_string()];
+        let mut subnets = vec![json!({
+            "subnet": format!("{subnet}/{}", at.prefix_len),
+            "gateway": net.gateway.to_string(),
+        })];
+        if let Some((a6, len6)) = at.v6 {
+            let net6 = Ipv6Addr::from(u128::from(a6) & (u128::MAX << (128 - len6)));
+            ips.push(a6.to_string());
+            subnets.push(json!({
+                "subnet": format!("{net6}/{len6}"),
+                "gateway": Ipv6Addr::from(u128::from(net6) + 1).to_string(),
+            }));
+        }
+        networks.insert(
+            net.name.clone(),
+            json!({
+                "static_ips": ips,
+                "aliases": aliases,
+                "interface_name": format!("eth{i}"),
+            }),
+        );
+        info.insert(
+            net.name.clone(),
+            json!({
                 "name": net.name,
-                "id": net.name,
+                "id": net.id,
                 "driver": "bridge",
                 "network_interface": net.interface,
-                "subnets": [{
-                    "subnet": format!("{subnet}/{}", at.prefix_len),
-                    "gateway": at.gateway.to_string(),
-                }],
-                "ipv6_enabled": false,
-                "internal": false,
-                "dns_enabled": false,
+                "subnets": subnets,
+                "ipv6_enabled": at.v6.is_some(),
+                "internal": net.internal,
+                "dns_enabled": net.dns,
+                "options": {"isolate": net.isolate.to_string()},
                 "ipam_options": {"driver": "host-local"},
-            }
-        },
+            }),
+        );
+    }
+    json!({
+        "container_id": container_id,
+        "container_name": container,
+        "port_mappings": ports,
+        "networks": networks,
+        "network_info": info,
     })
 }
 
-/// `netavark --config STATE VERB NETNS` with `opts` on stdin.
+/// `<state>/netavark.lock`, held across each netavark call as podman does: two netavark runs at
+/// once race on the same firewall chains (`iptables: Chain already exists`) and on aardvark's
+/// files. Released when dropped.
+fn lock(state_dir: &Path, verb: &'static str) -> Result<Flock<std::fs::File>, NetavarkError> {
+    let path = state_dir.join("netavark.lock");
+    let err = |source| NetavarkError::Lock {
+        path: path.display().to_string(),
+        verb,
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(err)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| err(std::io::Error::from(e)))
+}
+
+/// `netavark --config STATE [--aardvark-binary A] VERB NETNS` with `opts` on stdin, one at a
+/// time on this host.
 pub fn run(
     binary: &Path,
+    aardvark: Option<&Path>,
     state_dir: &Path,
     verb: &'static str,
     netns: &Path,
@@ -100,9 +155,13 @@ pub fn run(
         verb,
         source,
     };
-    let mut child = Command::new(binary)
-        .arg("--config")
-        .arg(state_dir)
+    let _held = lock(state_dir, verb)?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("--config").arg(state_dir);
+    if let Some(a) = aardvark {
+        cmd.arg("--aardvark-binary").arg(a);
+    }
+    let mut child = cmd
         .arg(verb)
         .arg(netns)
         .stdin(Stdio::piped())
@@ -143,19 +202,33 @@ fn failure_message(stdout: &[u8], stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::Protocol;
+    use berth_proto::{BridgeNetwork, Protocol};
 
     #[test]
-    fn options_for_a_published_port() {
-        let net = BridgeNetwork {
-            name: "berth".into(),
-            interface: "berth0".into(),
-            subnet: "10.89.0.0/24".into(),
+    fn options_for_a_published_port_on_two_networks() {
+        let net = |name: &str, gw: &str, dns: bool| NetworkAttachment {
+            network: BridgeNetwork {
+                name: name.into(),
+                id: "ab".repeat(32),
+                interface: format!("br-{name}"),
+                subnet: "unused".into(),
+                gateway: gw.parse().unwrap(),
+                internal: !dns,
+                dns,
+                isolate: true,
+                ipv6_subnet: None,
+            },
+            aliases: vec!["www".into()],
+            ipv4_address: None,
         };
-        let at = Attachment {
-            address: "10.89.0.7".parse().unwrap(),
-            gateway: "10.89.0.1".parse().unwrap(),
+        let (a, b) = (
+            net("front", "10.89.0.1", true),
+            net("back", "10.90.0.1", false),
+        );
+        let at = |addr: &str| Attachment {
+            address: addr.parse().unwrap(),
             prefix_len: 24,
+            v6: None,
         };
         let ports = [PortMapping {
             host_ip: Some("127.0.0.1".parse().unwrap()),
@@ -164,13 +237,42 @@ mod tests {
             range: 1,
             protocol: Protocol::Udp,
         }];
-        let v = options("web", &net, at, &ports);
-        assert_eq!(v["networks"]["berth"]["static_ips"][0], "10.89.0.7");
-        assert_eq!(
-            v["network_info"]["berth"]["subnets"][0]["subnet"],
-            "10.89.0.0/24"
+        let v = options(
+            "web",
+            &"cd".repeat(32),
+            &[
+                (&a, at("10.89.0.7")),
+                (
+                    &b,
+                    Attachment {
+                        v6: Some(("fd00:90::2".parse().unwrap(), 64)),
+                        ..at("10.90.0.2")
+                    },
+                ),
+            ],
+            &ports,
         );
-        assert_eq!(v["network_info"]["berth"]["network_interface"], "berth0");
+        assert_eq!(v["container_id"], "cd".repeat(32));
+        assert_eq!(v["networks"]["front"]["static_ips"][0], "10.89.0.7");
+        assert_eq!(v["networks"]["front"]["interface_name"], "eth0");
+        assert_eq!(v["networks"]["back"]["interface_name"], "eth1");
+        assert_eq!(v["networks"]["front"]["aliases"], json!(["web", "www"]));
+        let f = &v["network_info"]["front"];
+        assert_eq!(f["subnets"][0]["subnet"], "10.89.0.0/24");
+        assert_eq!(f["subnets"][0]["gateway"], "10.89.0.1");
+        assert_eq!(f["network_interface"], "br-front");
+        assert_eq!(f["dns_enabled"], true);
+        assert_eq!(v["network_info"]["back"]["internal"], true);
+        assert_eq!(f["options"]["isolate"], "true");
+        assert_eq!(f["ipv6_enabled"], false);
+        let b = &v["network_info"]["back"];
+        assert_eq!(b["ipv6_enabled"], true);
+        assert_eq!(b["subnets"][1]["subnet"], "fd00:90::/64");
+        assert_eq!(b["subnets"][1]["gateway"], "fd00:90::1");
+        assert_eq!(
+            v["networks"]["back"]["static_ips"],
+            json!(["10.90.0.2", "fd00:90::2"])
+        );
         assert_eq!(v["port_mappings"][0]["host_ip"], "127.0.0.1");
         assert_eq!(v["port_mappings"][0]["host_port"], 5353);
         assert_eq!(v["port_mappings"][0]["protocol"], "udp");

@@ -177,7 +177,7 @@ impl Shim {
             let net = Network::setup(n, &cfg.name)?;
             let status = opts.bundle.join(NETWORK_STATUS_FILE);
             let json = serde_json::to_vec(&net.status()).unwrap_or_default();
-            let address = net.status().map(|s| s.address);
+            let address = net.status().and_then(berth_proto::NetworkStatus::address);
             undo.network = Some((net, status.clone()));
             berth_proto::fsutil::write_atomic(&status, &json)
                 .map_err(io_err(format!("writing {}", status.display())))?;

@@ -100,6 +100,8 @@ pub struct Effective {
     pub network_mode: NetworkMode,
     /// `ports:` (only with `network_mode: bridge`).
     pub ports: Vec<super::Port>,
+    /// `networks:` (only with `network_mode: bridge`); empty: the default network.
+    pub networks: super::Networks,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -328,6 +330,7 @@ pub fn resolve(
         sysctls: spec.sysctls.0.clone(),
         network_mode: spec.network_mode,
         ports: spec.ports.clone(),
+        networks: spec.networks.clone(),
         read_only: spec.read_only,
         init: spec.init,
         tty: spec.tty,

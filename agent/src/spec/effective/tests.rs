@@ -228,6 +228,18 @@ fn hash_changes_exactly_when_what_runs_changes() {
         )
     );
     assert!(base.starts_with("sha256:") && base.len() == 71);
+    // Joining a network does (its definition does not: it is not in the spec).
+    let on = |n: &str| {
+        h(
+            &format!("image: x\nenvironment: {{A: 1, B: 2}}\nnetworks: {n}\n"),
+            "sha256:1",
+            "X=1",
+        )
+    };
+    assert_ne!(base, on("[back]"));
+    assert_ne!(on("[back]"), on("[back, front]"));
+    assert_ne!(on("[back]"), on("{back: {aliases: [db]}}"));
+    assert_eq!(on("[back]"), on("{back: }"));
 }
 
 const PROFILE: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
