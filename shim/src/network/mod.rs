@@ -10,6 +10,7 @@ mod ports;
 pub use netavark::{Attachment, NetavarkError};
 pub use ports::{PortError, Reservation};
 
+use berth_proto::netlock::NetworkLock;
 use berth_proto::{NetworkConfig, NetworkStatus};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -52,6 +53,9 @@ pub enum NetworkError {
 pub struct Network {
     cfg: NetworkConfig,
     name: String,
+    /// Held from before the lease until the teardown is done: berthd's sweep leaves this
+    /// container's network alone while it is held (and the kernel drops it if the shim dies).
+    lock: Option<NetworkLock>,
     lease: Option<PathBuf>,
     netns: bool,
     /// The options netavark set up, kept for the teardown (it needs the same).
@@ -68,6 +72,7 @@ impl Network {
         let mut n = Network {
             cfg: cfg.clone(),
             name: name.to_owned(),
+            lock: None,
             lease: None,
             netns: false,
             set_up: None,
@@ -123,6 +128,14 @@ impl Network {
     }
 
     fn setup_inner(&mut self) -> Result<(), NetworkError> {
+        let lock = NetworkLock::acquire(&self.cfg.state_dir, &self.name).map_err(|source| {
+            NetworkError::Io {
+                what: "locking",
+                path: berth_proto::netlock::lock_path(&self.cfg.state_dir, &self.name),
+                source,
+            }
+        })?;
+        self.lock = Some(lock);
         self.clean_stale();
         let net = &self.cfg.network;
         let (subnet, prefix_len) =
@@ -145,26 +158,29 @@ impl Network {
             prefix_len,
         };
         let opts = netavark::options(&self.name, net, at, &ports);
+        // The record goes first: a shim killed inside `netavark setup` leaves rules and a veth
+        // that only a teardown with these options removes (the next shim's or berthd's sweep).
+        let record = self.record_path();
+        record
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| berth_proto::fsutil::write_atomic(&record, opts.to_string().as_bytes()))
+            .map_err(|source| NetworkError::Io {
+                what: "writing",
+                path: record,
+                source,
+            })?;
+        self.set_up = Some(opts);
+        let opts = self.set_up.as_ref().expect("just set");
         netavark::run(
             &self.cfg.netavark,
             &self.cfg.state_dir,
             "setup",
             &self.cfg.netns,
-            &opts,
+            opts,
         )
         .map_err(|source| NetworkError::Netavark {
             network: net.name.clone(),
-            source,
-        })?;
-        let record = self.record_path();
-        let written = record
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| berth_proto::fsutil::write_atomic(&record, opts.to_string().as_bytes()));
-        self.set_up = Some(opts);
-        written.map_err(|source| NetworkError::Io {
-            what: "writing",
-            path: record,
             source,
         })?;
         self.status = Some(NetworkStatus {
@@ -209,6 +225,9 @@ impl Network {
             eprintln!("berth-shim: cleanup: removing lease {}: {e}", l.display());
         }
         self.status = None;
+        if let Some(l) = self.lock.take() {
+            l.remove();
+        }
     }
 }
 
@@ -256,22 +275,21 @@ fn lease(
             return Ok((a, e.path()));
         }
     }
-    for a in hosts(subnet, len) {
+    // The lease appears whole or not at all (a hard link of a file that already names the
+    // container): a lease file is never seen empty, by another shim or by berthd's sweep.
+    let draft = dir.join(format!(".{name}"));
+    std::fs::write(&draft, name).map_err(io("writing lease", &draft))?;
+    let taken = hosts(subnet, len).find_map(|a| {
         let p = dir.join(a.to_string());
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(name.as_bytes())
-                    .map_err(io("writing lease", &p))?;
-                return Ok((a, p));
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io("creating lease", &p)(e)),
+        match std::fs::hard_link(&draft, &p) {
+            Ok(()) => Some(Ok((a, p))),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => None,
+            Err(e) => Some(Err(io("creating lease", &p)(e))),
         }
+    });
+    let _ = std::fs::remove_file(&draft);
+    if let Some(t) = taken {
+        return t;
     }
     Err(NetworkError::Exhausted {
         network: cfg.network.name.clone(),
@@ -364,5 +382,42 @@ mod tests {
             lease(&cfg, "b", net, 30),
             Err(NetworkError::Exhausted { .. })
         ));
+    }
+
+    #[test]
+    fn racing_shims_never_share_an_address() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = NetworkConfig {
+            netavark: "/bin/false".into(),
+            state_dir: d.path().into(),
+            netns: d.path().join("ns"),
+            network: berth_proto::BridgeNetwork {
+                name: "berth".into(),
+                interface: "berth0".into(),
+                subnet: "10.0.0.0/29".into(),
+            },
+            ports: vec![],
+        };
+        let net: Ipv4Addr = "10.0.0.0".parse().unwrap();
+        // Twelve containers for five addresses, all at once.
+        let got: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..12)
+                .map(|i| {
+                    let cfg = &cfg;
+                    s.spawn(move || lease(cfg, &format!("c{i}"), net, 29).ok())
+                })
+                .collect();
+            hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
+        });
+        let mut addrs: Vec<_> = got.iter().map(|(a, _)| *a).collect();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!((got.len(), addrs.len()), (5, 5), "{got:?}");
+        for (_, p) in &got {
+            assert!(!std::fs::read_to_string(p).unwrap().is_empty(), "{p:?}");
+        }
+        // No draft is left beside the leases.
+        let dir = d.path().join("leases/berth");
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 5);
     }
 }
