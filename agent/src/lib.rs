@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod fsutil;
 pub mod image;
+pub mod network;
 pub mod reconcile;
 pub mod spec;
 pub mod sys;

@@ -1,0 +1,3 @@
+//! berthd's side of container networking. Runs in berthd.
+
+pub mod sweep;
