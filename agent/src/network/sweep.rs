@@ -288,10 +288,16 @@ async fn remove(paths: &NetworkPaths, s: &Stale) -> Removed {
     r
 }
 
-/// `netavark --config STATE teardown NETNS` with the recorded options on stdin.
+/// `netavark --config STATE teardown NETNS` with the recorded options on stdin, holding
+/// netavark's lock as the shims do.
 async fn teardown(paths: &NetworkPaths, netns: &Path, record: &Path) -> Result<(), String> {
+    use berth_proto::netlock::{NETAVARK_LOCK, NetavarkLock};
     use tokio::io::AsyncWriteExt;
     let opts = std::fs::read(record).map_err(|e| format!("reading {}: {e}", record.display()))?;
+    let _held = tokio::task::spawn_blocking(|| NetavarkLock::acquire(Path::new(NETAVARK_LOCK)))
+        .await
+        .map_err(|e| format!("waiting for netavark's lock: {e}"))?
+        .map_err(|e| format!("waiting for netavark's lock {NETAVARK_LOCK}: {e}"))?;
     let mut child = tokio::process::Command::new(&paths.netavark)
         .arg("--config")
         .arg(&paths.state_dir)

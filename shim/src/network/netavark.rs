@@ -13,6 +13,12 @@ use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetavarkError {
+    #[error("waiting for netavark's lock {path}: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("running {binary} {verb}: {source}")]
     Spawn {
         binary: String,
@@ -87,7 +93,7 @@ pub fn options(
     })
 }
 
-/// `netavark --config STATE VERB NETNS` with `opts` on stdin.
+/// `netavark --config STATE VERB NETNS` with `opts` on stdin, holding netavark's lock (podman's).
 pub fn run(
     binary: &Path,
     state_dir: &Path,
@@ -100,6 +106,13 @@ pub fn run(
         verb,
         source,
     };
+    let lock = berth_proto::netlock::NETAVARK_LOCK;
+    let _held = berth_proto::netlock::NetavarkLock::acquire(Path::new(lock)).map_err(|source| {
+        NetavarkError::Lock {
+            path: lock.to_owned(),
+            source,
+        }
+    })?;
     let mut child = Command::new(binary)
         .arg("--config")
         .arg(state_dir)
