@@ -137,7 +137,9 @@ async fn execute<U: Units, I: Images>(
                 tracing::warn!("{reason}");
                 set_status(Phase::Failed, Some(reason), Some(u.unit_state()));
             }
-            start(ctx, name, eff, image, file.as_deref()).await
+            let a = start(ctx, name, eff, image, file.as_deref()).await?;
+            restart_network_joiners(ctx, name).await;
+            Ok(a)
         }
         Decision::Restart { .. } => {
             ctx.take_restart(name);
@@ -148,7 +150,9 @@ async fn execute<U: Units, I: Images>(
                     .await
                     .map_err(ReconcileError::units(name))?;
             }
-            start(ctx, name, eff, image, file.as_deref()).await
+            let a = start(ctx, name, eff, image, file.as_deref()).await?;
+            restart_network_joiners(ctx, name).await;
+            Ok(a)
         }
         Decision::Replace { old_hash, .. } => {
             tracing::info!(
@@ -165,7 +169,9 @@ async fn execute<U: Units, I: Images>(
                 .release(name)
                 .await
                 .map_err(ReconcileError::image(name))?;
-            start(ctx, name, eff, image, file.as_deref()).await
+            let a = start(ctx, name, eff, image, file.as_deref()).await?;
+            restart_network_joiners(ctx, name).await;
+            Ok(a)
         }
         Decision::Wait { on, reason } => {
             set_status(
@@ -179,6 +185,26 @@ async fn execute<U: Units, I: Images>(
         // Made only before the spec resolved (handled above).
         Decision::Stop { .. } | Decision::Pull { .. } => {
             Ok(Action::Requeue(Duration::from_secs(1)))
+        }
+    }
+}
+
+/// Asks for a restart of every container with `network_mode: container:<name>` that ran before
+/// (a unit or a record): the namespace it joined went with `name`'s previous run.
+async fn restart_network_joiners<U: Units, I: Images>(ctx: &Ctx<U, I>, name: &str) {
+    let Ok(names) = ctx.all_names().await else {
+        return;
+    };
+    for d in names {
+        let joins = matches!(ctx.desired(&d), Some(crate::spec::SpecFile { spec: Ok(s), .. })
+            if s.network_mode.container() == Some(name));
+        if !joins {
+            continue;
+        }
+        let ran = ctx.record(&d).is_some() || matches!(ctx.units.get(&d).await, Ok(Some(_)));
+        if ran {
+            tracing::info!(container = %d, "restarting it: the network namespace it joins was replaced");
+            ctx.request_restart(&d);
         }
     }
 }

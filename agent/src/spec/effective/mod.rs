@@ -171,7 +171,8 @@ pub fn resolve(
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| name.to_owned())
         } else {
-            name.to_owned()
+            // On another container's namespace, its name (its /etc/hostname is mounted too).
+            spec.network_mode.container().unwrap_or(name).to_owned()
         }
     });
 
@@ -324,14 +325,14 @@ pub fn resolve(
             })
             .collect(),
         sysctls: spec.sysctls.0.clone(),
-        network_mode: spec.network_mode,
+        network_mode: spec.network_mode.clone(),
         ports: spec.ports.clone(),
         read_only: spec.read_only,
         init: spec.init,
         tty: spec.tty,
         stdin_open: spec.stdin_open,
         restart: spec.restart,
-        depends_on: spec.depends_on.0.clone(),
+        depends_on: spec.dependencies(),
         hash: spec_hash(name, spec, image_digest, inputs),
     })
 }
