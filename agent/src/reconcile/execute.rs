@@ -145,6 +145,7 @@ async fn execute<U: Units, I: Images>(
             ctx.take_restart(name);
             tracing::info!("restart requested");
             if observed.is_some() {
+                stop_network_joiners(ctx, name).await?;
                 ctx.units
                     .stop(name, stop_timeout)
                     .await
@@ -160,6 +161,7 @@ async fn execute<U: Units, I: Images>(
                 new = %eff.hash,
                 "spec changed: replacing"
             );
+            stop_network_joiners(ctx, name).await?;
             ctx.units
                 .stop(name, stop_timeout)
                 .await
@@ -189,18 +191,46 @@ async fn execute<U: Units, I: Images>(
     }
 }
 
+/// The desired containers with `network_mode: container:<name>`.
+async fn network_joiners<U: Units, I: Images>(ctx: &Ctx<U, I>, name: &str) -> Vec<String> {
+    let Ok(names) = ctx.all_names().await else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|d| {
+            matches!(ctx.desired(d), Some(crate::spec::SpecFile { spec: Ok(s), .. })
+                if s.network_mode.container() == Some(name))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Stops the containers on `name`'s namespace before `name` stops: they would lose their
+/// network, and their units (which require `name`'s) would keep it loaded, so that it could not
+/// be started again. [`restart_network_joiners`] brings them back once `name` runs.
+async fn stop_network_joiners<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+) -> Result<(), ReconcileError> {
+    for d in network_joiners(ctx, name).await {
+        if matches!(ctx.units.get(&d).await, Ok(Some(_))) {
+            tracing::info!(container = %d, "stopping it: the network namespace it joins is being replaced");
+            ctx.units
+                .stop(&d, Duration::from_secs(120))
+                .await
+                .map_err(ReconcileError::units(&d))?;
+        }
+    }
+    Ok(())
+}
+
 /// Asks for a restart of every container with `network_mode: container:<name>` that ran before
 /// (a unit or a record): the namespace it joined went with `name`'s previous run.
 async fn restart_network_joiners<U: Units, I: Images>(ctx: &Ctx<U, I>, name: &str) {
-    let Ok(names) = ctx.all_names().await else {
-        return;
-    };
-    for d in names {
-        let joins = matches!(ctx.desired(&d), Some(crate::spec::SpecFile { spec: Ok(s), .. })
-            if s.network_mode.container() == Some(name));
-        if !joins {
-            continue;
-        }
+    for d in network_joiners(ctx, name).await {
         let ran = ctx.record(&d).is_some() || matches!(ctx.units.get(&d).await, Ok(Some(_)));
         if ran {
             tracing::info!(container = %d, "restarting it: the network namespace it joins was replaced");

@@ -24,7 +24,8 @@ async fn a_joiner_waits_for_its_target_then_follows_its_restarts() {
     // Ordered after its target and bound to it, like depends_on.
     e.pass("b").await;
     assert_eq!(e.calls(), vec!["start a", "start b"], "b is up to date");
-    // berthd restarts a: b's namespace went with a's old run, so b is restarted too.
+    // berthd restarts a: b is stopped first (its namespace goes with a's run) and started
+    // again once a runs.
     e.ctx.request_restart("a");
     e.pass("a").await;
     assert!(matches!(
@@ -35,7 +36,7 @@ async fn a_joiner_waits_for_its_target_then_follows_its_restarts() {
     assert_eq!(
         e.calls(),
         vec![
-            "start a", "start b", "stop a", "start a", "stop b", "start b"
+            "start a", "start b", "stop b", "stop a", "start a", "start b"
         ]
     );
 }
