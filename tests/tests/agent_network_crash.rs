@@ -191,8 +191,10 @@ impl Setup {
     /// Waits until the host's network state is `before` again.
     fn converge(&self, before: &Inventory) {
         let a = &self.a;
+        let t0 = std::time::Instant::now();
         a.wait(T, "the network state of before", || inventory(a) == *before)
             .unwrap_or_else(|e| panic!("{e}\nbefore: {before:?}\nnow:    {:?}", inventory(a)));
+        eprintln!("converged in {:?}", t0.elapsed());
     }
 }
 
