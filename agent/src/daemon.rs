@@ -130,6 +130,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         tokio::spawn(crate::network::sweep::run(
             systemd.clone(),
             np,
+            ctx.settings.bundle_dir.clone(),
             sweep_kick.clone(),
             swept.clone(),
         ));

@@ -347,3 +347,33 @@ fn agent_network_crash_shim_killed_mid_setup_berthd_down() {
     a.start_berthd_with(true, Some(CONFIG)).unwrap();
     s.converge(&before);
 }
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers with netavark"]
+fn agent_network_crash_shim_killed_then_spec_changed_to_none() {
+    let (s, before) = boot("net-crash-none");
+    let a = &s.a;
+    s.hold("n", "after");
+    a.write(
+        "n",
+        &format!("image_file: {IMAGE}\nrestart: \"no\"\nports: [\"18094:80\"]\n{HTTPD}\n"),
+    );
+    a.wait(T, "n's shim inside its setup", || s.in_setup("n"))
+        .unwrap();
+    s.kill_shim("n");
+    // At once off the network: its next shim has none, so only berthd's sweep can clean up.
+    a.write(
+        "n",
+        &format!("image_file: {IMAGE}\nnetwork_mode: none\nstop_grace_period: 1s\ncommand: [sleep, '3600']\n"),
+    );
+    a.wait(T, "n running without network", || {
+        a.phase("n") == "running" && a.ps().unwrap()["n"]["network"].is_null()
+    })
+    .unwrap();
+    s.converge(&before);
+    assert_eq!(a.phase("n"), "running");
+    a.rm("n");
+    a.wait(T, "n gone", || a.ps().is_ok_and(|m| m.is_empty()))
+        .unwrap();
+    s.converge(&before);
+}

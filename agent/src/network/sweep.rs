@@ -31,6 +31,9 @@ pub struct Facts {
     pub units: BTreeMap<String, ActiveState>,
     /// Names whose network lock another process holds: a live shim.
     pub locked: BTreeSet<String>,
+    /// Names whose bundle gives the shim no network of its own (`network_mode` changed to
+    /// `none`, `host` or `container:`): a shim running it never uses the state.
+    pub without_network: BTreeSet<String>,
 }
 
 /// A lease file and the container it names (`None`: empty, unreadable or not a name).
@@ -48,6 +51,8 @@ pub enum Why {
     NoUnit,
     /// Its unit is loaded but `inactive` or `failed`: its shim is gone.
     Stopped(ActiveState),
+    /// Its unit runs a shim without a network of its own (the spec changed meanwhile).
+    NotOnTheBridge,
 }
 
 impl std::fmt::Display for Why {
@@ -55,6 +60,7 @@ impl std::fmt::Display for Why {
         match self {
             Why::NoUnit => f.write_str("no unit and no shim"),
             Why::Stopped(s) => write!(f, "unit {s}, no shim"),
+            Why::NotOnTheBridge => f.write_str("its shim runs without a network of its own"),
         }
     }
 }
@@ -83,7 +89,8 @@ fn unit_may_run(s: ActiveState) -> bool {
 }
 
 /// What is stale: every container named by a namespace, a record, a lock file or a lease whose
-/// unit is absent, inactive or failed and whose network lock nobody holds.
+/// network lock nobody holds and whose unit is absent, inactive or failed, or runs a shim that
+/// has no network of its own.
 pub fn plan(f: &Facts) -> Plan {
     let holders = f.leases.iter().filter_map(|l| l.holder.clone());
     let names: BTreeSet<String> = f
@@ -100,6 +107,7 @@ pub fn plan(f: &Facts) -> Plan {
         .filter_map(|name| {
             let why = match f.units.get(&name) {
                 None => Why::NoUnit,
+                Some(_) if f.without_network.contains(&name) => Why::NotOnTheBridge,
                 Some(&s) if unit_may_run(s) => return None,
                 Some(&s) => Why::Stopped(s),
             };
@@ -176,9 +184,22 @@ fn leases(state_dir: &Path, now: SystemTime) -> Vec<Lease> {
     out
 }
 
-/// Reads the facts of the network state directory and the netns directory; `units` is berth's
-/// loaded units as systemd listed them just before.
-pub fn gather(paths: &NetworkPaths, units: BTreeMap<String, ActiveState>) -> Facts {
+/// Whether `<bundle>/shim.json` exists and gives the shim no network (a shim of a berth without
+/// the lock, or between its start and taking it, reads a bundle with one).
+fn without_network(bundle_dir: &Path, name: &str) -> bool {
+    std::fs::read(bundle_dir.join(name).join(berth_proto::SHIM_CONFIG_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("network").is_none_or(serde_json::Value::is_null))
+}
+
+/// Reads the facts of the network state directory, the netns directory and the bundles; `units`
+/// is berth's loaded units as systemd listed them just before.
+pub fn gather(
+    paths: &NetworkPaths,
+    bundle_dir: &Path,
+    units: BTreeMap<String, ActiveState>,
+) -> Facts {
     let mut f = Facts {
         netns: names_in(&paths.netns_dir, ""),
         records: names_in(&paths.state_dir.join("containers"), ".json"),
@@ -186,7 +207,20 @@ pub fn gather(paths: &NetworkPaths, units: BTreeMap<String, ActiveState>) -> Fac
         leases: leases(&paths.state_dir, SystemTime::now()),
         units,
         locked: BTreeSet::new(),
+        without_network: BTreeSet::new(),
     };
+    let named: BTreeSet<String> = f
+        .netns
+        .iter()
+        .chain(&f.records)
+        .chain(&f.lock_files)
+        .cloned()
+        .chain(f.leases.iter().filter_map(|l| l.holder.clone()))
+        .collect();
+    f.without_network = named
+        .into_iter()
+        .filter(|n| without_network(bundle_dir, n))
+        .collect();
     // Only a lock file can be held; probing one that is absent would create it.
     f.locked = f
         .lock_files
@@ -330,7 +364,7 @@ async fn teardown(paths: &NetworkPaths, netns: &Path, record: &Path) -> Result<(
 
 /// One sweep: lists berth's units, reads the facts, removes what is stale and logs it. Does
 /// nothing when systemd cannot be asked (never acts without knowing which units exist).
-pub async fn pass(systemd: &Systemd, paths: &NetworkPaths) -> Vec<Removed> {
+pub async fn pass(systemd: &Systemd, paths: &NetworkPaths, bundle_dir: &Path) -> Vec<Removed> {
     let units = match systemd.list_units().await {
         Ok(u) => u
             .into_iter()
@@ -342,8 +376,8 @@ pub async fn pass(systemd: &Systemd, paths: &NetworkPaths) -> Vec<Removed> {
             return Vec::new();
         }
     };
-    let p = paths.clone();
-    let Ok(facts) = tokio::task::spawn_blocking(move || gather(&p, units)).await else {
+    let (p, b) = (paths.clone(), bundle_dir.to_owned());
+    let Ok(facts) = tokio::task::spawn_blocking(move || gather(&p, &b, units)).await else {
         return Vec::new();
     };
     let removed = execute(paths, plan(&facts)).await;
@@ -369,11 +403,12 @@ const HISTORY: usize = 20;
 pub async fn run(
     systemd: Systemd,
     paths: NetworkPaths,
+    bundle_dir: PathBuf,
     kick: std::sync::Arc<tokio::sync::Notify>,
     history: History,
 ) {
     loop {
-        let removed = pass(&systemd, &paths).await;
+        let removed = pass(&systemd, &paths, &bundle_dir).await;
         if !removed.is_empty()
             && let Ok(mut h) = history.lock()
         {

@@ -101,6 +101,8 @@ fn a_held_lock_protects_even_without_a_unit() {
         leases: vec![lease("10.87.0.2", Some("web"), 5)],
         locked: set(&["web"]),
         units: units(&[("web", ActiveState::Failed)]),
+        // Even a bundle without network (the spec changed) does not beat a held lock.
+        without_network: set(&["web"]),
     };
     assert_eq!(plan(&f), Plan::default());
 }
@@ -143,6 +145,7 @@ fn only_the_dead_containers_of_many() {
             ("c", ActiveState::Activating),
         ]),
         locked: set(&["a", "c"]),
+        without_network: BTreeSet::new(),
     };
     let p = plan(&f);
     assert_eq!(
@@ -237,7 +240,7 @@ async fn gathers_then_removes_the_dead_containers_state_only() {
     write(&s.join("leases/berth/.gone"), "gone");
     // The live one's shim holds its lock (here: this process, through another open file).
     let held = NetworkLock::acquire(s, "live").unwrap();
-    let f = gather(&p, BTreeMap::new());
+    let f = gather(&p, &d.path().join("bundles"), BTreeMap::new());
     assert_eq!(f.netns, set(&["dead", "live"]));
     assert_eq!(f.records, set(&["dead", "live"]));
     assert_eq!(f.locked, set(&["live"]));
@@ -274,7 +277,11 @@ async fn a_failed_teardown_is_reported_and_the_rest_still_removed() {
     write(&p.netns_dir.join("web"), "");
     write(&p.state_dir.join("containers/web.json"), "{}");
     write(&p.state_dir.join("leases/berth/10.87.0.9"), "web");
-    let removed = execute(&p, plan(&gather(&p, BTreeMap::new()))).await;
+    let removed = execute(
+        &p,
+        plan(&gather(&p, &d.path().join("bundles"), BTreeMap::new())),
+    )
+    .await;
     assert_eq!(removed.len(), 1);
     assert!(
         removed[0].errors[0].contains("teardown failed"),
@@ -291,9 +298,42 @@ async fn a_lock_taken_after_the_plan_keeps_the_state() {
     let p = paths(d.path());
     fake_netavark(d.path(), 0);
     write(&p.netns_dir.join("web"), "");
-    let f = gather(&p, BTreeMap::new());
+    let f = gather(&p, &d.path().join("bundles"), BTreeMap::new());
     let held = NetworkLock::acquire(&p.state_dir, "web").unwrap();
     assert!(execute(&p, plan(&f)).await.is_empty());
     assert!(p.netns_dir.join("web").exists());
     drop(held);
+}
+
+#[test]
+fn a_running_shim_without_a_network_does_not_protect_the_old_state() {
+    // Killed on the bridge, then started again with `network_mode: none` (berthd down meanwhile).
+    let f = Facts {
+        netns: set(&["web", "db"]),
+        records: set(&["web", "db"]),
+        units: units(&[("web", ActiveState::Active), ("db", ActiveState::Active)]),
+        without_network: set(&["web"]),
+        ..Default::default()
+    };
+    assert_eq!(names(&plan(&f)), vec![("web", Why::NotOnTheBridge)]);
+}
+
+#[test]
+fn a_bundle_without_network_is_read_as_such() {
+    let d = tempfile::tempdir().unwrap();
+    let p = paths(d.path());
+    let b = d.path().join("bundles");
+    write(&p.netns_dir.join("none"), "");
+    write(&p.netns_dir.join("bridge"), "");
+    write(&p.netns_dir.join("nobundle"), "");
+    write(
+        &b.join("none/shim.json"),
+        r#"{"name": "none", "network": null}"#,
+    );
+    write(
+        &b.join("bridge/shim.json"),
+        r#"{"name": "bridge", "network": {"netns": "/x"}}"#,
+    );
+    let f = gather(&p, &b, BTreeMap::new());
+    assert_eq!(f.without_network, set(&["none"]));
 }
