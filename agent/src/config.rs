@@ -302,7 +302,10 @@ mod tests {
         .unwrap();
         std::fs::write(&p, &example).unwrap();
         let c = Config::load(&p).unwrap();
-        let want = Config::default();
+        let want = Config {
+            file: p.clone(),
+            ..Config::default()
+        };
         assert_eq!(format!("{c:?}"), format!("{want:?}"));
         // Each commented key, uncommented alone, is a valid setting.
         for line in example.lines().filter(|l| {

@@ -11,7 +11,7 @@ use crate::image::Store;
 use crate::reconcile::controller::{self, Options, Trigger};
 use crate::reconcile::{self, Ctx, Settings, Units};
 use crate::spec;
-use crate::systemd::{BusTarget, Systemd, UnitEvent, container_name, unit_name};
+use crate::systemd::{ActiveState, BusTarget, Systemd, UnitEvent, container_name, unit_name};
 use notify::Watcher;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
@@ -54,6 +54,8 @@ struct Shared {
     triggers: mpsc::UnboundedSender<Trigger>,
     store: Store,
     systemd: Systemd,
+    /// What the network sweep removed lately.
+    swept: crate::network::sweep::History,
 }
 
 fn mkdir(p: &Path, mode: u32) -> Result<(), DaemonError> {
@@ -120,11 +122,34 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let (ready_tx, ready_rx) = watch::channel(false);
     tracing::info!(spec_dir = %cfg.spec_dir.display(), shim = %ctx.settings.shim.display(), "berthd starting");
 
+    // A berth unit that stopped or went away may have left network state (its shim killed).
+    let sweep_kick = Arc::new(tokio::sync::Notify::new());
+    let swept = crate::network::sweep::History::default();
+    if let Some(np) = ctx.settings.network.clone() {
+        tokio::spawn(crate::network::sweep::run(
+            systemd.clone(),
+            np,
+            ctx.settings.bundle_dir.clone(),
+            sweep_kick.clone(),
+            swept.clone(),
+        ));
+    }
+
     // Unit events first, so nothing between the first listing and the subscription is missed.
     let mut events = systemd.events();
     let t = tx.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
+            if let UnitEvent::Removed { unit }
+            | UnitEvent::Changed {
+                unit,
+                active_state: Some(ActiveState::Inactive | ActiveState::Failed),
+                ..
+            } = &ev
+                && container_name(unit).is_some()
+            {
+                sweep_kick.notify_one();
+            }
             let trig = match &ev {
                 UnitEvent::Changed { unit, .. }
                 | UnitEvent::Removed { unit }
@@ -182,6 +207,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         triggers: tx,
         store,
         systemd,
+        swept,
     });
     let listener = bind(&cfg.socket)?;
     let docker = if cfg.docker.enable {
@@ -550,6 +576,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
         Request::Info => Response::ok(json!({
             "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "bundle_dir": sh.cfg.bundle_dir(),
             "journal_dir": sh.cfg.journal_dir, "systemd": sh.cfg.systemd, "version": env!("CARGO_PKG_VERSION"),
+            "network_sweep": sh.swept.lock().map(|h| h.iter().cloned().collect::<Vec<_>>()).unwrap_or_default(),
         })),
         Request::Apply {
             name,

@@ -1,13 +1,14 @@
 //! The contract between berthd (and the `berth` CLI) and berth-shim, and nothing else: the shim's
 //! input `shim.json` ([`config`]), its control socket protocol and a blocking client
 //! ([`protocol`]), the record of a container's end `exit.json` ([`exit`]), its bridge network
-//! ([`network`]) and the names of the
+//! ([`network`]), the lock on a container's network ([`netlock`]) and the names of the
 //! files both sides find in a bundle directory. Runs in berthd, the CLI, berth-shim and tests.
 //! Kept light on purpose (serde, nix for SCM_RIGHTS): berthd links it without the runtime.
 
 pub mod config;
 pub mod exit;
 pub mod fsutil;
+pub mod netlock;
 pub mod network;
 pub mod protocol;
 mod term;

@@ -38,6 +38,11 @@ impl Agent {
 
     /// Starts berthd; with `wait`, returns once it is ready (its first full pass done).
     pub fn start_berthd(&self, wait: bool) -> Result<()> {
+        self.start_berthd_with(wait, None)
+    }
+
+    /// [`Self::start_berthd`] with a berthd.yaml (its path inside the namespace).
+    pub fn start_berthd_with(&self, wait: bool, config: Option<&str>) -> Result<()> {
         let berthd = bin_path("berthd");
         let shim = bin_path("berth-shim");
         let mut argv = vec![
@@ -65,6 +70,9 @@ impl Agent {
             "--shim",
             s.as_str(),
         ]);
+        if let Some(c) = config {
+            argv.extend(["--config", c]);
+        }
         let out = self.sd.exec_inside(&argv)?;
         if !out.status.success() {
             bail!(

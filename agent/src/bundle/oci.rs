@@ -145,11 +145,16 @@ pub fn oci_config(
     if eff.read_only {
         etc_opts.push("ro");
     }
+    // On another container's namespace, its /etc files (Docker's rule): its address is there.
+    let etc_dir = match eff.network_mode.container() {
+        Some(t) => bundle.parent().unwrap_or(bundle).join(t),
+        None => bundle.to_owned(),
+    };
     for f in ["hosts", "hostname", "resolv.conf"] {
         mounts.push(mount(
             &format!("/etc/{f}"),
             "bind",
-            bundle.join(f),
+            etc_dir.join(f),
             &etc_opts,
         ));
     }
@@ -225,8 +230,12 @@ pub fn oci_config(
         (LinuxNamespaceType::Mount, None),
     ];
     if eff.network_mode != NetworkMode::Host {
-        // On the bridge, the namespace the shim made and netavark set up; else a new one.
-        let path = paths.netns(eff);
+        // On the bridge, the namespace the shim made and netavark set up; another container's
+        // (its shim's bind mount); else a new one.
+        let path = match eff.network_mode.container() {
+            Some(t) => paths.network.as_ref().map(|n| n.netns_dir.join(t)),
+            None => paths.netns(eff),
+        };
         ns.push((LinuxNamespaceType::Network, path));
     }
     if cgroup2_unified() {

@@ -194,9 +194,36 @@ fn done(g: &Global, r: Result<Value, ApiError>) -> ExitCode {
     }
 }
 
+/// `berth status`'s footer: the stale network state berthd removed lately (killed shims').
+async fn print_sweeps(g: &Global) {
+    let Ok(info) = call(g, Request::Info).await else {
+        return;
+    };
+    let Some(list) = info["network_sweep"].as_array().filter(|l| !l.is_empty()) else {
+        return;
+    };
+    println!("\nnetwork state removed lately (left by killed shims):");
+    for r in list {
+        let name = r["name"].as_str().filter(|n| !n.is_empty()).unwrap_or("-");
+        let what: Vec<&str> = r["removed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "  {name}: {} ({})",
+            what.join(", "),
+            r["why"].as_str().unwrap_or("")
+        );
+        for e in r["errors"].as_array().into_iter().flatten() {
+            println!("    error: {}", e.as_str().unwrap_or(""));
+        }
+    }
+}
+
 pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
     match cmd {
         ContainerCommand::Ps | ContainerCommand::Status { name: None } => {
+            let status = matches!(cmd, ContainerCommand::Status { .. });
             match call(&g, Request::Ps).await {
                 Ok(v) => {
                     if g.json {
@@ -205,6 +232,9 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         let rows: Vec<ContainerStatus> =
                             serde_json::from_value(v).unwrap_or_default();
                         print_table(&rows);
+                        if status {
+                            print_sweeps(&g).await;
+                        }
                     }
                     ExitCode::SUCCESS
                 }

@@ -6,6 +6,7 @@
 
 mod decide;
 pub mod report;
+pub mod sweep;
 
 pub use decide::{address_clashes, attachments, container_id, network_id};
 

@@ -232,6 +232,14 @@ pub async fn run<U: Units, I: Images>(
                     // A trigger arrived during the pass: keep a backoff if one is set.
                     pending.entry(name).or_insert(now + opts.debounce);
                 }
+                // Restarts the pass asked for (containers on the namespace it replaced).
+                let asked: Vec<String> = ctx.restarts.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+                for n in asked {
+                    if !running.contains(&n) {
+                        parked.remove(&n);
+                        pending.entry(n).or_insert(now);
+                    }
+                }
             },
             _ = sleep_until(next), if next.is_some() => {},
         }

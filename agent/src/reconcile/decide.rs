@@ -3,7 +3,7 @@
 
 use super::{Ctx, Images, Observed, ReconcileError, Record, ResolvedImage, Units};
 use crate::spec::effective::{self, Effective, Inputs};
-use crate::spec::{Condition, PullPolicy, Readiness, Restart, Spec, SpecFile};
+use crate::spec::{Condition, NetworkMode, PullPolicy, Readiness, Restart, Spec, SpecFile};
 use crate::systemd::ActiveState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,6 +48,8 @@ pub struct DepState {
     pub unit: Option<Observed>,
     /// Whether its spec says `readiness: healthy`; None when it has no valid spec.
     pub declares_healthy: Option<bool>,
+    /// Its spec's `network_mode`; None when it has no valid spec.
+    pub network_mode: Option<NetworkMode>,
     /// berthd started it once (a finished job has a record and no unit).
     pub has_record: bool,
 }
@@ -146,21 +148,25 @@ pub async fn observe<U: Units, I: Images>(
             .map_err(ReconcileError::image(name))?;
         facts.image = local.map_or(ImageState::Missing, ImageState::Local);
         facts.inputs = effective::read_inputs(spec).map_err(|e| e.to_string());
-        for dep in spec.depends_on.0.keys() {
+        for dep in spec.dependencies().keys() {
             let unit = ctx
                 .units
                 .get(dep)
                 .await
                 .map_err(ReconcileError::units(dep))?;
-            let declares_healthy = match ctx.desired(dep) {
-                Some(SpecFile { spec: Ok(s), .. }) => Some(s.readiness == Some(Readiness::Healthy)),
-                _ => None,
+            let (declares_healthy, network_mode) = match ctx.desired(dep) {
+                Some(SpecFile { spec: Ok(s), .. }) => (
+                    Some(s.readiness == Some(Readiness::Healthy)),
+                    Some(s.network_mode),
+                ),
+                _ => (None, None),
             };
             facts.deps.insert(
                 dep.clone(),
                 DepState {
                     unit,
                     declares_healthy,
+                    network_mode,
                     has_record: ctx.record(dep).is_some(),
                 },
             );
@@ -220,6 +226,16 @@ pub fn plan(f: &Facts) -> Plan {
         ImageState::Missing => return pull("not in the store"),
     };
 
+    if let Some(t) = spec.network_mode.container()
+        && let Some(Some(m)) = f.deps.get(t).map(|d| d.network_mode.as_ref())
+        && *m != NetworkMode::Bridge
+    {
+        return only(Decision::Invalid {
+            error: format!(
+                "network_mode: container:{t}: {t} has `network_mode: {m}`; only a container on the bridge has a namespace to join"
+            ),
+        });
+    }
     let eff = match &f.inputs {
         Err(error) => Err(error.clone()),
         Ok(inputs) => effective::resolve(&f.name, spec, &image.digest, &image.config, inputs)
@@ -235,7 +251,15 @@ pub fn plan(f: &Facts) -> Plan {
         .observed
         .as_ref()
         .filter(|u| u.hash.as_deref() == Some(eff.hash.as_str()));
-    let decision = if f.restart_requested {
+    // A container on another's network namespace waits for it even when asked to restart:
+    // its target restarting is what asks (the old namespace is gone).
+    let net_wait = spec.network_mode.container().and_then(|t| {
+        let state = f.deps.get(t).cloned().unwrap_or_default();
+        dependency_wait(t, Condition::ServiceStarted, &state).map(|why| (t.to_owned(), why))
+    });
+    let decision = if let Some((on, reason)) = net_wait.filter(|_| f.restart_requested) {
+        Decision::Wait { on, reason }
+    } else if f.restart_requested {
         Decision::Restart {
             hash,
             reason: "restart requested".into(),
@@ -287,13 +311,12 @@ pub fn plan(f: &Facts) -> Plan {
 
 /// The first required dependency that is not ready, and why.
 fn unready_dependency(spec: &Spec, deps: &BTreeMap<String, DepState>) -> Option<(String, String)> {
-    spec.depends_on
-        .0
-        .iter()
+    spec.dependencies()
+        .into_iter()
         .filter(|(_, d)| d.required)
         .find_map(|(dep, d)| {
-            let state = deps.get(dep).cloned().unwrap_or_default();
-            dependency_wait(dep, d.condition, &state).map(|why| (dep.clone(), why))
+            let state = deps.get(&dep).cloned().unwrap_or_default();
+            dependency_wait(&dep, d.condition, &state).map(|why| (dep, why))
         })
 }
 

@@ -138,18 +138,23 @@ async fn execute<U: Units, I: Images>(
                 tracing::warn!("{reason}");
                 set_status(Phase::Failed, Some(reason), Some(u.unit_state()));
             }
-            start(ctx, name, eff, image, file.as_deref()).await
+            let a = start(ctx, name, eff, image, file.as_deref()).await?;
+            restart_network_joiners(ctx, name).await;
+            Ok(a)
         }
         Decision::Restart { .. } => {
             ctx.take_restart(name);
             tracing::info!("restart requested");
             if observed.is_some() {
+                stop_network_joiners(ctx, name).await?;
                 ctx.units
                     .stop(name, stop_timeout)
                     .await
                     .map_err(ReconcileError::units(name))?;
             }
-            start(ctx, name, eff, image, file.as_deref()).await
+            let a = start(ctx, name, eff, image, file.as_deref()).await?;
+            restart_network_joiners(ctx, name).await;
+            Ok(a)
         }
         Decision::Replace { old_hash, .. } => {
             tracing::info!(
@@ -157,6 +162,7 @@ async fn execute<U: Units, I: Images>(
                 new = %eff.hash,
                 "spec changed: replacing"
             );
+            stop_network_joiners(ctx, name).await?;
             ctx.units
                 .stop(name, stop_timeout)
                 .await
@@ -166,7 +172,9 @@ async fn execute<U: Units, I: Images>(
                 .release(name)
                 .await
                 .map_err(ReconcileError::image(name))?;
-            start(ctx, name, eff, image, file.as_deref()).await
+            let a = start(ctx, name, eff, image, file.as_deref()).await?;
+            restart_network_joiners(ctx, name).await;
+            Ok(a)
         }
         Decision::Wait { on, reason } => {
             set_status(
@@ -206,6 +214,54 @@ async fn hold<U: Units, I: Images>(
     st.last_exit = berth_proto::ExitRecord::load(&ctx.bundle_path(name));
     ctx.board.set(st);
     Ok(Action::AwaitChange)
+}
+
+/// The desired containers with `network_mode: container:<name>`.
+async fn network_joiners<U: Units, I: Images>(ctx: &Ctx<U, I>, name: &str) -> Vec<String> {
+    let Ok(names) = ctx.all_names().await else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|d| {
+            matches!(ctx.desired(d), Some(crate::spec::SpecFile { spec: Ok(s), .. })
+                if s.network_mode.container() == Some(name))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Stops the containers on `name`'s namespace before `name` stops: they would lose their
+/// network, and their units (which require `name`'s) would keep it loaded, so that it could not
+/// be started again. [`restart_network_joiners`] brings them back once `name` runs.
+async fn stop_network_joiners<U: Units, I: Images>(
+    ctx: &Ctx<U, I>,
+    name: &str,
+) -> Result<(), ReconcileError> {
+    for d in network_joiners(ctx, name).await {
+        if matches!(ctx.units.get(&d).await, Ok(Some(_))) {
+            tracing::info!(container = %d, "stopping it: the network namespace it joins is being replaced");
+            ctx.units
+                .stop(&d, Duration::from_secs(120))
+                .await
+                .map_err(ReconcileError::units(&d))?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks for a restart of every container with `network_mode: container:<name>` that ran before
+/// (a unit or a record): the namespace it joined went with `name`'s previous run.
+async fn restart_network_joiners<U: Units, I: Images>(ctx: &Ctx<U, I>, name: &str) {
+    for d in network_joiners(ctx, name).await {
+        let ran = ctx.record(&d).is_some() || matches!(ctx.units.get(&d).await, Ok(Some(_)));
+        if ran {
+            tracing::info!(container = %d, "restarting it: the network namespace it joins was replaced");
+            ctx.request_restart(&d);
+        }
+    }
 }
 
 /// Marks the name invalid and leaves its unit alone.

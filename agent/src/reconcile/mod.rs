@@ -380,3 +380,5 @@ pub mod fakes;
 mod tests;
 #[cfg(test)]
 mod tests_controller;
+#[cfg(test)]
+mod tests_network;

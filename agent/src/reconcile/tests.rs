@@ -61,7 +61,7 @@ impl Env {
     pub(super) fn rm(&self, name: &str) {
         std::fs::remove_file(self.spec_dir.join(format!("{name}.yaml"))).unwrap();
     }
-    async fn pass(&self, name: &str) -> Action {
+    pub(super) async fn pass(&self, name: &str) -> Action {
         reconcile(&self.ctx, name).await.unwrap()
     }
     pub(super) fn calls(&self) -> Vec<String> {

@@ -103,6 +103,20 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// `depends_on:` and, for `network_mode: container:<name>`, that container: it must have
+    /// started (its namespace exists) before this one can join it.
+    pub fn dependencies(&self) -> BTreeMap<String, Dependency> {
+        let mut d = self.depends_on.0.clone();
+        if let Some(t) = self.network_mode.container() {
+            d.entry(t.to_owned()).or_insert(Dependency {
+                condition: Condition::ServiceStarted,
+                required: true,
+                restart: true,
+            });
+        }
+        d
+    }
+
     /// The `seccomp=` option in effect (the last one wins, as in Docker): None when the spec sets
     /// none (berth's default profile), `Some(None)` for `unconfined`, `Some(Some(path))` for a
     /// profile file.
@@ -367,6 +381,7 @@ pub fn check_file(path: &Path) -> Result<Spec, SpecError> {
     })?;
     let spec = parse(path, &text)?;
     validate::inputs(path, &text, &spec)?;
+    validate::network_target(path, &text, &spec)?;
     Ok(spec)
 }
 

@@ -302,3 +302,71 @@ fn dir_loading() {
     );
     assert!(load_dir(&d.path().join("nope")).unwrap().is_empty());
 }
+
+#[test]
+fn network_mode_container() {
+    let s = p("image: busybox\nnetwork_mode: container:db\n").unwrap();
+    assert_eq!(s.network_mode, NetworkMode::Container("db".into()));
+    assert_eq!(
+        serde_json::to_value(&s.network_mode).unwrap(),
+        "container:db"
+    );
+    // Ordered after its target (a started dependency), unless depends_on says more.
+    let d = s.dependencies();
+    assert_eq!(d["db"].condition, Condition::ServiceStarted);
+    assert!(d["db"].required);
+    let s = p("image: busybox\nnetwork_mode: container:db\ndepends_on: {db: {condition: service_healthy}}\n").unwrap();
+    assert_eq!(s.dependencies()["db"].condition, Condition::ServiceHealthy);
+    for (text, line, what) in [
+        (
+            "image: busybox\nnetwork_mode: container:Bad_Name!\n",
+            2,
+            "invalid container name",
+        ),
+        (
+            "image: busybox\nnetwork_mode: overlay\n",
+            2,
+            "container:<name>",
+        ),
+        (
+            "image: busybox\nnetwork_mode: container:db\nports: [\"80\"]\n",
+            3,
+            "needs `network_mode: bridge`",
+        ),
+        (
+            "image: busybox\nnetwork_mode: container:db\nhostname: x\n",
+            3,
+            "the name is db's",
+        ),
+        (
+            "image: busybox\nnetwork_mode: container:db\nsysctls: {net.core.somaxconn: 1}\n",
+            3,
+            "not namespaced",
+        ),
+    ] {
+        let e = p(text).unwrap_err();
+        assert_eq!(e.line, Some(line), "{e}");
+        assert!(e.message.contains(what), "{e}");
+    }
+}
+
+#[test]
+fn network_mode_container_names_another_bridge_container_beside_it() {
+    let d = tempfile::tempdir().unwrap();
+    let w = |n: &str, t: &str| std::fs::write(d.path().join(format!("{n}.yaml")), t).unwrap();
+    w("b", "image: busybox\nnetwork_mode: container:b\n");
+    let e = check_file(&d.path().join("b.yaml")).unwrap_err();
+    assert!(e.message.contains("its own network namespace"), "{e}");
+    w("b", "image: busybox\n\nnetwork_mode: container:a\n");
+    let e = check_file(&d.path().join("b.yaml")).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(3), Some(1)), "{e}");
+    assert!(e.message.contains("no container `a`"), "{e}");
+    for mode in ["host", "none"] {
+        w("a", &format!("image: busybox\nnetwork_mode: {mode}\n"));
+        let e = check_file(&d.path().join("b.yaml")).unwrap_err();
+        assert!(e.message.contains(&format!("network_mode: {mode}")), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+    w("a", "image: busybox\n");
+    check_file(&d.path().join("b.yaml")).unwrap();
+}

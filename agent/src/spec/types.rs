@@ -348,13 +348,65 @@ pub enum PullPolicy {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// `network_mode:` in Docker's spelling: `bridge`, `host`, `none` or `container:<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum NetworkMode {
     #[default]
     Bridge,
     Host,
     None,
+    /// The network namespace of another berth container (on the bridge), shared.
+    Container(String),
+}
+
+impl NetworkMode {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "bridge" => NetworkMode::Bridge,
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            other => match other.strip_prefix("container:") {
+                Some(n) if is_valid_name(n) => NetworkMode::Container(n.to_owned()),
+                Some(n) => return Err(format!("invalid container name `{n}` in `{other}`")),
+                None => {
+                    return Err(format!(
+                        "invalid network_mode `{other}`: expected bridge, host, none or container:<name>"
+                    ));
+                }
+            },
+        })
+    }
+
+    /// The container whose namespace this one joins.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            NetworkMode::Container(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::Bridge => f.write_str("bridge"),
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Container(n) => write!(f, "container:{n}"),
+        }
+    }
+}
+
+impl Serialize for NetworkMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NetworkMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |s| NetworkMode::parse(&s))
+    }
 }
 
 /// `restart:` in Compose's spelling.

@@ -67,7 +67,10 @@ pub(super) fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecErro
             Some("ports"),
             "`ports:` needs `network_mode: bridge`: published ports are forwarded to the container's address on berth's bridge".into(),
         )
-        .hint("with `network_mode: host` the container listens on the host's ports directly; remove `ports:`"));
+        .hint(match s.network_mode {
+            NetworkMode::Container(_) => "publish the ports on the container whose network this one joins",
+            _ => "with `network_mode: host` the container listens on the host's ports directly; remove `ports:`",
+        }));
     }
     if !s.networks.is_empty() && s.network_mode != NetworkMode::Bridge {
         return Err(err(
@@ -168,7 +171,8 @@ pub(super) fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecErro
             return Err(e);
         }
     }
-    let own_net = s.network_mode != NetworkMode::Host;
+    // A shared namespace is its owner's to tune.
+    let own_net = matches!(s.network_mode, NetworkMode::Bridge | NetworkMode::None);
     for k in s.sysctls.0.keys() {
         if !sysctl_allowed(k, own_net) {
             return Err(err(Some("sysctls"), format!("sysctl `{k}` is not namespaced{}", if k.starts_with("net.") { " (with network_mode: host it would change the host)" } else { "" }))
@@ -193,6 +197,22 @@ pub(super) fn validate(file: &Path, text: &str, s: &Spec) -> Result<(), SpecErro
         ));
     }
     let name = name_of(file).unwrap_or_default();
+    if let Some(t) = s.network_mode.container() {
+        if t == name {
+            return Err(err(
+                Some("network_mode"),
+                format!("`{name}` cannot join its own network namespace"),
+            ));
+        }
+        if s.hostname.is_some() {
+            return Err(err(
+                Some("hostname"),
+                format!(
+                    "`hostname` cannot be set with `network_mode: container:{t}`: the name is {t}'s"
+                ),
+            ));
+        }
+    }
     if s.depends_on.0.contains_key(name) {
         return Err(err(
             Some("depends_on"),
@@ -276,6 +296,47 @@ pub(super) fn inputs(file: &Path, text: &str, s: &Spec) -> Result<(), SpecError>
     }
     if let Some((path, text)) = &inputs.seccomp_profile {
         effective::seccomp_profile(path, text).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// `network_mode: container:<name>` names a spec beside this one that is on the bridge (only a
+/// bridge container has a namespace berth keeps for others to join). `berth check` only: berthd
+/// judges it with the target's spec as it finds it (and waits for a target not written yet).
+pub(super) fn network_target(file: &Path, text: &str, s: &Spec) -> Result<(), SpecError> {
+    let Some(t) = s.network_mode.container() else {
+        return Ok(());
+    };
+    let err = |m: String| SpecError::at(file, text, Some("network_mode"), m);
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let Some(target) = ["yaml", "yml"]
+        .iter()
+        .map(|e| dir.join(format!("{t}.{e}")))
+        .find(|p| p.exists())
+    else {
+        return Err(err(format!(
+            "network_mode: container:{t}: no container `{t}` in {}",
+            dir.display()
+        ))
+        .hint("name a container defined beside this file"));
+    };
+    let ts = super::load(&target).spec.map_err(|e| {
+        err(format!(
+            "network_mode: container:{t}: its spec {} is invalid: {}",
+            target.display(),
+            e.message
+        ))
+    })?;
+    if ts.network_mode != NetworkMode::Bridge {
+        return Err(err(format!(
+            "network_mode: container:{t}: {t} has `network_mode: {}`; only a container on the bridge has a namespace to join",
+            ts.network_mode
+        ))
+        .hint(match ts.network_mode {
+            NetworkMode::Host => "use `network_mode: host` here too",
+            NetworkMode::None => "use `network_mode: none` here: a namespace with loopback only",
+            _ => "join the container whose namespace that one joins",
+        }));
     }
     Ok(())
 }

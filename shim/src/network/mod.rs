@@ -11,6 +11,7 @@ mod ports;
 pub use netavark::{Attachment, NetavarkError};
 pub use ports::{PortError, Reservation};
 
+use berth_proto::netlock::NetworkLock;
 use berth_proto::{AttachmentStatus, BridgeNetwork, NetworkConfig, NetworkStatus};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -59,6 +60,9 @@ pub enum NetworkError {
 pub struct Network {
     cfg: NetworkConfig,
     name: String,
+    /// Held from before the leases until the teardown is done: berthd's sweep leaves this
+    /// container's network alone while it is held (and the kernel drops it if the shim dies).
+    lock: Option<NetworkLock>,
     leases: Vec<PathBuf>,
     netns: bool,
     /// The options netavark set up, kept for the teardown (it needs the same).
@@ -75,6 +79,7 @@ impl Network {
         let mut n = Network {
             cfg: cfg.clone(),
             name: name.to_owned(),
+            lock: None,
             leases: Vec::new(),
             netns: false,
             set_up: None,
@@ -144,6 +149,14 @@ impl Network {
     }
 
     fn setup_inner(&mut self) -> Result<(), NetworkError> {
+        let lock = NetworkLock::acquire(&self.cfg.state_dir, &self.name).map_err(|source| {
+            NetworkError::Io {
+                what: "locking",
+                path: berth_proto::netlock::lock_path(&self.cfg.state_dir, &self.name),
+                source,
+            }
+        })?;
+        self.lock = Some(lock);
         self.clean_stale();
         let mut joined = Vec::new();
         for a in &self.cfg.networks {
@@ -203,22 +216,25 @@ impl Network {
             id => id,
         };
         let opts = netavark::options(&self.name, id, &joined, &ports);
-        self.netavark("setup", &opts)
+        // The record goes first: a shim killed inside `netavark setup` leaves rules and a veth
+        // that only a teardown with these options removes (the next shim's or berthd's sweep).
+        let record = self.record_path();
+        record
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| berth_proto::fsutil::write_atomic(&record, opts.to_string().as_bytes()))
+            .map_err(|source| NetworkError::Io {
+                what: "writing",
+                path: record,
+                source,
+            })?;
+        self.set_up = Some(opts);
+        let opts = self.set_up.as_ref().expect("just set");
+        self.netavark("setup", opts)
             .map_err(|source| NetworkError::Netavark {
                 networks: self.names(),
                 source,
             })?;
-        let record = self.record_path();
-        let written = record
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| berth_proto::fsutil::write_atomic(&record, opts.to_string().as_bytes()));
-        self.set_up = Some(opts);
-        written.map_err(|source| NetworkError::Io {
-            what: "writing",
-            path: record,
-            source,
-        })?;
         self.status = Some(NetworkStatus {
             networks: joined
                 .iter()
@@ -262,6 +278,9 @@ impl Network {
             }
         }
         self.status = None;
+        if let Some(l) = self.lock.take() {
+            l.remove();
+        }
     }
 }
 
@@ -344,29 +363,31 @@ where
         }
         None => Box::new(candidates),
     };
+    // The lease appears whole or not at all (a hard link of a file that already names the
+    // container): a lease file is never seen empty, by another shim or by berthd's sweep.
+    let draft = dir.join(format!(".{name}"));
+    std::fs::write(&draft, name).map_err(io("writing lease", &draft))?;
+    let mut taken = None;
     for a in candidates {
         let p = dir.join(a.to_string());
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(name.as_bytes())
-                    .map_err(io("writing lease", &p))?;
-                return Ok((a, p));
-            }
+        let r = match std::fs::hard_link(&draft, &p) {
+            Ok(()) => Ok((a, p)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists && fixed.is_some() => {
-                return Err(NetworkError::AddressTaken {
+                Err(NetworkError::AddressTaken {
                     network: net.name.clone(),
                     address: a.into(),
                     holder: std::fs::read_to_string(&p).unwrap_or_default(),
-                });
+                })
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io("creating lease", &p)(e)),
-        }
+            Err(e) => Err(io("creating lease", &p)(e)),
+        };
+        taken = Some(r);
+        break;
+    }
+    let _ = std::fs::remove_file(&draft);
+    if let Some(t) = taken {
+        return t;
     }
     Err(NetworkError::Exhausted {
         network: net.name.clone(),
@@ -496,5 +517,42 @@ mod tests {
             take("f", None),
             Err(NetworkError::Exhausted { .. })
         ));
+    }
+
+    #[test]
+    fn racing_shims_never_share_an_address() {
+        let d = tempfile::tempdir().unwrap();
+        let net = BridgeNetwork {
+            name: "berth".into(),
+            id: "0".repeat(64),
+            interface: "berth0".into(),
+            subnet: "10.0.0.0/29".into(),
+            gateway: "10.0.0.1".parse().unwrap(),
+            internal: false,
+            dns: false,
+            isolate: false,
+            ipv6_subnet: None,
+        };
+        let hs = || hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.1".parse().unwrap());
+        // Twelve containers for five addresses, all at once.
+        let got: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..12)
+                .map(|i| {
+                    let (net, dir) = (&net, d.path());
+                    s.spawn(move || lease(dir, net, &format!("c{i}"), hs(), None::<Ipv4Addr>).ok())
+                })
+                .collect();
+            hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
+        });
+        let mut addrs: Vec<_> = got.iter().map(|(a, _)| *a).collect();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!((got.len(), addrs.len()), (5, 5), "{got:?}");
+        for (_, p) in &got {
+            assert!(!std::fs::read_to_string(p).unwrap().is_empty(), "{p:?}");
+        }
+        // No draft is left beside the leases.
+        let dir = d.path().join("leases/berth");
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 5);
     }
 }

@@ -5,7 +5,6 @@
 //! it is gone.
 
 use berth_proto::{NetworkAttachment, PortMapping};
-use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -14,16 +13,15 @@ use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetavarkError {
-    #[error("running {binary} {verb}: {source}")]
-    Spawn {
-        binary: String,
-        verb: &'static str,
+    #[error("waiting for netavark's lock {path}: {source}")]
+    Lock {
+        path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("locking {path} for netavark {verb}: {source}")]
-    Lock {
-        path: String,
+    #[error("running {binary} {verb}: {source}")]
+    Spawn {
+        binary: String,
         verb: &'static str,
         #[source]
         source: std::io::Error,
@@ -120,28 +118,9 @@ pub fn options(
     })
 }
 
-/// `<state>/netavark.lock`, held across each netavark call as podman does: two netavark runs at
-/// once race on the same firewall chains (`iptables: Chain already exists`) and on aardvark's
-/// files. Released when dropped.
-fn lock(state_dir: &Path, verb: &'static str) -> Result<Flock<std::fs::File>, NetavarkError> {
-    let path = state_dir.join("netavark.lock");
-    let err = |source| NetavarkError::Lock {
-        path: path.display().to_string(),
-        verb,
-        source,
-    };
-    std::fs::create_dir_all(state_dir).map_err(err)?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(err)?;
-    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| err(std::io::Error::from(e)))
-}
-
-/// `netavark --config STATE [--aardvark-binary A] VERB NETNS` with `opts` on stdin, one at a
-/// time on this host.
+/// `netavark --config STATE [--aardvark-binary A] VERB NETNS` with `opts` on stdin, holding
+/// netavark's lock (podman's, so that berth and podman on one host never run it at once: two
+/// runs race on the same firewall chains, `iptables: Chain already exists`).
 pub fn run(
     binary: &Path,
     aardvark: Option<&Path>,
@@ -155,7 +134,13 @@ pub fn run(
         verb,
         source,
     };
-    let _held = lock(state_dir, verb)?;
+    let lock = berth_proto::netlock::NETAVARK_LOCK;
+    let _held = berth_proto::netlock::NetavarkLock::acquire(Path::new(lock)).map_err(|source| {
+        NetavarkError::Lock {
+            path: lock.to_owned(),
+            source,
+        }
+    })?;
     let mut cmd = Command::new(binary);
     cmd.arg("--config").arg(state_dir);
     if let Some(a) = aardvark {

@@ -175,7 +175,8 @@ pub fn resolve(
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| name.to_owned())
         } else {
-            name.to_owned()
+            // On another container's namespace, its name (its /etc/hostname is mounted too).
+            spec.network_mode.container().unwrap_or(name).to_owned()
         }
     });
 
@@ -328,7 +329,7 @@ pub fn resolve(
             })
             .collect(),
         sysctls: spec.sysctls.0.clone(),
-        network_mode: spec.network_mode,
+        network_mode: spec.network_mode.clone(),
         ports: spec.ports.clone(),
         networks: spec.networks.clone(),
         read_only: spec.read_only,
@@ -337,7 +338,7 @@ pub fn resolve(
         stdin_open: spec.stdin_open,
         log_rate_limit: super::RateLimit::of(spec.logging.as_ref()),
         restart: spec.restart,
-        depends_on: spec.depends_on.0.clone(),
+        depends_on: spec.dependencies(),
         hash: spec_hash(name, spec, image_digest, inputs),
     })
 }
