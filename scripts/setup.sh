@@ -11,6 +11,7 @@ pkgs=(
   tini                               # `init: true`: tini-static as the container's PID 1
   netavark aardvark-dns iptables     # bridge networking: veths, NAT and published ports (iptables-nft)
   podman conmon containerd           # peers for the benchmarks
+  iperf3                             # TCP throughput in the networking benchmark
   systemd dbus iproute2 util-linux procps jq hyperfine curl python3
 )
 missing=()
