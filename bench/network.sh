@@ -96,10 +96,14 @@ wait_for() {   # wait_for WHAT SECONDS CMD...: until CMD succeeds
 has_stopped() { [ -n "$(stopped_at "$1")" ]; }
 is_active() { [ "$(unit_state "$1")" = active ]; }
 is_gone() { case $(unit_state "$1") in inactive|"") return 0;; *) return 1;; esac; }
-no_containers() { [ "$(berth ps --json | jq length)" -eq 0 ]; }
+# berthd has cleaned up after the last container: only the resident one (if any) is left.
+RESIDENTS=0
+no_containers() { [ "$(berth ps --json | jq length)" -eq "$RESIDENTS" ]; }
 
 spec_none() { printf 'image_file: %s\ncommand: [sleep, "3600"]\nnetwork_mode: none\nstop_signal: SIGKILL\n' "$W/busybox.tar"; }
 spec_bridge() { printf 'image_file: %s\ncommand: [sleep, "3600"]\nports: ["18080:80"]\nstop_signal: SIGKILL\n' "$W/busybox.tar"; }
+spec_busy() { spec_bridge; }
+spec_resident() { printf 'image_file: %s\ncommand: [sleep, "3600"]\nports: ["18081:80"]\nstop_signal: SIGKILL\n' "$W/busybox.tar"; }
 
 # One berth container through its life: appends "spec_to_active unit_start stop_from_rm unit_stop"
 # in ms to $W/berth-MODE.txt.
@@ -120,7 +124,7 @@ berth_round() {
 # One podman container: appends "run_d rm_f" wall ms to $W/podman-MODE.txt.
 podman_round() {
   local mode=$1 n=$2 t0 t1 t2 net=(--network none)
-  [ "$mode" = bridge ] && net=(-p 18080:80)
+  case $mode in bridge|busy) net=(-p 18080:80);; resident) net=(-p 18081:80);; esac
   t0=$(now_us)
   "${P[@]}" "${PRUN[@]}" "${net[@]}" --name "$n" "$PIMG" sleep 3600 >/dev/null
   t1=$(now_us)
@@ -132,7 +136,7 @@ podman_round() {
 echo "== warm-up" >&2
 berth_round none warm-n; berth_round bridge warm-b
 podman_round none warm-n; podman_round bridge warm-b
-: > "$W/berth-none.txt"; : > "$W/berth-bridge.txt"; : > "$W/podman-none.txt"; : > "$W/podman-bridge.txt"
+for m in none bridge busy; do : > "$W/berth-$m.txt"; : > "$W/podman-$m.txt"; done
 
 echo "== start and stop, $ROUNDS rounds" >&2
 for r in $(seq "$ROUNDS"); do
@@ -141,6 +145,19 @@ for r in $(seq "$ROUNDS"); do
   for m in $modes; do berth_round "$m" "c$r$m"; podman_round "$m" "c$r$m"; done
   echo "round $r: load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
+# The common case: the bridge and its chains exist already, another container is on it.
+echo "== bridge start and stop beside a resident container, $ROUNDS rounds" >&2
+"spec_resident" > "$W/resident.yaml"; mv "$W/resident.yaml" "$W/specs/resident.yaml"
+wait_for "resident active" 60 is_active resident
+RESIDENTS=1
+"${P[@]}" "${PRUN[@]}" -p 18081:80 --name resident "$PIMG" sleep 3600 >/dev/null
+for r in $(seq "$ROUNDS"); do
+  berth_round busy "d$r"; podman_round busy "d$r"
+done
+rm "$W/specs/resident.yaml"; "${P[@]}" rm -f -t 0 resident >/dev/null
+wait_for "resident stopped" 60 is_gone resident
+RESIDENTS=0
+wait_for "berthd's clean-up of resident" 60 no_containers
 LOAD_MID=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== throughput (iperf3)" >&2
@@ -149,8 +166,8 @@ printf 'image_file: %s\nports: ["15201:5201"]\nvolumes: ["/usr:/host/usr:ro"]\nc
   "$W/busybox.tar" "$(IFS=,; echo "${IPERF[*]}")" > "$W/sink.yaml"
 mv "$W/sink.yaml" "$W/specs/sink.yaml"
 wait_for "berth iperf3 server" 60 is_active sink
-BADDR=$(berth ps --json | jq -r '.sink.network.address')
-BGW=$(berth ps --json | jq -r '.sink.network.gateway')
+BADDR=$(berth ps --json | jq -r '.[] | select(.name == "sink") | .network.address')
+BGW=$(berth ps --json | jq -r '.[] | select(.name == "sink") | .network.gateway')
 "${P[@]}" "${PRUN[@]}" -p 15201:5201 -v /usr:/host/usr:ro --name sink "$PIMG" "${IPERF[@]}" -s -p 5201 >/dev/null
 PADDR=$("${P[@]}" inspect -f '{{.NetworkSettings.IPAddress}}' sink)
 PGW=$("${P[@]}" inspect -f '{{.NetworkSettings.Gateway}}' sink)
@@ -186,7 +203,7 @@ tp() { awk -v k="$1" '$1==k {print $2}' "$W/tput.txt" | sort -g | median; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b==0) print "n/a"; else printf "%.2f", a/b }'; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN{ printf "%.1f", a-b }'; }
 
-for m in none bridge; do
+for m in none bridge busy; do
   for c in 1 2 3 4; do declare "B_${m}_$c=$(med "$W/berth-$m.txt" $c)" "B9_${m}_$c=$(p9 "$W/berth-$m.txt" $c)"; done
   for c in 1 2; do declare "P_${m}_$c=$(med "$W/podman-$m.txt" $c)" "P9_${m}_$c=$(p9 "$W/podman-$m.txt" $c)"; done
 done
@@ -194,6 +211,20 @@ for k in loopback berth-port-lo berth-port-gw berth-direct podman-port-lo podman
   declare "TP_${k//-/_}=$(tp "$k")"
 done
 RUNTIME=$(( $(date +%s) - T_START ))
+v() { local n="$1_$2_$3"; echo "${!n}"; }   # v B|P|B9|P9 MODE COL
+row() {   # row LABEL B|P COL
+  local m cells=""
+  for m in none bridge busy; do cells+=" $(v "$2" "$m" "$3") ($(v "${2}9" "$m" "$3")) |"; done
+  echo "| $1 |$cells $(sub "$(v "$2" bridge "$3")" "$(v "$2" none "$3")") | $(sub "$(v "$2" busy "$3")" "$(v "$2" none "$3")") |"
+}
+ratio_row() {   # ratio_row LABEL BERTH_COL PODMAN_COL
+  local m cells=""
+  for m in none bridge busy; do cells+=" $(div "$(v B "$m" "$2")" "$(v P "$m" "$3")") |"; done
+  for m in bridge busy; do
+    cells+=" $(div "$(sub "$(v B "$m" "$2")" "$(v B none "$2")")" "$(sub "$(v P "$m" "$3")" "$(v P none "$3")")") |"
+  done
+  echo "| $1 |$cells"
+}
 
 out=bench/results/network.md
 {
@@ -201,18 +232,18 @@ out=bench/results/network.md
   echo
   echo "Run: \`bench/network.sh\` (ROUNDS=$ROUNDS, IPERF_SECS=$IPERF_SECS, IPERF_ROUNDS=$IPERF_ROUNDS) on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), hybrid cgroups; load average $LOAD0 at the start, $LOAD_MID after the start/stop rounds, $LOAD_END at the end (the machine was shared with builds); the script took $RUNTIME s. berthd and berth-shim release builds under systemd $(systemctl --version | awk 'NR==1 {print $2}') booted in private namespaces with their own network namespace; podman $(podman --version | awk '{print $3}') (runc, cgroupfs, private storage) in a second network namespace; netavark $(/usr/lib/podman/netavark --version | awk '{print $2}') for both; iperf3 $(iperf3 --version | awk 'NR==1 {print $2}')."
   echo
-  echo "One container at a time (so each bridge start also creates the bridge and its firewall chains, and each stop removes them), busybox \`sleep\`; the bridge containers publish one TCP port (\`18080:80\`). Modes are interleaved within each round; median (p90) in ms."
+  echo "Busybox \`sleep\`, one container starting or stopping at a time; the bridge containers publish one TCP port (\`18080:80\`). *alone*: the only container on the bridge, so its start also creates the bridge and its firewall chains and its stop removes them; *beside*: another container (publishing \`18081:80\`) stays on the bridge. none and alone are interleaved within each round, beside runs after them; median (p90) in ms over $ROUNDS rounds, then the added cost of the bridge over none."
   echo
-  echo "| interval | none | bridge + port | bridge − none |"
-  echo "|---|---|---|---|"
-  echo "| berth: spec file renamed into the spec directory → unit active (berthd's pass, rootfs, StartTransientUnit, shim, runtime, READY=1) | $B_none_1 ($B9_none_1) | $B_bridge_1 ($B9_bridge_1) | $(sub "$B_bridge_1" "$B_none_1") |"
-  echo "| berth: unit activating → active (systemd's timestamps: the shim's work, network set-up included, up to READY=1) | $B_none_2 ($B9_none_2) | $B_bridge_2 ($B9_bridge_2) | $(sub "$B_bridge_2" "$B_none_2") |"
-  echo "| podman: \`podman run -d\` wall time (CLI start-up included; \`-p 18080:80\` on the default netavark bridge vs \`--network none\`) | $P_none_1 ($P9_none_1) | $P_bridge_1 ($P9_bridge_1) | $(sub "$P_bridge_1" "$P_none_1") |"
-  echo "| ratio berth spec → active / podman \`run -d\` | $(div "$B_none_1" "$P_none_1") | $(div "$B_bridge_1" "$P_bridge_1") | $(div "$(sub "$B_bridge_1" "$B_none_1")" "$(sub "$P_bridge_1" "$P_none_1")") |"
-  echo "| berth: spec file removed → systemd's \"Stopped\" (StopUnit, SIGKILL of the container, network teardown, shim exit) | $B_none_3 ($B9_none_3) | $B_bridge_3 ($B9_bridge_3) | $(sub "$B_bridge_3" "$B_none_3") |"
-  echo "| berth: systemd's \"Stopping\" → \"Stopped\" (the shim's stop, teardown included) | $B_none_4 ($B9_none_4) | $B_bridge_4 ($B9_bridge_4) | $(sub "$B_bridge_4" "$B_none_4") |"
-  echo "| podman: \`podman rm -f -t 0\` wall time | $P_none_2 ($P9_none_2) | $P_bridge_2 ($P9_bridge_2) | $(sub "$P_bridge_2" "$P_none_2") |"
-  echo "| ratio berth spec removed → stopped / podman \`rm -f\` | $(div "$B_none_3" "$P_none_2") | $(div "$B_bridge_3" "$P_bridge_2") | $(div "$(sub "$B_bridge_3" "$B_none_3")" "$(sub "$P_bridge_2" "$P_none_2")") |"
+  echo "| interval | none | bridge alone | bridge beside | alone − none | beside − none |"
+  echo "|---|---|---|---|---|---|"
+  row "berth: spec file renamed into the spec directory → unit active (berthd's pass, rootfs, StartTransientUnit, shim, runtime, READY=1)" B 1
+  row "berth: unit activating → active (systemd's timestamps: the shim's work, network set-up included, up to READY=1)" B 2
+  row "podman: \`podman run -d\` wall time (CLI start-up included; \`-p 18080:80\` on its default netavark bridge vs \`--network none\`)" P 1
+  ratio_row "ratio berth spec → active / podman \`run -d\`" 1 1
+  row "berth: spec file removed → systemd's \"Stopped\" (StopUnit, SIGKILL of the container, network teardown, shim exit)" B 3
+  row "berth: systemd's \"Stopping\" → \"Stopped\" (the shim's stop, teardown included)" B 4
+  row "podman: \`podman rm -f -t 0\` wall time" P 2
+  ratio_row "ratio berth spec removed → stopped / podman \`rm -f\`" 3 2
   echo
   echo "TCP throughput into a container, iperf3 ($IPERF_SECS s per transfer, the first second omitted; server in the container, client on the namespace's host side), median of $IPERF_ROUNDS in MB/s:"
   echo
@@ -224,7 +255,12 @@ out=bench/results/network.md
   echo "| ratio published port (127.0.0.1) / direct | $(div "$TP_berth_port_lo" "$TP_berth_direct") | $(div "$TP_podman_port_lo" "$TP_podman_direct") | |"
   echo "| for scale: loopback in the namespace, no container | $TP_loopback | | |"
   echo
-  echo "Raw ms per round (spec→active, activating→active, rm→stopped, stopping→stopped / run -d, rm -f): berth none: $(tr '\n' ';' < "$W/berth-none.txt"); berth bridge: $(tr '\n' ';' < "$W/berth-bridge.txt"); podman none: $(tr '\n' ';' < "$W/podman-none.txt"); podman bridge: $(tr '\n' ';' < "$W/podman-bridge.txt")"
+  echo "Raw ms per round (berth: spec→active, activating→active, rm→stopped, stopping→stopped; podman: run -d, rm -f):"
+  for m in none bridge busy; do
+    echo
+    echo "- berth $m: $(paste -sd';' "$W/berth-$m.txt")"
+    echo "- podman $m: $(paste -sd';' "$W/podman-$m.txt")"
+  done
 } > "$out"
 cat "$out"
 bash bench/readme.sh   # README.md shows these results
