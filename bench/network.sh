@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-15}
 IPERF_SECS=${IPERF_SECS:-5}
-IPERF_ROUNDS=${IPERF_ROUNDS:-3}
+IPERF_ROUNDS=${IPERF_ROUNDS:-5}
 [ "$(id -u)" = 0 ] || { echo "bench/network.sh: run as root" >&2; exit 1; }
 T_START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -236,7 +236,7 @@ out=bench/results/network.md
   echo
   echo "| interval | none | bridge alone | bridge beside | alone − none | beside − none |"
   echo "|---|---|---|---|---|---|"
-  row "berth: spec file renamed into the spec directory → unit active (berthd's pass, rootfs, StartTransientUnit, shim, runtime, READY=1)" B 1
+  row "berth: spec file renamed into the spec directory → unit active (berthd's 200 ms debounce of spec events, its pass, rootfs, StartTransientUnit, then the row below)" B 1
   row "berth: unit activating → active (systemd's timestamps: the shim's work, network set-up included, up to READY=1)" B 2
   row "podman: \`podman run -d\` wall time (CLI start-up included; \`-p 18080:80\` on its default netavark bridge vs \`--network none\`)" P 1
   ratio_row "ratio berth spec → active / podman \`run -d\`" 1 1
@@ -254,6 +254,8 @@ out=bench/results/network.md
   echo "| container's bridge address:5201 directly | $TP_berth_direct | $TP_podman_direct | $(div "$TP_berth_direct" "$TP_podman_direct") |"
   echo "| ratio published port (127.0.0.1) / direct | $(div "$TP_berth_port_lo" "$TP_berth_direct") | $(div "$TP_podman_port_lo" "$TP_podman_direct") | |"
   echo "| for scale: loopback in the namespace, no container | $TP_loopback | | |"
+  echo
+  echo "berth and podman get the same netavark rules and veths, so their throughput differs by the noise of a shared machine; the ratio that matters is published port / direct within each. Each transfer is CPU-bound on both ends on 2 CPUs, which is why plain loopback is no faster."
   echo
   echo "Raw ms per round (berth: spec→active, activating→active, rm→stopped, stopping→stopped; podman: run -d, rm -f):"
   for m in none bridge busy; do
