@@ -255,7 +255,7 @@ out=bench/results/network.md
   echo "| ratio published port (127.0.0.1) / direct | $(div "$TP_berth_port_lo" "$TP_berth_direct") | $(div "$TP_podman_port_lo" "$TP_podman_direct") | |"
   echo "| for scale: loopback in the namespace, no container | $TP_loopback | | |"
   echo
-  echo "berth and podman get the same netavark rules and veths, so their throughput differs by the noise of a shared machine; the ratio that matters is published port / direct within each. Each transfer is CPU-bound on both ends on 2 CPUs, which is why plain loopback is no faster."
+  echo "berth and podman get the same netavark rules and veths, so their throughput differs by the noise of a shared machine; the ratio that matters is published port / direct within each. Each transfer is CPU-bound on both ends on a shared 2-CPU machine, so plain loopback is a rough ceiling only."
   echo
   echo "Raw ms per round (berth: spec→active, activating→active, rm→stopped, stopping→stopped; podman: run -d, rm -f):"
   for m in none bridge busy; do
