@@ -257,12 +257,21 @@ out=bench/results/network.md
   echo
   echo "berth and podman get the same netavark rules and veths, so their throughput differs by the noise of a shared machine; the ratio that matters is published port / direct within each. Each transfer is CPU-bound on both ends on a shared 2-CPU machine, so plain loopback is a rough ceiling only."
   echo
-  echo "Raw ms per round (berth: spec→active, activating→active, rm→stopped, stopping→stopped; podman: run -d, rm -f):"
+  echo "Figures of every round: bench/results/network-raw.md."
+} > "$out"
+{
+  echo "# Networking benchmark: every round of the run in network.md"
+  echo
+  echo "ms per round; berth: spec→active, activating→active, rm→stopped, stopping→stopped; podman: run -d, rm -f. Throughput in MB/s per transfer."
   for m in none bridge busy; do
     echo
     echo "- berth $m: $(paste -sd';' "$W/berth-$m.txt")"
     echo "- podman $m: $(paste -sd';' "$W/podman-$m.txt")"
   done
-} > "$out"
+  echo
+  for k in loopback berth-port-lo berth-port-gw berth-direct podman-port-lo podman-port-gw podman-direct; do
+    echo "- $k: $(awk -v k="$k" '$1==k {print $2}' "$W/tput.txt" | paste -sd' ')"
+  done
+} > bench/results/network-raw.md
 cat "$out"
 bash bench/readme.sh   # README.md shows these results
