@@ -44,6 +44,7 @@ cleanup() {
   if [ -n "$LAUNCHER" ]; then
     nsenter -t "$PID" -a systemctl poweroff >/dev/null 2>&1
     wait "$LAUNCHER" 2>/dev/null
+    rm -rf "${TB:?}/$NAME"
   fi
   findmnt -rn -o TARGET | grep "^$W" | sort -r | xargs -r umount -l 2>/dev/null
   rm -rf "$W"
