@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-15}
 IPERF_SECS=${IPERF_SECS:-5}
 IPERF_ROUNDS=${IPERF_ROUNDS:-5}
+BURST=${BURST:-10}
+BURST_ROUNDS=${BURST_ROUNDS:-3}
 [ "$(id -u)" = 0 ] || { echo "bench/network.sh: run as root" >&2; exit 1; }
 T_START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -159,6 +161,45 @@ rm "$W/specs/resident.yaml"; "${P[@]}" rm -f -t 0 resident >/dev/null
 wait_for "resident stopped" 60 is_gone resident
 RESIDENTS=0
 wait_for "berthd's clean-up of resident" 60 no_containers
+
+# Many at once: do concurrent set-ups serialise (netavark's iptables runs take the xtables lock)?
+# BURST containers started together: from the first spec renamed to the last unit active, and
+# for podman BURST `run -d` in parallel, wall time until all returned.
+burst_spec() {   # burst_spec MODE I
+  if [ "$1" = none ]; then spec_none
+  else printf 'image_file: %s\ncommand: [sleep, "3600"]\nports: ["%s:80"]\nstop_signal: SIGKILL\n' "$W/busybox.tar" $((18100 + $2)); fi
+}
+n_active() { sd systemctl list-units --state=active --no-legend --plain "berth-$1*" | wc -l; }
+test_n_active() { [ "$(n_active "$1")" -eq "$2" ]; }
+burst_round() {   # burst_round MODE TAG: appends "berth_ms podman_ms" to $W/burst-MODE.txt
+  local mode=$1 tag=$2 i t0 last p0 p1 units=() names=()
+  for i in $(seq "$BURST"); do burst_spec "$mode" "$i" > "$W/$tag$i.tmp"; names+=("$tag$i"); units+=("berth-$tag$i.service"); done
+  t0=$("$PY" -c 'import os, sys, time
+t = time.monotonic_ns() // 1000
+for n in sys.argv[2:]: os.rename(f"{sys.argv[1]}/{n}.tmp", f"{sys.argv[1]}/specs/{n}.yaml")
+print(t)' "$W" "${names[@]}")
+  wait_for "$BURST $mode units active" 120 test_n_active "$tag" "$BURST"
+  last=$(sd systemctl show -p ActiveEnterTimestampMonotonic --value "${units[@]}" | sort -n | tail -1)
+  for i in "${names[@]}"; do rm "$W/specs/$i.yaml"; done
+  wait_for "$BURST $mode units stopped" 120 test_n_active "$tag" 0
+  wait_for "berthd's clean-up of the burst" 120 no_containers
+  local net=(--network none) pids=()
+  p0=$(now_us)
+  for i in $(seq "$BURST"); do
+    [ "$mode" = bridge ] && net=(-p $((18100 + i)):80)
+    "${P[@]}" "${PRUN[@]}" "${net[@]}" --name "$tag$i" "$PIMG" sleep 3600 >/dev/null &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  p1=$(now_us)
+  "${P[@]}" rm -fa -t 0 >/dev/null
+  echo "$(( last - t0 )) $(( p1 - p0 ))" | awk '{printf "%.1f %.1f\n", $1/1000, $2/1000}' >> "$W/burst-$mode.txt"
+}
+echo "== $BURST at once, $BURST_ROUNDS rounds" >&2
+: > "$W/burst-none.txt"; : > "$W/burst-bridge.txt"
+for r in $(seq "$BURST_ROUNDS"); do
+  burst_round none "n$r"; burst_round bridge "b$r"
+done
 LOAD_MID=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== throughput (iperf3)" >&2
@@ -208,6 +249,9 @@ for m in none bridge busy; do
   for c in 1 2 3 4; do declare "B_${m}_$c=$(med "$W/berth-$m.txt" $c)" "B9_${m}_$c=$(p9 "$W/berth-$m.txt" $c)"; done
   for c in 1 2; do declare "P_${m}_$c=$(med "$W/podman-$m.txt" $c)" "P9_${m}_$c=$(p9 "$W/podman-$m.txt" $c)"; done
 done
+for m in none bridge; do
+  for c in 1 2; do declare "BU_${m}_$c=$(med "$W/burst-$m.txt" $c)"; done
+done
 for k in loopback berth-port-lo berth-port-gw berth-direct podman-port-lo podman-port-gw podman-direct; do
   declare "TP_${k//-/_}=$(tp "$k")"
 done
@@ -231,7 +275,7 @@ out=bench/results/network.md
 {
   echo "# Networking: start and stop cost of the bridge, throughput through a published port"
   echo
-  echo "Run: \`bench/network.sh\` (ROUNDS=$ROUNDS, IPERF_SECS=$IPERF_SECS, IPERF_ROUNDS=$IPERF_ROUNDS) on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), hybrid cgroups; load average $LOAD0 at the start, $LOAD_MID after the start/stop rounds, $LOAD_END at the end (the machine was shared with builds); the script took $RUNTIME s. berthd and berth-shim release builds under systemd $(systemctl --version | awk 'NR==1 {print $2}') booted in private namespaces with their own network namespace; podman $(podman --version | awk '{print $3}') (runc, cgroupfs, private storage) in a second network namespace; netavark $(/usr/lib/podman/netavark --version | awk '{print $2}') for both; iperf3 $(iperf3 --version | awk 'NR==1 {print $2}')."
+  echo "Run: \`bench/network.sh\` (ROUNDS=$ROUNDS, IPERF_SECS=$IPERF_SECS, IPERF_ROUNDS=$IPERF_ROUNDS, BURST=$BURST, BURST_ROUNDS=$BURST_ROUNDS) on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), hybrid cgroups; load average $LOAD0 at the start, $LOAD_MID after the start/stop rounds, $LOAD_END at the end (the machine was shared with builds); the script took $RUNTIME s. berthd and berth-shim release builds under systemd $(systemctl --version | awk 'NR==1 {print $2}') booted in private namespaces with their own network namespace; podman $(podman --version | awk '{print $3}') (runc, cgroupfs, private storage) in a second network namespace; netavark $(/usr/lib/podman/netavark --version | awk '{print $2}') for both; iperf3 $(iperf3 --version | awk 'NR==1 {print $2}')."
   echo
   echo "Busybox \`sleep\`, one container starting or stopping at a time; the bridge containers publish one TCP port (\`18080:80\`). *alone*: the only container on the bridge, so its start also creates the bridge and its firewall chains and its stop removes them; *beside*: another container (publishing \`18081:80\`) stays on the bridge. none and alone are interleaved within each round, beside runs after them; median (p90) in ms over $ROUNDS rounds, then the added cost of the bridge over none."
   echo
@@ -245,6 +289,14 @@ out=bench/results/network.md
   row "berth: systemd's \"Stopping\" → \"Stopped\" (the shim's stop, teardown included)" B 4
   row "podman: \`podman rm -f -t 0\` wall time" P 2
   ratio_row "ratio berth spec removed → stopped / podman \`rm -f\`" 3 2
+  echo
+  echo "$BURST containers started at once (ports \`18101:80\`... for the bridge), median of $BURST_ROUNDS in ms: berth from the first spec file renamed into the spec directory to the last unit active; podman $BURST \`run -d\` in parallel until all returned."
+  echo
+  echo "| $BURST at once | none | bridge + port | bridge / none |"
+  echo "|---|---|---|---|"
+  echo "| berth | $BU_none_1 | $BU_bridge_1 | $(div "$BU_bridge_1" "$BU_none_1") |"
+  echo "| podman | $BU_none_2 | $BU_bridge_2 | $(div "$BU_bridge_2" "$BU_none_2") |"
+  echo "| berth / podman | $(div "$BU_none_1" "$BU_none_2") | $(div "$BU_bridge_1" "$BU_bridge_2") | |"
   echo
   echo "TCP throughput into a container, iperf3 ($IPERF_SECS s per transfer, the first second omitted; server in the container, client on the namespace's host side), median of $IPERF_ROUNDS in MB/s:"
   echo
@@ -269,6 +321,8 @@ out=bench/results/network.md
     echo "- berth $m: $(paste -sd';' "$W/berth-$m.txt")"
     echo "- podman $m: $(paste -sd';' "$W/podman-$m.txt")"
   done
+  echo
+  echo "- $BURST at once, berth ms; podman ms: none $(paste -sd';' "$W/burst-none.txt"); bridge $(paste -sd';' "$W/burst-bridge.txt")"
   echo
   for k in loopback berth-port-lo berth-port-gw berth-direct podman-port-lo podman-port-gw podman-direct; do
     echo "- $k: $(awk -v k="$k" '$1==k {print $2}' "$W/tput.txt" | paste -sd' ')"
