@@ -5,7 +5,9 @@
 //! it is gone.
 
 use berth_proto::{BridgeNetwork, PortMapping};
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -16,6 +18,13 @@ pub enum NetavarkError {
     #[error("running {binary} {verb}: {source}")]
     Spawn {
         binary: String,
+        verb: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("locking {path} for netavark {verb}: {source}")]
+    Lock {
+        path: String,
         verb: &'static str,
         #[source]
         source: std::io::Error,
@@ -87,7 +96,11 @@ pub fn options(
     })
 }
 
-/// `netavark --config STATE VERB NETNS` with `opts` on stdin.
+/// `netavark --config STATE VERB NETNS` with `opts` on stdin, one at a time per state directory:
+/// netavark 1.4 does not serialise its own runs, and two shims setting up the first containers on a
+/// bridge at once both try to create its firewall chains, and one fails ("Chain already exists").
+/// podman takes a lock around netavark likewise. The lock is an flock, so a shim killed while
+/// holding it releases it.
 pub fn run(
     binary: &Path,
     state_dir: &Path,
@@ -95,6 +108,7 @@ pub fn run(
     netns: &Path,
     opts: &Value,
 ) -> Result<(), NetavarkError> {
+    let _lock = lock(state_dir, verb)?;
     let spawn = |source| NetavarkError::Spawn {
         binary: binary.display().to_string(),
         verb,
@@ -123,6 +137,24 @@ pub fn run(
         status: out.status,
         message: failure_message(&out.stdout, &out.stderr),
     })
+}
+
+/// An exclusive flock on `<state>/netavark.lock`, held until the returned file is dropped.
+fn lock(state_dir: &Path, verb: &'static str) -> Result<Flock<File>, NetavarkError> {
+    let path = state_dir.join("netavark.lock");
+    let err = |source| NetavarkError::Lock {
+        path: path.display().to_string(),
+        verb,
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(err)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| err(e.into()))
 }
 
 /// netavark reports a failure as `{"error": "…"}` on stdout or as text on stderr.
@@ -174,6 +206,23 @@ mod tests {
         assert_eq!(v["port_mappings"][0]["host_ip"], "127.0.0.1");
         assert_eq!(v["port_mappings"][0]["host_port"], 5353);
         assert_eq!(v["port_mappings"][0]["protocol"], "udp");
+    }
+
+    #[test]
+    fn netavark_runs_one_at_a_time_per_state_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let held = lock(d.path(), "setup").unwrap();
+        let f = File::open(d.path().join("netavark.lock")).unwrap();
+        // A second lock on the same state directory would wait: try it without blocking.
+        let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(_) => panic!("a second netavark run got the lock while the first held it"),
+            Err((f, e)) => {
+                assert_eq!(e, nix::errno::Errno::EWOULDBLOCK);
+                f
+            }
+        };
+        drop(held);
+        assert!(Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok());
     }
 
     #[test]
