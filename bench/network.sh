@@ -94,7 +94,10 @@ stopping_at() {
 wait_for() {   # wait_for WHAT SECONDS CMD...: until CMD succeeds
   local what=$1 secs=$2 i; shift 2
   for i in $(seq $((secs * 20))); do "$@" && return 0; sleep 0.05; done
-  echo "bench/network.sh: timed out waiting for $what" >&2; exit 1
+  echo "bench/network.sh: timed out waiting for $what" >&2
+  berth ps >&2 || true
+  sd journalctl -q --no-pager -n 60 -u 'berth-*' >&2 || true
+  exit 1
 }
 has_stopped() { [ -n "$(stopped_at "$1")" ]; }
 is_active() { [ "$(unit_state "$1")" = active ]; }
