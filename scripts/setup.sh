@@ -12,6 +12,7 @@ pkgs=(
   netavark aardvark-dns iptables     # bridge networking: veths, NAT and published ports (iptables-nft)
   podman conmon containerd           # peers for the benchmarks
   nix-bin                            # parse and evaluate the NixOS module's Nix files (scripts/nix-check.sh)
+  iperf3                             # TCP throughput in the networking benchmark
   systemd dbus iproute2 util-linux procps jq hyperfine curl python3
 )
 missing=()

@@ -254,3 +254,68 @@ fn agent_network_shim_killed_then_restarted_by_systemd_cleans_up() {
     a.wait(T, "network torn down", || leftovers(&a).is_empty())
         .unwrap_or_else(|e| panic!("{e}\nleft: {:?}", leftovers(&a)));
 }
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers with netavark"]
+fn agent_network_first_containers_on_the_bridge_start_at_once() {
+    // Started together on a bridge that does not exist yet, their netavark runs would each try to
+    // create its firewall chains and some fail ("Chain already exists") without the shims' lock.
+    // With release builds berthd starts the ten within a few ms and the first round or two failed;
+    // debug builds spread the starts more, so the race is rarer there.
+    let a = Agent::start("agent-net-burst").unwrap();
+    a.start_berthd(false).unwrap();
+    let names: Vec<String> = (1..=10).map(|i| format!("c{i}")).collect();
+    // The race is a matter of timing: a few rounds, each on a bridge that is gone again.
+    for round in 0..3 {
+        burst(&a, &names, round);
+    }
+}
+
+fn burst(a: &Agent, names: &[String], round: usize) {
+    for (i, n) in names.iter().enumerate() {
+        a.write(
+            n,
+            &format!(
+                "image_file: {IMAGE}\nports: [\"{}:80\"]\ncommand: [sleep, '3600']\n\
+                 stop_signal: SIGKILL\n",
+                18101 + i
+            ),
+        );
+    }
+    let phases = || -> Vec<(String, String, String)> {
+        let ps = a.ps().unwrap_or_default();
+        names
+            .iter()
+            .map(|n| {
+                let s = ps.get(n.as_str());
+                let field = |k: &str| s.and_then(|s| s[k].as_str()).unwrap_or_default().to_owned();
+                (n.clone(), field("phase"), field("message"))
+            })
+            .collect()
+    };
+    a.wait(T, "all running or one failed", || {
+        let p = phases();
+        p.iter().all(|(_, ph, _)| ph == "running") || p.iter().any(|(_, ph, _)| ph == "failed")
+    })
+    .unwrap_or_else(|e| panic!("round {round}: {e}\n{:?}", phases()));
+    let p = phases();
+    assert!(
+        p.iter().all(|(_, ph, _)| ph == "running"),
+        "round {round}: {p:?}"
+    );
+    let ps = a.ps().unwrap();
+    let mut addrs: Vec<&str> = names
+        .iter()
+        .filter_map(|n| ps[n.as_str()]["network"]["address"].as_str())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), names.len(), "{ps:?}");
+    for n in names {
+        a.rm(n);
+    }
+    a.wait(T, "all gone", || a.ps().is_ok_and(|m| m.is_empty()))
+        .unwrap();
+    a.wait(T, "network torn down", || leftovers(a).is_empty())
+        .unwrap_or_else(|e| panic!("{e}\nleft: {:?}", leftovers(a)));
+}
