@@ -26,13 +26,20 @@ fn stdout_ok(a: &Agent, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-#[test]
-#[ignore = "needs root: boots systemd in namespaces, runs containers"]
-fn docker_cli_reads_berth_containers() {
-    let a = Agent::start("docker-cli").unwrap();
+/// A test systemd whose berthd, once started, serves the Docker API (its /etc/berth/berthd.yaml,
+/// where berthd and `berth` look by default).
+fn with_docker_api(name: &str) -> Agent {
+    let a = Agent::start(name).unwrap();
     let etc = a.sd.root_path().join("etc/berth");
     std::fs::create_dir_all(&etc).unwrap();
     std::fs::write(etc.join("berthd.yaml"), "docker: {enable: true}\n").unwrap();
+    a
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn docker_cli_reads_berth_containers() {
+    let a = with_docker_api("docker-cli");
     a.write(
         "web",
         &format!(
@@ -188,10 +195,7 @@ fn docker_cli_reads_berth_containers() {
 #[test]
 #[ignore = "needs root: boots systemd in namespaces, runs containers"]
 fn docker_cli_runs_stops_and_removes_containers() {
-    let a = Agent::start("docker-run").unwrap();
-    let etc = a.sd.root_path().join("etc/berth");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(etc.join("berthd.yaml"), "docker: {enable: true}\n").unwrap();
+    let a = with_docker_api("docker-run");
     // A container from a file, whose image import gives the store an image to run by name.
     a.write(
         "web",

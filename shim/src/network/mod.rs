@@ -462,10 +462,9 @@ mod tests {
         assert_eq!(hosts_with_address(&h, "web", a), h);
     }
 
-    #[test]
-    fn leases_are_exclusive_and_kept_by_name() {
-        let d = tempfile::tempdir().unwrap();
-        let net = BridgeNetwork {
+    /// A network with five container addresses (10.0.0.2 to .6; .1 is the gateway).
+    fn net29() -> BridgeNetwork {
+        BridgeNetwork {
             name: "berth".into(),
             id: "0".repeat(64),
             interface: "berth0".into(),
@@ -475,8 +474,17 @@ mod tests {
             dns: false,
             isolate: false,
             ipv6_subnet: None,
-        };
-        let hs = || hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.1".parse().unwrap());
+        }
+    }
+
+    fn hosts29() -> impl Iterator<Item = Ipv4Addr> + Clone {
+        hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.1".parse().unwrap())
+    }
+
+    #[test]
+    fn leases_are_exclusive_and_kept_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let (net, hs) = (net29(), hosts29);
         let take = |n: &str, f: Option<&str>| {
             lease(
                 d.path(),
@@ -522,18 +530,7 @@ mod tests {
     #[test]
     fn racing_shims_never_share_an_address() {
         let d = tempfile::tempdir().unwrap();
-        let net = BridgeNetwork {
-            name: "berth".into(),
-            id: "0".repeat(64),
-            interface: "berth0".into(),
-            subnet: "10.0.0.0/29".into(),
-            gateway: "10.0.0.1".parse().unwrap(),
-            internal: false,
-            dns: false,
-            isolate: false,
-            ipv6_subnet: None,
-        };
-        let hs = || hosts("10.0.0.0".parse().unwrap(), 29, "10.0.0.1".parse().unwrap());
+        let (net, hs) = (net29(), hosts29);
         // Twelve containers for five addresses, all at once.
         let got: Vec<_> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..12)
