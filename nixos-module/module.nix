@@ -178,6 +178,7 @@ in
             interface = mkOption { type = types.str; default = "berth0"; description = "The default bridge's interface."; };
             host_ip = mkOption { type = nullOr types.str; default = null; example = "127.0.0.1"; description = "Host address of published ports that name none (unset: every address)."; };
             netavark = mkOption { type = types.str; default = "${netavark}"; defaultText = "netavark with iptables and aardvark-dns on its PATH"; description = "netavark, run by the shims."; };
+            aardvark = mkOption { type = types.str; default = "${pkgs.aardvark-dns}/bin/aardvark-dns"; defaultText = literalExpression ''"''${pkgs.aardvark-dns}/bin/aardvark-dns"''; description = "aardvark-dns, which netavark starts for networks with DNS."; };
           };
         };
       };
@@ -208,6 +209,15 @@ in
       type = types.attrsOf (types.submodule networkOpts);
       default = { };
       description = "Named networks, one file /etc/berth/networks/<name>.yaml each.";
+    };
+
+    dockerCompat = {
+      enable = mkEnableOption "the Docker-compatible API socket (/run/berth/docker.sock), so the docker CLI and Docker SDKs can drive berthd";
+      group = mkOption {
+        type = types.str;
+        default = "docker";
+        description = "The group whose members may use the socket (created if missing); the socket is mode 0660.";
+      };
     };
 
     fromOciContainers = mkOption {
@@ -272,6 +282,16 @@ in
         };
       };
     }
+
+    (mkIf cfg.dockerCompat.enable {
+      services.berth.settings.docker = {
+        enable = true;
+        socket = "/run/berth/docker.sock";
+        inherit (cfg.dockerCompat) group;
+      };
+      users.groups.${cfg.dockerCompat.group} = { };
+      environment.sessionVariables.DOCKER_HOST = "unix:///run/berth/docker.sock";
+    })
 
     (mkIf cfg.fromOciContainers {
       services.berth.containers = lib.mapAttrs (_: m: m.options) fromOci;

@@ -49,6 +49,8 @@ if [ -n "${NIXPKGS_LIB:-}" ]; then
   jq -e '.failedAssertions == [] and .legacyServiceEnabled == false
     and .berthd.serviceConfig.Type == "notify" and .berthd.serviceConfig.KillMode == "control-group"
     and .berthd.stopIfChanged == false and (.warnings | length) == 1
+    and .groups == ["docker"] and .dockerHost == "unix:///run/berth/docker.sock"
+    and (.etc["berth/berthd.yaml"] | fromjson | .docker == {"enable": true, "socket": "/run/berth/docker.sock", "group": "docker"})
     and (.etcModes | to_entries | map(select(.key | startswith("berth/containers/"))) | all(.value == "0644"))' <<< "$out" > /dev/null
   echo "nix: module.nix evaluates with lib.evalModules; its files pass berth check and berthd --check-config" >&2
 else

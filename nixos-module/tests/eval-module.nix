@@ -34,6 +34,8 @@ let
       warnings = lib.mkOption { type = lib.types.listOf lib.types.str; default = [ ]; };
       environment.systemPackages = lib.mkOption { type = lib.types.listOf lib.types.unspecified; default = [ ]; };
       environment.etc = lib.mkOption { type = lib.types.attrsOf (lib.types.attrsOf lib.types.unspecified); default = { }; };
+      environment.sessionVariables = lib.mkOption { type = lib.types.attrsOf lib.types.str; default = { }; };
+      users.groups = lib.mkOption { type = lib.types.attrsOf lib.types.anything; default = { }; };
       systemd.tmpfiles.rules = lib.mkOption { type = lib.types.listOf lib.types.str; default = [ ]; };
       systemd.services = lib.mkOption { type = lib.types.attrsOf (lib.types.submodule { freeformType = lib.types.attrsOf lib.types.anything; }); default = { }; };
       virtualisation.oci-containers = {
@@ -59,6 +61,7 @@ let
           };
           networks = examples.networks;
           fromOciContainers = true;
+          dockerCompat.enable = true;
         };
         virtualisation.oci-containers.containers.legacy = {
           image = "docker.io/library/redis:7";
@@ -87,4 +90,6 @@ in
   warnings = c.warnings;
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
   tmpfiles = c.systemd.tmpfiles.rules;
+  groups = lib.attrNames c.users.groups;
+  dockerHost = c.environment.sessionVariables.DOCKER_HOST or null;
 }
