@@ -38,6 +38,11 @@ pub enum Request {
     Start {
         name: String,
     },
+    /// Send a signal (a name like `HUP` or `SIGHUP`, or a number) to the container's init.
+    Kill {
+        name: String,
+        signal: String,
+    },
     /// Pull an image into the store.
     Pull {
         image: String,

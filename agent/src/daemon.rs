@@ -530,8 +530,31 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             let _ = sh.triggers.send(Trigger::Now(name.clone()));
             Response::ok(json!({"restarting": name}))
         }
-        Request::Stop { name } | Request::Start { name } if ctx.desired(&name).is_none() => {
+        Request::Stop { name } | Request::Start { name } | Request::Kill { name, .. }
+            if ctx.desired(&name).is_none() =>
+        {
             Response::err(ErrorKind::NotFound, format!("no container {name}"))
+        }
+        Request::Kill { name, signal } => {
+            let sig = match spec::Signal::parse(&signal) {
+                Ok(s) => s,
+                Err(e) => return Response::err(ErrorKind::Invalid, e),
+            };
+            let dir = ctx.settings.bundle_dir.join(&name);
+            let n = sig.number();
+            let sent = tokio::task::spawn_blocking(move || {
+                berth_proto::protocol::ShimClient::for_bundle(&dir)
+                    .and_then(|mut c| c.kill(n, false))
+            })
+            .await;
+            match sent {
+                Ok(Ok(())) => Response::ok(json!({"killed": name, "signal": sig.0})),
+                Ok(Err(e)) => Response::err(
+                    ErrorKind::Conflict,
+                    format!("cannot signal container {name}: {e} (is it running?)"),
+                ),
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
         }
         Request::Stop { name } => match ctx.hold_stopped(&name, true) {
             Ok(()) => {

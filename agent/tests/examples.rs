@@ -47,14 +47,26 @@ fn every_example_file_passes_berth_check() {
 }
 
 /// The ```yaml blocks of README.md, each written to the file its first comment names
-/// (`# /etc/berth/containers/web.yaml`), else `example<N>.yaml`.
+/// (`# /etc/berth/containers/web.yaml`), else `example<N>.yaml`; a network file's example
+/// (`# /etc/berth/networks/NAME.yaml`) is judged by the network file parser.
 #[test]
 fn every_readme_example_passes_berth_check() {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     let d = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
+    let mut networks = 0;
     for (i, block) in readme.split("```yaml\n").skip(1).enumerate() {
         let text = block.split("```").next().unwrap();
+        if let Some(n) = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# /etc/berth/networks/"))
+        {
+            berth_agent::network::parse_file(std::path::Path::new(n), text)
+                .unwrap_or_else(|e| panic!("a README network example is refused: {e}"));
+            networks += 1;
+            continue;
+        }
         let name = text
             .lines()
             .next()
@@ -67,6 +79,7 @@ fn every_readme_example_passes_berth_check() {
         files.push(p);
     }
     assert!(!files.is_empty(), "no yaml example in README.md");
+    assert_eq!(networks, 1, "the network file example of README.md");
     let out = berth_check(&files);
     assert!(
         out.status.success(),

@@ -306,7 +306,7 @@ fn burst(a: &Agent, names: &[String], round: usize) {
     let ps = a.ps().unwrap();
     let mut addrs: Vec<&str> = names
         .iter()
-        .filter_map(|n| ps[n.as_str()]["network"]["address"].as_str())
+        .filter_map(|n| ps[n.as_str()]["network"]["networks"][0]["address"].as_str())
         .collect();
     addrs.sort();
     addrs.dedup();

@@ -205,7 +205,7 @@ fn addresses_unique(a: &Agent, names: &[&str]) {
     let leases = leases(a);
     let mut seen = BTreeMap::new();
     for n in names {
-        let addr = ps[*n]["network"]["address"]
+        let addr = ps[*n]["network"]["networks"][0]["address"]
             .as_str()
             .unwrap_or("")
             .to_owned();
@@ -341,7 +341,11 @@ fn agent_network_crash_shim_killed_mid_setup_berthd_down() {
     a.rm("z");
     let left = inventory(a);
     assert!(
-        left.netns == ["z"] && left.rules.keys().any(|r| r.contains("id: z")),
+        left.netns == ["z"]
+            && left
+                .rules
+                .keys()
+                .any(|r| r.contains(&format!("id: {}", berth_agent::network::container_id("z")))),
         "{left:?}"
     );
     a.start_berthd_with(true, Some(CONFIG)).unwrap();

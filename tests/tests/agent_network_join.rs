@@ -55,7 +55,7 @@ fn agent_network_container_mode_shares_the_targets_namespace() {
         )
     });
     // One namespace: the same interfaces, web's address in web's /etc/hosts, seen from b.
-    let addr = a.ps().unwrap()["web"]["network"]["address"]
+    let addr = a.ps().unwrap()["web"]["network"]["networks"][0]["address"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -11,7 +11,15 @@ const SOCK: &str = "/run/berth/docker.sock";
 /// `docker ARGS` inside the namespace, against berthd's socket.
 fn docker(a: &Agent, args: &[&str]) -> Output {
     let host = format!("DOCKER_HOST=unix://{SOCK}");
-    let mut argv = vec!["env", host.as_str(), "HOME=/tmp", "docker"];
+    // Bounded: a request that never answers (`wait`) fails the test instead of hanging it.
+    let mut argv = vec![
+        "timeout",
+        "120",
+        "env",
+        host.as_str(),
+        "HOME=/tmp",
+        "docker",
+    ];
     argv.extend_from_slice(args);
     a.sd.exec_inside(&argv).unwrap()
 }
@@ -273,6 +281,35 @@ fn docker_cli_runs_stops_and_removes_containers() {
     stdout_ok(&a, &["rm", "-f", "api1"]);
     assert!(!a.ps().unwrap().contains_key("api1"), "gone from berth");
     assert_eq!(stdout_ok(&a, &["ps", "-aq", "--filter", "name=api1"]), "");
+
+    // `docker kill` sends the signal to the main process (here a shell that traps it).
+    stdout_ok(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "victim",
+            "--network",
+            "none",
+            &image,
+            "sh",
+            "-c",
+            "trap 'exit 9' USR1; while :; do sleep 1; done",
+        ],
+    );
+    stdout_ok(&a, &["kill", "-s", "USR1", "victim"]);
+    assert_eq!(
+        stdout_ok(&a, &["wait", "victim"]),
+        "9",
+        "the trap's exit code"
+    );
+    let again = docker(&a, &["kill", "victim"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not running"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     // `docker wait` gives the exit code.
     stdout_ok(

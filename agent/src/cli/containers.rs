@@ -83,6 +83,13 @@ pub enum ContainerCommand {
     Stop { name: String },
     /// Run a container that `stop` held stopped.
     Start { name: String },
+    /// Send a signal to a container's main process.
+    Kill {
+        name: String,
+        /// A name (`HUP`, `SIGHUP`) or a number.
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+    },
     /// Create or replace a container managed through the API (kept under /var/lib/berth).
     Apply {
         /// Spec file; the container is named after it unless --name is given.
@@ -379,6 +386,9 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
         ContainerCommand::Restart { name } => done(&g, call(&g, Request::Restart { name }).await),
         ContainerCommand::Stop { name } => done(&g, call(&g, Request::Stop { name }).await),
         ContainerCommand::Start { name } => done(&g, call(&g, Request::Start { name }).await),
+        ContainerCommand::Kill { name, signal } => {
+            done(&g, call(&g, Request::Kill { name, signal }).await)
+        }
         ContainerCommand::Apply { file, name } => {
             let name = name
                 .or_else(|| spec::name_of(&file).map(str::to_owned))

@@ -10,13 +10,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// A container's Docker ID: 64 hex digits, a function of its name alone.
+/// A container's Docker ID: berth's one container id (64 hex digits, a function of its name
+/// alone; netavark and aardvark-dns know the container by it too).
 pub fn container_id(name: &str) -> String {
-    let d = Sha256::digest(format!("berth container {name}").as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    crate::network::container_id(name)
 }
 
 /// Docker's state word for a berth phase.

@@ -356,6 +356,17 @@ mod tests {
     }
 
     #[test]
+    fn init_and_tty_flags() {
+        let s = spec_of(&body(
+            json!({"Image": "x", "Tty": true, "OpenStdin": true, "HostConfig": {"Init": true}}),
+        ))
+        .unwrap();
+        assert_eq!(s["init"], true);
+        assert_eq!(s["tty"], true);
+        assert_eq!(s["stdin_open"], true);
+    }
+
+    #[test]
     fn restart_policies() {
         let r = |name: &str, n: u32| {
             spec_of(&body(json!({"Image": "x", "HostConfig": {"RestartPolicy": {"Name": name, "MaximumRetryCount": n}}})))

@@ -228,6 +228,43 @@ pub async fn restart(
 }
 
 #[derive(Debug, Deserialize)]
+pub struct KillQuery {
+    #[serde(default)]
+    signal: Option<String>,
+}
+
+/// `POST /containers/{id}/kill`: a signal (default `SIGKILL`) to its main process; 409 when it
+/// does not run, as in Docker.
+pub async fn kill(
+    State(b): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<KillQuery>,
+) -> Result<StatusCode, DockerError> {
+    let name = find(&b, &id).await?;
+    writable(&b, &name).await?;
+    if is_down(status(&b, &name).await?.as_ref()) {
+        return Err(DockerError::Conflict(format!(
+            "Cannot kill container: {name}: container {} is not running",
+            container_id(&name)
+        )));
+    }
+    let signal = q
+        .signal
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "KILL".into());
+    call(&b, Request::Kill { name, signal })
+        .await
+        .map_err(|e| match e {
+            DockerError::Backend {
+                kind: ErrorKind::Invalid,
+                message,
+            } => DockerError::BadRequest(message),
+            other => other,
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
 pub struct RemoveQuery {
     #[serde(default)]
     force: Option<String>,

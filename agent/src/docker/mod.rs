@@ -105,6 +105,7 @@ fn router(backend: Shared) -> Router {
         .route("/containers/{id}/stop", post(lifecycle::stop))
         .route("/containers/{id}/restart", post(lifecycle::restart))
         .route("/containers/{id}/wait", post(lifecycle::wait))
+        .route("/containers/{id}/kill", post(lifecycle::kill))
         .route("/containers/{id}/logs", get(logs::logs))
         .route("/containers/{id}", delete(lifecycle::remove))
         .route("/images/json", get(images::list))
