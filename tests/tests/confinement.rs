@@ -110,7 +110,7 @@ fn build_probe(dir: &Path) {
     assert!(out.status.success(), "chmod u+s: {}", text(&out));
 }
 
-/// No mount, no module load, no write to /proc/sys, /proc/sysrq-trigger or /sys.
+/// No mount, no module load, no write to /proc/sys, /proc/sysrq-trigger or /sys, no kernel log.
 #[test]
 #[ignore = "needs root: boots systemd in namespaces, runs containers"]
 fn confinement_no_mount_module_load_or_kernel_writes() {
@@ -222,6 +222,10 @@ fn confinement_no_mount_module_load_or_kernel_writes() {
             "SKIPPED the host's side of probe `open /proc/sysrq-trigger`: this kernel has no magic SysRq"
         );
     }
+    // The kernel log: syslog(2) needs CAP_SYSLOG, and the default profile allows it only then.
+    let dmesg = "dmesg > /dev/null";
+    expect(dmesg, "a default container", &exec(&a, "box", dmesg), false);
+    expect(dmesg, "the host", &host(dmesg), true);
     // uevent_seqnum is in every kernel's sysfs; touching it changes only its timestamps.
     let sys = "touch /sys/kernel/uevent_seqnum";
     expect(
