@@ -125,6 +125,13 @@ impl NsPlan {
             || (ns == CLONE_NEWTIME && self.new_time)
     }
 
+    /// Whether the container gets a network namespace of its own that nothing configured yet
+    /// (created, not joined): its loopback is down until the init brings it up, as runc and
+    /// crun do; a joined namespace is left as its owner set it.
+    pub fn new_network(&self) -> bool {
+        (self.clone_flags | self.unshare_after_user).contains(CloneFlags::CLONE_NEWNET)
+    }
+
     /// Whether the clone creates a new user namespace (the parent must write the id maps).
     pub fn new_user(&self) -> bool {
         self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
@@ -307,6 +314,19 @@ mod tests {
                 .contains("conflicts with the OCI \"hostname\" field")
         );
         assert!(check_sysctls(&names(&["vm.swappiness"]), &all, false).is_err());
+    }
+
+    #[test]
+    fn only_a_created_network_namespace_gets_its_loopback_brought_up() {
+        use LinuxNamespaceType::*;
+        assert!(plan(&[ns(Network, None)]).unwrap().new_network());
+        assert!(
+            plan(&[ns(User, Some("/u")), ns(Network, None)])
+                .unwrap()
+                .new_network()
+        );
+        assert!(!plan(&[ns(Network, Some("/n"))]).unwrap().new_network());
+        assert!(!plan(&[ns(Pid, None), ns(Uts, None)]).unwrap().new_network());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The runtime's thin wrappers over system calls that nix does not cover safely: clone3 (with a
 //! pidfd), pidfds, close_range, setdomainname, signal disposition reset, the tty ioctls, an
-//! allocation-free execve, seccomp(2), mount_setattr(2), open_tree(2) and move_mount(2). Runs
+//! allocation-free execve, seccomp(2), mount_setattr(2), open_tree(2), move_mount(2) and the loopback's interface flags. Runs
 //! in every process role. This is one of the few modules allowed `unsafe`; each block says why
 //! it is sound.
 #![allow(unsafe_code)]
@@ -254,6 +254,34 @@ pub fn setdomainname(name: &str) -> nix::Result<()> {
     // SAFETY: `c` is a valid buffer of the given length for the duration of the call.
     let ret = unsafe { libc::setdomainname(c.as_ptr(), name.len()) };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Brings the loopback interface of the caller's network namespace up (SIOCGIFFLAGS, then
+/// SIOCSIFFLAGS with IFF_UP), as runc and crun do for a namespace they create.
+pub fn loopback_up() -> nix::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq that outlives the call; the kernel fills `ifru_flags`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: SIOCGIFFLAGS set the flags member of the union, which is what is read here.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; the kernel only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
 
 /// Resets every signal's disposition to the default and unblocks all signals: the program a

@@ -47,6 +47,37 @@ fn runtime_runc_spec_with_ambient_caps_runs_like_runc() {
     );
 }
 
+/// A network namespace the runtime creates has its loopback up (runc and crun bring `lo` up:
+/// a `network_mode: none` container can talk to itself over 127.0.0.1, as under Docker).
+#[test]
+#[ignore = "needs root: namespaces, mounts, cgroups"]
+fn runtime_new_network_namespace_has_loopback_up_like_runc() {
+    let mut seen = Vec::new();
+    for (label, rt) in [("berth", Runtime::berth()), ("runc", Runtime::runc())] {
+        let id = unique(&format!("lo-{label}"));
+        let cg = format!("/{id}");
+        let b = Bundle::busybox(
+            std::path::Path::new("runc"),
+            &["sh", "-c", "cat /sys/class/net/lo/flags"],
+            &cg,
+        );
+        rt.track(&id, &cg);
+        let out = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        assert!(
+            out.status.success(),
+            "{label} run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    // IFF_UP | IFF_LOOPBACK.
+    assert_eq!(seen[1], "0x9\n", "runc's loopback flags");
+    assert_eq!(
+        seen[0], seen[1],
+        "berth (left) and runc (right) loopback flags"
+    );
+}
+
 /// Records `name`'s exit status in `row`; returns its output with the container id as "ID".
 fn step(row: &mut Vec<String>, id: &str, name: &str, o: std::process::Output) -> String {
     row.push(format!("{name}: {:?}", o.status.code()));

@@ -153,6 +153,10 @@ fn setup(a: &InitArgs<'_>) -> Step<()> {
                 .map_err(sys("setresuid 0 in user namespace")),
         )?;
     }
+    if a.ns.new_network() {
+        // Owned by the container's user namespace by now, when it has one.
+        early(crate::sys::loopback_up().map_err(sys("bringing up the loopback interface lo")))?;
+    }
     if a.ns.new_cgroup {
         // The init sits in its cgroup already, so that cgroup becomes the namespace's root.
         early(
