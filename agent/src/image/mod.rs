@@ -26,9 +26,9 @@ pub mod sys;
 pub mod unpack;
 
 pub use manifest::{Descriptor, Platform, host_platform};
-pub use pull::{Phase, Progress, PullOptions};
+pub use pull::{LayerPhase, LayerProgress, Phase, Progress, PullOptions};
 pub use reference::{ImageRef, RefError};
-pub use registry::RegistryConfig;
+pub use registry::{RegistryConfig, Secret};
 
 use berth_proto::OverlayRootfs;
 use manifest::{Document, ImageIndex, ImageManifest, REF_NAME, digest_hex, parse_document};
