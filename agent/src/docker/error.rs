@@ -27,6 +27,8 @@ pub enum DockerError {
     PageNotFound,
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -46,7 +48,9 @@ impl DockerError {
             | DockerError::VersionTooOld { .. }
             | DockerError::BadVersion { .. }
             | DockerError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            DockerError::PageNotFound | DockerError::NoSuchContainer(_) => StatusCode::NOT_FOUND,
+            DockerError::PageNotFound
+            | DockerError::NoSuchContainer(_)
+            | DockerError::NoSuchImage(_) => StatusCode::NOT_FOUND,
             DockerError::Conflict(_) => StatusCode::CONFLICT,
             DockerError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             DockerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -484,6 +484,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Names the stored image `source` also `target`; returns the normalised new name.
+    pub fn tag(&self, source: &str, target: &str) -> Result<String> {
+        let img = self
+            .image(source)?
+            .ok_or_else(|| Error::NotInStore(source.to_string()))?;
+        let target = ImageRef::parse(target)?.to_string();
+        let len = self.read_blob(&img.digest)?.len() as u64;
+        let media_type = img
+            .manifest
+            .media_type()
+            .as_ref()
+            .map_or_else(|| manifest::OCI_MANIFEST.to_owned(), |m| m.to_string());
+        let desc = manifest::descriptor(&media_type, &img.digest, len).map_err(|detail| {
+            Error::Manifest {
+                image: img.name.clone(),
+                detail,
+            }
+        })?;
+        self.set_ref(&target, desc)?;
+        Ok(target)
+    }
+
     /// Removes the name `reference` (blobs and layers go at the next GC). Refuses while a container
     /// prepared from it exists unless `force`.
     pub fn remove(&self, reference: &str, force: bool) -> Result<()> {
