@@ -1,8 +1,11 @@
 //! The real `docker` CLI (28.x, /usr/local/bin/docker) against berthd's Docker API socket, under a
 //! real systemd booted in private namespaces: version negotiation, `info`, `ps` with filters,
-//! `inspect`, `images`, Docker's error messages and exit codes, and the socket's permissions.
+//! `inspect`, `images`, Docker's error messages and exit codes, and the socket's permissions;
+//! `pull`, `image inspect`, `tag`, `rmi` and `run` of an image not pulled yet against Debian's
+//! docker-registry run inside the namespace.
 
 use berth_tests::agent::{Agent, IMAGE};
+use berth_tests::registry::Layout;
 use std::process::Output;
 use std::time::Duration;
 
@@ -29,10 +32,19 @@ fn stdout_ok(a: &Agent, args: &[&str]) -> String {
 /// A test systemd whose berthd, once started, serves the Docker API (its /etc/berth/berthd.yaml,
 /// where berthd and `berth` look by default).
 fn with_docker_api(name: &str) -> Agent {
+    with_docker_config(name, "")
+}
+
+/// [`with_docker_api`] with more of berthd.yaml.
+fn with_docker_config(name: &str, more: &str) -> Agent {
     let a = Agent::start(name).unwrap();
     let etc = a.sd.root_path().join("etc/berth");
     std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(etc.join("berthd.yaml"), "docker: {enable: true}\n").unwrap();
+    std::fs::write(
+        etc.join("berthd.yaml"),
+        format!("docker: {{enable: true}}\n{more}"),
+    )
+    .unwrap();
     a
 }
 
@@ -318,4 +330,160 @@ fn docker_cli_runs_stops_and_removes_containers() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+}
+
+/// Port of the registry inside the namespace (its network is private: any port is free).
+const REG: &str = "127.0.0.1:5000";
+
+/// Debian's docker-registry as a unit inside the namespace (plain HTTP on [`REG`]), holding
+/// busybox images pushed with skopeo as `tb/busybox:1`, `tb/busybox:2` and `tb/other:1`.
+fn registry_inside(a: &Agent) {
+    let share = a.sd.share_dir();
+    let layout = Layout::new();
+    layout.busybox("bb");
+    let dir = share.join("reg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(layout.path())
+        .arg(dir.join("layout"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: /srv/tb/reg/data}}}}\nhttp: {{addr: {REG}, secret: berth}}\n"
+        ),
+    )
+    .unwrap();
+    let inside = |argv: &[&str]| {
+        let out = a.sd.exec_inside(argv).unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    inside(&["ip", "link", "set", "lo", "up"]);
+    inside(&[
+        "systemd-run",
+        "--unit=test-registry",
+        "docker-registry",
+        "serve",
+        "/srv/tb/reg/config.yml",
+    ]);
+    a.wait(Duration::from_secs(20), "the registry listening", || {
+        let probe = format!("exec 3<>/dev/tcp/{}", REG.replace(':', "/"));
+        a.sd.exec_inside(&["bash", "-c", &probe])
+            .is_ok_and(|o| o.status.success())
+    })
+    .unwrap();
+    for dest in ["tb/busybox:1", "tb/busybox:2", "tb/other:1"] {
+        inside(&[
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "oci:/srv/tb/reg/layout:bb",
+            &format!("docker://{REG}/{dest}"),
+        ]);
+    }
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs a registry and containers"]
+fn docker_cli_pulls_inspects_tags_and_removes_images() {
+    let a = with_docker_config(
+        "docker-images",
+        &format!("registries: {{insecure: [\"{REG}\"]}}\n"),
+    );
+    a.start_berthd(true).unwrap();
+    registry_inside(&a);
+    let one = format!("{REG}/tb/busybox:1");
+
+    // docker pull: Docker's progress stream, rendered by the CLI.
+    let out = stdout_ok(&a, &["pull", &one]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {one}")),
+        "{out}"
+    );
+    assert!(out.contains("Digest: sha256:"), "{out}");
+    let again = stdout_ok(&a, &["pull", &one]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {one}")),
+        "{again}"
+    );
+
+    // The pulled image as Docker shows it.
+    let tags = stdout_ok(&a, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(tags.lines().any(|l| l == one), "{tags}");
+    assert_eq!(
+        stdout_ok(
+            &a,
+            &["image", "inspect", "-f", "{{.Config.Cmd}} {{.Os}}", &one]
+        ),
+        "[/bin/sh] linux"
+    );
+    let id = stdout_ok(&a, &["image", "inspect", "-f", "{{.Id}}", &one]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    // by ID prefix, and under a further name
+    assert_eq!(
+        stdout_ok(&a, &["image", "inspect", "-f", "{{.Id}}", &id[7..19]]),
+        id
+    );
+    stdout_ok(&a, &["tag", &one, "mine:v1"]);
+    assert_eq!(
+        stdout_ok(&a, &["image", "inspect", "-f", "{{.Id}}", "mine:v1"]),
+        id
+    );
+    let rmi = stdout_ok(&a, &["rmi", "mine:v1"]);
+    assert!(rmi.contains("Untagged: mine:v1"), "{rmi}");
+    let gone = docker(&a, &["image", "inspect", "mine:v1"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("No such image"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+
+    // docker run of an image not in the store: create answers 404, the CLI pulls, creates again.
+    let two = format!("{REG}/tb/busybox:2");
+    let run = docker(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fresh",
+            "--network",
+            "none",
+            &two,
+            "sleep",
+            "3600",
+        ],
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("Unable to find image"), "{err}");
+    assert!(a.active("fresh"), "its unit runs");
+
+    // rmi refuses an image a container uses, as Docker does; -f of the container frees it.
+    let busy = docker(&a, &["rmi", &two]);
+    assert_eq!(busy.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        err.contains("conflict: unable to remove repository reference"),
+        "{err}"
+    );
+    stdout_ok(&a, &["rm", "-f", "fresh"]);
+    let rmi = stdout_ok(&a, &["rmi", &two]);
+    assert!(rmi.contains(&format!("Untagged: {two}")), "{rmi}");
+
+    // A tag the registry does not have: the CLI exits 1 with the registry's message.
+    let missing = docker(&a, &["pull", &format!("{REG}/tb/busybox:nope")]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr).to_lowercase();
+    assert!(err.contains("manifest unknown"), "{err}");
 }
