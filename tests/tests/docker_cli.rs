@@ -5,7 +5,6 @@
 //! docker-registry run inside the namespace.
 
 use berth_tests::agent::{Agent, IMAGE};
-use berth_tests::registry::Layout;
 use std::process::Output;
 use std::time::Duration;
 
@@ -336,20 +335,10 @@ fn docker_cli_runs_stops_and_removes_containers() {
 const REG: &str = "127.0.0.1:5000";
 
 /// Debian's docker-registry as a unit inside the namespace (plain HTTP on [`REG`]), holding
-/// busybox images pushed with skopeo as `tb/busybox:1`, `tb/busybox:2` and `tb/other:1`.
+/// the test busybox image pushed with skopeo as `tb/busybox:1`, `tb/busybox:2` and `tb/other:1`.
 fn registry_inside(a: &Agent) {
-    let share = a.sd.share_dir();
-    let layout = Layout::new();
-    layout.busybox("bb");
-    let dir = share.join("reg");
+    let dir = a.sd.share_dir().join("reg");
     std::fs::create_dir_all(&dir).unwrap();
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(layout.path())
-        .arg(dir.join("layout"))
-        .status()
-        .unwrap();
-    assert!(copied.success());
     std::fs::write(
         dir.join("config.yml"),
         format!(
@@ -385,7 +374,7 @@ fn registry_inside(a: &Agent) {
             "copy",
             "--quiet",
             "--dest-tls-verify=false",
-            "oci:/srv/tb/reg/layout:bb",
+            "oci-archive:/srv/tb/busybox.tar",
             &format!("docker://{REG}/{dest}"),
         ]);
     }
