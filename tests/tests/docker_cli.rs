@@ -331,18 +331,36 @@ fn docker_cli_runs_stops_and_removes_containers() {
     );
 }
 
-/// Port of the registry inside the namespace (its network is private: any port is free).
+/// Registries inside the namespace (its network is private: any port is free): open, and
+/// with basic auth.
 const REG: &str = "127.0.0.1:5000";
+const AUTH_REG: &str = "127.0.0.1:5001";
+const USER: &str = "tbuser";
+const PASS: &str = "tbpass";
 
-/// Debian's docker-registry as a unit inside the namespace (plain HTTP on [`REG`]), holding
-/// the test busybox image pushed with skopeo as `tb/busybox:1`, `tb/busybox:2` and `tb/other:1`.
-fn registry_inside(a: &Agent) {
-    let dir = a.sd.share_dir().join("reg");
+/// Debian's docker-registry as a unit inside the namespace (plain HTTP on `host`; with `auth`,
+/// htpasswd basic auth for [`USER`]), holding the test busybox image pushed with skopeo as
+/// `tb/busybox:1` and `tb/busybox:2`.
+fn registry_inside(a: &Agent, host: &str, auth: bool) {
+    let port = host.rsplit(':').next().unwrap();
+    let dir = a.sd.share_dir().join(format!("reg-{port}"));
+    let inside_dir = format!("/srv/tb/reg-{port}");
     std::fs::create_dir_all(&dir).unwrap();
+    let auth_cfg = if auth {
+        let h = std::process::Command::new("htpasswd")
+            .args(["-Bbn", USER, PASS])
+            .output()
+            .unwrap();
+        assert!(h.status.success());
+        std::fs::write(dir.join("htpasswd"), h.stdout).unwrap();
+        format!("auth: {{htpasswd: {{realm: berth-test, path: {inside_dir}/htpasswd}}}}\n")
+    } else {
+        String::new()
+    };
     std::fs::write(
         dir.join("config.yml"),
         format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: /srv/tb/reg/data}}}}\nhttp: {{addr: {REG}, secret: berth}}\n"
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {inside_dir}/data}}}}\n{auth_cfg}http: {{addr: {host}, secret: berth}}\n"
         ),
     )
     .unwrap();
@@ -355,28 +373,24 @@ fn registry_inside(a: &Agent) {
         );
     };
     inside(&["ip", "link", "set", "lo", "up"]);
-    inside(&[
-        "systemd-run",
-        "--unit=test-registry",
-        "docker-registry",
-        "serve",
-        "/srv/tb/reg/config.yml",
-    ]);
+    let unit = format!("--unit=test-registry-{port}");
+    let cfg = format!("{inside_dir}/config.yml");
+    inside(&["systemd-run", &unit, "docker-registry", "serve", &cfg]);
     a.wait(Duration::from_secs(20), "the registry listening", || {
-        let probe = format!("exec 3<>/dev/tcp/{}", REG.replace(':', "/"));
+        let probe = format!("exec 3<>/dev/tcp/{}", host.replace(':', "/"));
         a.sd.exec_inside(&["bash", "-c", &probe])
             .is_ok_and(|o| o.status.success())
     })
     .unwrap();
-    for dest in ["tb/busybox:1", "tb/busybox:2", "tb/other:1"] {
-        inside(&[
-            "skopeo",
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "oci-archive:/srv/tb/busybox.tar",
-            &format!("docker://{REG}/{dest}"),
-        ]);
+    let creds = format!("--dest-creds={USER}:{PASS}");
+    for dest in ["tb/busybox:1", "tb/busybox:2"] {
+        let dest = format!("docker://{host}/{dest}");
+        let mut argv = vec!["skopeo", "copy", "--quiet", "--dest-tls-verify=false"];
+        if auth {
+            argv.push(&creds);
+        }
+        argv.extend(["oci-archive:/srv/tb/busybox.tar", &dest]);
+        inside(&argv);
     }
 }
 
@@ -388,7 +402,7 @@ fn docker_cli_pulls_inspects_tags_and_removes_images() {
         &format!("registries: {{insecure: [\"{REG}\"]}}\n"),
     );
     a.start_berthd(true).unwrap();
-    registry_inside(&a);
+    registry_inside(&a, REG, false);
     let one = format!("{REG}/tb/busybox:1");
 
     // docker pull: Docker's progress stream, rendered by the CLI.
@@ -475,4 +489,64 @@ fn docker_cli_pulls_inspects_tags_and_removes_images() {
     assert_eq!(missing.status.code(), Some(1));
     let err = String::from_utf8_lossy(&missing.stderr).to_lowercase();
     assert!(err.contains("manifest unknown"), "{err}");
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs a registry"]
+fn docker_cli_pull_uses_the_clients_credentials_for_that_pull_only() {
+    let a = with_docker_config(
+        "docker-auth",
+        &format!("registries: {{insecure: [\"{AUTH_REG}\"]}}\n"),
+    );
+    a.start_berthd(true).unwrap();
+    registry_inside(&a, AUTH_REG, true);
+    let image = format!("{AUTH_REG}/tb/busybox:1");
+    let pull = |what: &str| {
+        let out = docker(&a, &["pull", &image]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        match what {
+            "ok" => assert!(out.status.success(), "{err}"),
+            _ => {
+                assert_eq!(out.status.code(), Some(1), "{err}");
+                assert!(err.contains(what), "{err}");
+            }
+        }
+    };
+    // berthd has no credentials for the registry of its own.
+    pull("no credentials");
+    // The CLI's stored login (what `docker login` writes) travels as X-Registry-Auth.
+    let b64 = {
+        use std::io::Write;
+        let mut c = std::process::Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{USER}:{PASS}").as_bytes())
+            .unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let cfg = format!(r#"{{"auths":{{"{AUTH_REG}":{{"auth":"{b64}"}}}}}}"#);
+    let write = format!("mkdir -p /tmp/.docker && printf '%s' '{cfg}' > /tmp/.docker/config.json");
+    assert!(
+        a.sd.exec_inside(&["sh", "-c", &write])
+            .unwrap()
+            .status
+            .success()
+    );
+    pull("ok");
+    // Used for that pull only: without the CLI's login berthd is refused again (the client
+    // that authenticated is not reused).
+    stdout_ok(&a, &["rmi", &image]);
+    assert!(
+        a.sd.exec_inside(&["rm", "/tmp/.docker/config.json"])
+            .unwrap()
+            .status
+            .success()
+    );
+    pull("no credentials");
 }

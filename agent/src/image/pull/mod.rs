@@ -245,7 +245,12 @@ impl Store {
         name: &str,
         opts: &PullOptions,
     ) -> Result<Image> {
-        let client = self.client(host)?;
+        // oci-client keeps the credentials a client authenticated with for its later requests:
+        // a request's own credentials get a client of their own, so no later pull inherits them.
+        let client = match opts.credentials {
+            Some(_) => self.inner.registry.client_for(host)?,
+            None => self.client(host)?,
+        };
         let (secret, from) = match &opts.credentials {
             Some(s) => (s.clone(), Credentials::Request),
             None => self
