@@ -470,6 +470,11 @@ fn docker_cli_pulls_inspects_tags_and_removes_images() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{err}");
     assert!(err.contains("Unable to find image"), "{err}");
+    // Its one layer is the first image's: in the store already, not pulled again.
+    assert!(
+        err.contains("Already exists") && !err.contains("Pulling fs layer"),
+        "{err}"
+    );
     assert!(a.active("fresh"), "its unit runs");
 
     // rmi refuses an image a container uses, as Docker does; -f of the container frees it.

@@ -369,6 +369,14 @@ impl Store {
         }
         self.put_blob(&digest, &raw)?;
         let img = self.load_image(&digest, name)?;
+        // Known before any download, as Docker tells them apart: layers already in the store.
+        let present: Vec<String> = img
+            .manifest
+            .layers()
+            .iter()
+            .filter(|l| self.has_blob(l.digest().as_ref(), l.size()))
+            .map(|l| l.digest().to_string())
+            .collect();
         opts.report(|p| {
             p.phase = Phase::Fetching;
             p.layers_total = img.manifest.layers().len();
@@ -383,6 +391,9 @@ impl Store {
                     ..Default::default()
                 })
                 .collect();
+            for d in &present {
+                p.set_phase(d, LayerPhase::Exists);
+            }
         });
         // Boxed and collected first: a lazy `map` closure over borrowed layers makes the pull
         // future not provably Send (higher-ranked lifetimes), and berthd spawns it.
