@@ -441,6 +441,11 @@ fn docker_cli_pulls_inspects_tags_and_removes_images() {
         stdout_ok(&a, &["image", "inspect", "-f", "{{.Id}}", "mine:v1"]),
         id
     );
+    // By ID, an image with two names stays unless forced, as in Docker.
+    let by_id = docker(&a, &["rmi", &id[7..19]]);
+    assert_eq!(by_id.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&by_id.stderr);
+    assert!(err.contains("referenced in multiple repositories"), "{err}");
     let rmi = stdout_ok(&a, &["rmi", "mine:v1"]);
     assert!(rmi.contains("Untagged: mine:v1"), "{rmi}");
     let gone = docker(&a, &["image", "inspect", "mine:v1"]);

@@ -260,6 +260,12 @@ pub struct RemoveQuery {
     force: Option<String>,
 }
 
+/// An image ID as Docker shortens it: 12 hex digits.
+fn short_id(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
 /// What Docker answers for removing `removed` names of an image whose other names are `left`.
 fn removal_doc(removed: &[&Stored], left: usize) -> Value {
     let mut out: Vec<Value> = removed
@@ -302,14 +308,20 @@ pub async fn remove(
         })
         .collect();
     let left = all.iter().filter(|x| x.digest == s.digest).count() - removed.len();
+    // Docker removes an image by ID only when one name holds it, unless forced.
+    if !by_name && !force && removed.len() > 1 {
+        return Err(DockerError::Conflict(format!(
+            "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            short_id(&s.digest)
+        )));
+    }
     call(&b, Request::Rmi { image: key, force })
         .await
         .map_err(|e| match e {
             DockerError::Backend { kind: ErrorKind::Conflict, message } => {
-                let id = s.digest.strip_prefix("sha256:").unwrap_or(&s.digest);
                 DockerError::Conflict(format!(
                     "conflict: unable to remove repository reference \"{name}\" (must force) - container is using its referenced image {}: {message}",
-                    &id[..id.len().min(12)]
+                    short_id(&s.digest)
                 ))
             }
             DockerError::Backend { kind: ErrorKind::NotFound, .. } => DockerError::NoSuchImage(name.clone()),
