@@ -78,7 +78,12 @@ pub async fn page_not_found(uri: Uri) -> DockerError {
 }
 
 /// Endpoints berth will not serve (`docker build`): a clear 501 instead of a silent success.
-pub async fn not_supported(uri: Uri) -> DockerError {
+pub async fn not_supported(uri: Uri, body: axum::body::Body) -> DockerError {
+    // The CLI sends a build context before it reads the answer: an answer before the body is
+    // read closes the connection under the CLI, which then reports a closed pipe, not this.
+    use futures_util::StreamExt as _;
+    let mut data = body.into_data_stream();
+    while let Some(Ok(_)) = data.next().await {}
     DockerError::NotSupported(format!(
         "{} is not supported by berth: build images with docker buildx, buildah or nix, then pull or import them",
         uri.path()
