@@ -422,6 +422,12 @@ fn docker_cli_pulls_inspects_tags_and_removes_images() {
     // The pulled image as Docker shows it.
     let tags = stdout_ok(&a, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(tags.lines().any(|l| l == one), "{tags}");
+    // its creation time from the image config, not the epoch
+    let created = stdout_ok(&a, &["images", "--format", "{{.CreatedAt}}", &one]);
+    assert!(
+        !created.is_empty() && !created.starts_with("1970"),
+        "{created}"
+    );
     assert_eq!(
         stdout_ok(
             &a,

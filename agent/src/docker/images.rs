@@ -17,6 +17,8 @@ struct Stored {
     name: String,
     digest: String,
     size: u64,
+    #[serde(default)]
+    created: Option<String>,
 }
 
 /// A normalised name as Docker shows it: Docker Hub's host and `library/` left out.
@@ -50,7 +52,7 @@ fn summary(s: &Stored) -> Value {
         "ParentId": "",
         "RepoTags": tags,
         "RepoDigests": if s.name.is_empty() { vec![] } else { vec![format!("{repo}@{}", s.digest)] },
-        "Created": 0,
+        "Created": s.created.as_deref().and_then(chrono_secs).unwrap_or(0),
         "Size": s.size,
         "SharedSize": -1,
         "VirtualSize": s.size,
@@ -340,14 +342,17 @@ mod tests {
             name: "registry.local:5000/busybox:1.36".into(),
             digest: "sha256:ab".into(),
             size: 10,
+            created: Some("2024-01-02T03:04:05Z".into()),
         };
         let v = summary(&s);
         assert_eq!(v["RepoTags"][0], "registry.local:5000/busybox:1.36");
+        assert_eq!(v["Created"], 1704164645);
         assert_eq!(v["RepoDigests"][0], "registry.local:5000/busybox@sha256:ab");
         let hub = summary(&Stored {
             name: "docker.io/library/busybox:1.36".into(),
             digest: "sha256:ef".into(),
             size: 1,
+            created: None,
         });
         assert_eq!(hub["RepoTags"][0], "busybox:1.36");
         assert_eq!(hub["RepoDigests"][0], "busybox@sha256:ef");
@@ -355,6 +360,7 @@ mod tests {
             name: String::new(),
             digest: "sha256:cd".into(),
             size: 1,
+            created: None,
         });
         assert_eq!(v["RepoTags"], json!([]));
     }
@@ -364,6 +370,7 @@ mod tests {
             name: name.into(),
             digest: digest.into(),
             size: 1,
+            created: None,
         }
     }
 

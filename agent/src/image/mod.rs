@@ -188,6 +188,9 @@ pub struct ImageSummary {
     pub name: String,
     pub digest: String,
     pub size: u64,
+    /// The config's `created` (RFC 3339), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 /// What berthd needs to start a container from an image.
@@ -453,15 +456,22 @@ impl Store {
         let mut out = Vec::new();
         for d in idx.manifests() {
             let name = manifest::ref_name(d).unwrap_or_default().to_owned();
-            let size = self
+            let m = self
                 .read_blob(d.digest().as_ref())
                 .ok()
-                .and_then(|raw| serde_json::from_slice::<ImageManifest>(&raw).ok())
+                .and_then(|raw| serde_json::from_slice::<ImageManifest>(&raw).ok());
+            let size = m
+                .as_ref()
                 .map_or(0, |m| m.layers().iter().map(|l| l.size()).sum());
+            let created = m
+                .and_then(|m| self.read_blob(m.config().digest().as_ref()).ok())
+                .and_then(|raw| serde_json::from_slice::<ImageConfiguration>(&raw).ok())
+                .and_then(|c| c.created().clone());
             out.push(ImageSummary {
                 name,
                 digest: d.digest().to_string(),
                 size,
+                created,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
