@@ -48,6 +48,15 @@ pub enum Request {
         image: String,
     },
     Images,
+    /// One stored image, by name or manifest digest: its digest, size and config.
+    Image {
+        image: String,
+    },
+    /// Give a stored image a further name.
+    Tag {
+        image: String,
+        name: String,
+    },
     Rmi {
         image: String,
         #[serde(default)]

@@ -242,6 +242,17 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// What a store error means for the client that asked.
+fn store_error_kind(e: &crate::image::Error) -> ErrorKind {
+    use crate::image::Error as E;
+    match e {
+        E::NotInStore(_) => ErrorKind::NotFound,
+        E::InUse { .. } => ErrorKind::Conflict,
+        E::Reference(_) => ErrorKind::Invalid,
+        _ => ErrorKind::Internal,
+    }
+}
+
 /// The Docker API's view of berthd: the native API's requests, handled in-process.
 struct NativeApi(Arc<Shared>);
 
@@ -249,6 +260,39 @@ struct NativeApi(Arc<Shared>);
 impl crate::docker::Backend for NativeApi {
     async fn call(&self, req: Request) -> Response {
         handle(&self.0, req).await
+    }
+
+    async fn pull(
+        &self,
+        image: String,
+        credentials: Option<crate::image::Secret>,
+        progress: tokio::sync::watch::Sender<crate::image::Progress>,
+    ) -> Response {
+        let opts = crate::image::PullOptions {
+            progress: Some(Arc::new(progress)),
+            credentials,
+            ..Default::default()
+        };
+        // As in StoreImages::pull: Store::pull's future is not provably Send.
+        let (store, r, handle) = (
+            self.0.store.clone(),
+            image.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let res = tokio::task::spawn_blocking(move || {
+            let res = handle.block_on(store.pull(&r, &opts));
+            drop(opts);
+            res
+        })
+        .await;
+        match res {
+            Ok(Ok(i)) => {
+                let _ = self.0.triggers.send(Trigger::All);
+                Response::ok(json!({"image": i.name, "digest": i.digest}))
+            }
+            Ok(Err(e)) => Response::err(store_error_kind(&e), e),
+            Err(e) => Response::err(ErrorKind::Internal, format!("pulling {image}: {e}")),
+        }
     }
 }
 
@@ -594,7 +638,21 @@ async fn handle(sh: &Shared, req: Request) -> Response {
         },
         Request::Rmi { image, force } => match sh.store.remove(&image, force) {
             Ok(()) => Response::ok(json!({"removed": image})),
-            Err(e) => Response::err(ErrorKind::Conflict, e),
+            Err(e) => Response::err(store_error_kind(&e), e),
+        },
+        Request::Image { image } => match sh.store.image(&image) {
+            Ok(Some(i)) => Response::ok(json!({
+                "name": i.name, "digest": i.digest, "size": i.size(), "config": i.config,
+            })),
+            Ok(None) => Response::err(
+                ErrorKind::NotFound,
+                format!("no image {image} in the store"),
+            ),
+            Err(e) => Response::err(store_error_kind(&e), e),
+        },
+        Request::Tag { image, name } => match sh.store.tag(&image, &name) {
+            Ok(n) => Response::ok(json!({"image": image, "name": n})),
+            Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Info => Response::ok(json!({
             "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "bundle_dir": sh.cfg.bundle_dir(),

@@ -1,6 +1,8 @@
 //! The real `docker` CLI (28.x, /usr/local/bin/docker) against berthd's Docker API socket, under a
 //! real systemd booted in private namespaces: version negotiation, `info`, `ps` with filters,
-//! `inspect`, `images`, Docker's error messages and exit codes, and the socket's permissions.
+//! `inspect`, `images`, Docker's error messages and exit codes, and the socket's permissions;
+//! `pull`, `image inspect`, `tag`, `rmi` and `run` of an image not pulled yet against Debian's
+//! docker-registry run inside the namespace.
 
 use berth_tests::agent::{Agent, IMAGE};
 use std::process::Output;
@@ -37,10 +39,19 @@ fn stdout_ok(a: &Agent, args: &[&str]) -> String {
 /// A test systemd whose berthd, once started, serves the Docker API (its /etc/berth/berthd.yaml,
 /// where berthd and `berth` look by default).
 fn with_docker_api(name: &str) -> Agent {
+    with_docker_config(name, "")
+}
+
+/// [`with_docker_api`] with more of berthd.yaml.
+fn with_docker_config(name: &str, more: &str) -> Agent {
     let a = Agent::start(name).unwrap();
     let etc = a.sd.root_path().join("etc/berth");
     std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(etc.join("berthd.yaml"), "docker: {enable: true}\n").unwrap();
+    std::fs::write(
+        etc.join("berthd.yaml"),
+        format!("docker: {{enable: true}}\n{more}"),
+    )
+    .unwrap();
     a
 }
 
@@ -355,4 +366,240 @@ fn docker_cli_runs_stops_and_removes_containers() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+}
+
+/// Registries inside the namespace (its network is private: any port is free): open, and
+/// with basic auth.
+const REG: &str = "127.0.0.1:5000";
+const AUTH_REG: &str = "127.0.0.1:5001";
+const USER: &str = "tbuser";
+const PASS: &str = "tbpass";
+
+/// Debian's docker-registry as a unit inside the namespace (plain HTTP on `host`; with `auth`,
+/// htpasswd basic auth for [`USER`]), holding the test busybox image pushed with skopeo as
+/// `tb/busybox:1` and `tb/busybox:2`.
+fn registry_inside(a: &Agent, host: &str, auth: bool) {
+    let port = host.rsplit(':').next().unwrap();
+    let dir = a.sd.share_dir().join(format!("reg-{port}"));
+    let inside_dir = format!("/srv/tb/reg-{port}");
+    std::fs::create_dir_all(&dir).unwrap();
+    let auth_cfg = if auth {
+        let h = std::process::Command::new("htpasswd")
+            .args(["-Bbn", USER, PASS])
+            .output()
+            .unwrap();
+        assert!(h.status.success());
+        std::fs::write(dir.join("htpasswd"), h.stdout).unwrap();
+        format!("auth: {{htpasswd: {{realm: berth-test, path: {inside_dir}/htpasswd}}}}\n")
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {inside_dir}/data}}}}\n{auth_cfg}http: {{addr: {host}, secret: berth}}\n"
+        ),
+    )
+    .unwrap();
+    let inside = |argv: &[&str]| {
+        let out = a.sd.exec_inside(argv).unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    inside(&["ip", "link", "set", "lo", "up"]);
+    let unit = format!("--unit=test-registry-{port}");
+    let cfg = format!("{inside_dir}/config.yml");
+    inside(&["systemd-run", &unit, "docker-registry", "serve", &cfg]);
+    a.wait(Duration::from_secs(20), "the registry listening", || {
+        let probe = format!("exec 3<>/dev/tcp/{}", host.replace(':', "/"));
+        a.sd.exec_inside(&["bash", "-c", &probe])
+            .is_ok_and(|o| o.status.success())
+    })
+    .unwrap();
+    let creds = format!("--dest-creds={USER}:{PASS}");
+    for dest in ["tb/busybox:1", "tb/busybox:2"] {
+        let dest = format!("docker://{host}/{dest}");
+        let mut argv = vec!["skopeo", "copy", "--quiet", "--dest-tls-verify=false"];
+        if auth {
+            argv.push(&creds);
+        }
+        argv.extend(["oci-archive:/srv/tb/busybox.tar", &dest]);
+        inside(&argv);
+    }
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs a registry and containers"]
+fn docker_cli_pulls_inspects_tags_and_removes_images() {
+    let a = with_docker_config(
+        "docker-images",
+        &format!("registries: {{insecure: [\"{REG}\"]}}\n"),
+    );
+    a.start_berthd(true).unwrap();
+    registry_inside(&a, REG, false);
+    let one = format!("{REG}/tb/busybox:1");
+
+    // docker pull: Docker's progress stream, rendered by the CLI.
+    let out = stdout_ok(&a, &["pull", &one]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {one}")),
+        "{out}"
+    );
+    assert!(out.contains("Digest: sha256:"), "{out}");
+    let again = stdout_ok(&a, &["pull", &one]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {one}")),
+        "{again}"
+    );
+
+    // The pulled image as Docker shows it.
+    let tags = stdout_ok(&a, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(tags.lines().any(|l| l == one), "{tags}");
+    // its creation time from the image config, not the epoch
+    let created = stdout_ok(&a, &["images", "--format", "{{.CreatedAt}}", &one]);
+    assert!(
+        !created.is_empty() && !created.starts_with("1970"),
+        "{created}"
+    );
+    assert_eq!(
+        stdout_ok(
+            &a,
+            &["image", "inspect", "-f", "{{.Config.Cmd}} {{.Os}}", &one]
+        ),
+        "[/bin/sh] linux"
+    );
+    let id = stdout_ok(&a, &["image", "inspect", "-f", "{{.Id}}", &one]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    // by ID prefix, and under a further name
+    assert_eq!(
+        stdout_ok(&a, &["image", "inspect", "-f", "{{.Id}}", &id[7..19]]),
+        id
+    );
+    stdout_ok(&a, &["tag", &one, "mine:v1"]);
+    assert_eq!(
+        stdout_ok(&a, &["image", "inspect", "-f", "{{.Id}}", "mine:v1"]),
+        id
+    );
+    // By ID, an image with two names stays unless forced, as in Docker.
+    let by_id = docker(&a, &["rmi", &id[7..19]]);
+    assert_eq!(by_id.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&by_id.stderr);
+    assert!(err.contains("referenced in multiple repositories"), "{err}");
+    let rmi = stdout_ok(&a, &["rmi", "mine:v1"]);
+    assert!(rmi.contains("Untagged: mine:v1"), "{rmi}");
+    let gone = docker(&a, &["image", "inspect", "mine:v1"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("No such image"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+
+    // docker run of an image not in the store: create answers 404, the CLI pulls, creates again.
+    let two = format!("{REG}/tb/busybox:2");
+    let run = docker(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fresh",
+            "--network",
+            "none",
+            &two,
+            "sleep",
+            "3600",
+        ],
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("Unable to find image"), "{err}");
+    // Its one layer is the first image's: in the store already, not pulled again.
+    assert!(
+        err.contains("Already exists") && !err.contains("Pulling fs layer"),
+        "{err}"
+    );
+    assert!(a.active("fresh"), "its unit runs");
+
+    // rmi refuses an image a container uses, as Docker does; -f of the container frees it.
+    let busy = docker(&a, &["rmi", &two]);
+    assert_eq!(busy.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        err.contains("conflict: unable to remove repository reference"),
+        "{err}"
+    );
+    stdout_ok(&a, &["rm", "-f", "fresh"]);
+    let rmi = stdout_ok(&a, &["rmi", &two]);
+    assert!(rmi.contains(&format!("Untagged: {two}")), "{rmi}");
+
+    // A tag the registry does not have: the CLI exits 1 with the registry's message.
+    let missing = docker(&a, &["pull", &format!("{REG}/tb/busybox:nope")]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr).to_lowercase();
+    assert!(err.contains("manifest unknown"), "{err}");
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs a registry"]
+fn docker_cli_pull_uses_the_clients_credentials_for_that_pull_only() {
+    let a = with_docker_config(
+        "docker-auth",
+        &format!("registries: {{insecure: [\"{AUTH_REG}\"]}}\n"),
+    );
+    a.start_berthd(true).unwrap();
+    registry_inside(&a, AUTH_REG, true);
+    let image = format!("{AUTH_REG}/tb/busybox:1");
+    let pull = |what: &str| {
+        let out = docker(&a, &["pull", &image]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        match what {
+            "ok" => assert!(out.status.success(), "{err}"),
+            _ => {
+                assert_eq!(out.status.code(), Some(1), "{err}");
+                assert!(err.contains(what), "{err}");
+            }
+        }
+    };
+    // berthd has no credentials for the registry of its own.
+    pull("no credentials");
+    // The CLI's stored login (what `docker login` writes) travels as X-Registry-Auth.
+    let b64 = {
+        use std::io::Write;
+        let mut c = std::process::Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{USER}:{PASS}").as_bytes())
+            .unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let cfg = format!(r#"{{"auths":{{"{AUTH_REG}":{{"auth":"{b64}"}}}}}}"#);
+    let write = format!("mkdir -p /tmp/.docker && printf '%s' '{cfg}' > /tmp/.docker/config.json");
+    assert!(
+        a.sd.exec_inside(&["sh", "-c", &write])
+            .unwrap()
+            .status
+            .success()
+    );
+    pull("ok");
+    // Used for that pull only: without the CLI's login berthd is refused again (the client
+    // that authenticated is not reused).
+    stdout_ok(&a, &["rmi", &image]);
+    assert!(
+        a.sd.exec_inside(&["rm", "/tmp/.docker/config.json"])
+            .unwrap()
+            .status
+            .success()
+    );
+    pull("no credentials");
 }

@@ -27,6 +27,8 @@ pub enum DockerError {
     PageNotFound,
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -46,7 +48,9 @@ impl DockerError {
             | DockerError::VersionTooOld { .. }
             | DockerError::BadVersion { .. }
             | DockerError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            DockerError::PageNotFound | DockerError::NoSuchContainer(_) => StatusCode::NOT_FOUND,
+            DockerError::PageNotFound
+            | DockerError::NoSuchContainer(_)
+            | DockerError::NoSuchImage(_) => StatusCode::NOT_FOUND,
             DockerError::Conflict(_) => StatusCode::CONFLICT,
             DockerError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             DockerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,7 +78,12 @@ pub async fn page_not_found(uri: Uri) -> DockerError {
 }
 
 /// Endpoints berth will not serve (`docker build`): a clear 501 instead of a silent success.
-pub async fn not_supported(uri: Uri) -> DockerError {
+pub async fn not_supported(uri: Uri, body: axum::body::Body) -> DockerError {
+    // The CLI sends a build context before it reads the answer: an answer before the body is
+    // read closes the connection under the CLI, which then reports a closed pipe, not this.
+    use futures_util::StreamExt as _;
+    let mut data = body.into_data_stream();
+    while let Some(Ok(_)) = data.next().await {}
     DockerError::NotSupported(format!(
         "{} is not supported by berth: build images with docker buildx, buildah or nix, then pull or import them",
         uri.path()

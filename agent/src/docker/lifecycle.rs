@@ -130,6 +130,20 @@ pub async fn create(
         )));
     }
     let spec = spec_of(&body)?;
+    // Docker's 404 for a missing image is what makes the CLI pull it and create again.
+    if let Err(DockerError::Backend {
+        kind: ErrorKind::NotFound,
+        ..
+    }) = call(
+        &b,
+        Request::Image {
+            image: body.image.clone(),
+        },
+    )
+    .await
+    {
+        return Err(DockerError::NoSuchImage(super::images::shown(&body.image)));
+    }
     let yaml = serde_norway::to_string(&spec)
         .map_err(|e| DockerError::Internal(format!("spec of {name}: {e}")))?;
     call(

@@ -9,6 +9,7 @@ mod error;
 mod images;
 mod lifecycle;
 mod logs;
+mod pull;
 mod system;
 mod version;
 
@@ -26,6 +27,18 @@ use std::sync::Arc;
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     async fn call(&self, req: Request) -> Response;
+
+    /// Pulls `image` with these credentials for this pull alone, reporting to `progress` (the
+    /// native `pull` request, which reports nothing, when not overridden).
+    async fn pull(
+        &self,
+        image: String,
+        credentials: Option<crate::image::Secret>,
+        progress: tokio::sync::watch::Sender<crate::image::Progress>,
+    ) -> Response {
+        let _ = (credentials, progress);
+        self.call(Request::Pull { image }).await
+    }
 }
 
 pub type Shared = Arc<dyn Backend>;
@@ -109,6 +122,11 @@ fn router(backend: Shared) -> Router {
         .route("/containers/{id}/logs", get(logs::logs))
         .route("/containers/{id}", delete(lifecycle::remove))
         .route("/images/json", get(images::list))
+        .route("/images/create", post(pull::create))
+        .route(
+            "/images/{*path}",
+            get(images::get).post(images::post).delete(images::remove),
+        )
         .route(
             "/build",
             head(error::not_supported).post(error::not_supported),

@@ -18,9 +18,14 @@ impl Backend for Fake {
             Request::Ps => {
                 Response::ok(json!([{"name": "web", "phase": "running", "image": "busybox:1.36"}]))
             }
-            Request::Images => {
-                Response::ok(json!([{"name": "busybox:1.36", "digest": "sha256:ab", "size": 3}]))
-            }
+            Request::Images => Response::ok(json!([
+                {"name": "busybox:1.36", "digest": "sha256:ab", "size": 3},
+                {"name": "r.local:5000/team/app:1", "digest": "sha256:cd", "size": 4},
+            ])),
+            Request::Image { image } if image == "r.local:5000/team/app:1" => Response::ok(json!({
+                "name": image, "digest": "sha256:cd", "size": 4,
+                "config": {"os": "linux", "config": {"Cmd": ["app"]}},
+            })),
             Request::Inspect { name } if name == "web" => Response::ok(json!({
                 "status": {"name": "web", "phase": "running", "image": "busybox:1.36"},
                 "spec": {"labels": {"app": "web"}, "network_mode": "none"},
@@ -32,8 +37,11 @@ impl Backend for Fake {
 }
 
 async fn get(path: &str) -> (StatusCode, axum::http::HeaderMap, Value) {
+    send(HttpRequest::get(path).body(Body::empty()).unwrap()).await
+}
+
+async fn send(req: HttpRequest<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
     let app = axum::middleware::from_fn(version::negotiate).layer(router(Arc::new(Fake)));
-    let req = HttpRequest::get(path).body(Body::empty()).unwrap();
     let resp = app.oneshot(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
@@ -98,4 +106,29 @@ async fn inspect_by_name_and_id_prefix() {
     assert_eq!(by_id["Name"], "/web");
     assert_eq!(by_name["State"]["Running"], true);
     assert_eq!(by_name["Path"], "httpd");
+}
+
+#[tokio::test]
+async fn image_names_with_slashes_and_missing_images() {
+    let (s, _, v) = get("/v1.50/images/r.local:5000/team/app:1/json").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["Config"]["Cmd"], json!(["app"]));
+    assert_eq!(v["RepoTags"][0], "r.local:5000/team/app:1");
+    let (s, _, v) = get("/v1.50/images/cd/json").await;
+    assert_eq!((s, &v["Id"]), (StatusCode::OK, &json!("sha256:cd")));
+    let (s, _, v) = get("/v1.50/images/nope/json").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["message"], "No such image: nope");
+    // The CLI pulls on exactly this answer to create.
+    let req = HttpRequest::post("/v1.50/containers/create?name=x")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"Image": "nope"}"#))
+        .unwrap();
+    let (s, _, v) = send(req).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["message"], "No such image: nope:latest");
+    let req = HttpRequest::post("/v1.50/images/create?fromSrc=-")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(req).await.0, StatusCode::NOT_IMPLEMENTED);
 }

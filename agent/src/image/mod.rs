@@ -19,6 +19,7 @@ pub mod credhelper;
 mod gc;
 pub mod import;
 pub mod manifest;
+mod names;
 pub mod pull;
 pub mod reference;
 pub mod registry;
@@ -26,9 +27,9 @@ pub mod sys;
 pub mod unpack;
 
 pub use manifest::{Descriptor, Platform, host_platform};
-pub use pull::{Phase, Progress, PullOptions};
+pub use pull::{LayerPhase, LayerProgress, Phase, Progress, PullOptions};
 pub use reference::{ImageRef, RefError};
-pub use registry::RegistryConfig;
+pub use registry::{RegistryConfig, Secret};
 
 use berth_proto::OverlayRootfs;
 use manifest::{Document, ImageIndex, ImageManifest, REF_NAME, digest_hex, parse_document};
@@ -187,6 +188,9 @@ pub struct ImageSummary {
     pub name: String,
     pub digest: String,
     pub size: u64,
+    /// The config's `created` (RFC 3339), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 /// What berthd needs to start a container from an image.
@@ -452,15 +456,22 @@ impl Store {
         let mut out = Vec::new();
         for d in idx.manifests() {
             let name = manifest::ref_name(d).unwrap_or_default().to_owned();
-            let size = self
+            let m = self
                 .read_blob(d.digest().as_ref())
                 .ok()
-                .and_then(|raw| serde_json::from_slice::<ImageManifest>(&raw).ok())
+                .and_then(|raw| serde_json::from_slice::<ImageManifest>(&raw).ok());
+            let size = m
+                .as_ref()
                 .map_or(0, |m| m.layers().iter().map(|l| l.size()).sum());
+            let created = m
+                .and_then(|m| self.read_blob(m.config().digest().as_ref()).ok())
+                .and_then(|raw| serde_json::from_slice::<ImageConfiguration>(&raw).ok())
+                .and_then(|c| c.created().clone());
             out.push(ImageSummary {
                 name,
                 digest: d.digest().to_string(),
                 size,
+                created,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -482,39 +493,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Removes the name `reference` (blobs and layers go at the next GC). Refuses while a container
-    /// prepared from it exists unless `force`.
-    pub fn remove(&self, reference: &str, force: bool) -> Result<()> {
-        let img = self
-            .image(reference)?
-            .ok_or_else(|| Error::NotInStore(reference.to_string()))?;
-        if !force {
-            let users: Vec<String> = self
-                .container_records()?
-                .into_iter()
-                .filter(|(_, r)| r.digest == img.digest)
-                .map(|(id, _)| id)
-                .collect();
-            if !users.is_empty() {
-                return Err(Error::InUse {
-                    image: img.name,
-                    containers: users.join(", "),
-                });
-            }
-        }
-        let name = img.name.clone();
-        let by_digest = digest_hex(reference).is_some();
-        self.update_index(|m| {
-            m.retain(|d| {
-                if by_digest {
-                    d.digest().to_string() != img.digest
-                } else {
-                    manifest::ref_name(d) != Some(name.as_str())
-                }
-            })
-        })
     }
 
     /// Unpacks every layer of `image` that is not unpacked yet (from the stored blobs).

@@ -74,7 +74,7 @@ impl Store {
             .as_ref()
             .is_some_and(|(_, c)| !self.layer_path(c).exists());
         if self.has_blob(desc.digest().as_ref(), desc.size()) {
-            opts.report(|p| p.bytes_done += desc.size());
+            opts.report(|p| p.set_phase(desc.digest().as_ref(), LayerPhase::Exists));
             if need_unpack {
                 let (diff, chain) = unpack.expect("need_unpack");
                 self.unpack_blob(desc.clone(), diff, chain).await?;
@@ -118,7 +118,7 @@ impl Store {
             );
             tokio::task::spawn_blocking(move || write_blob(rx, utx, &ingest, &blob, &desc, offset))
         };
-        opts.report(|p| p.bytes_done += offset);
+        opts.report(|p| p.add(desc.digest().as_ref(), offset));
         let net = self
             .download(client, host, oref, name, desc, offset, &tx, opts)
             .await;
@@ -209,7 +209,7 @@ impl Store {
             oci_client::client::BlobResponse::Full(s) => {
                 if offset > 0 {
                     let _ = tx.send(Msg::Restart).await;
-                    opts.report(|p| p.bytes_done = p.bytes_done.saturating_sub(offset));
+                    opts.report(|p| p.restart(desc.digest().as_ref()));
                 }
                 s
             }
@@ -241,11 +241,11 @@ impl Store {
             }
             since += n;
             if since >= 1 << 20 {
-                opts.report(|p| p.bytes_done += since);
+                opts.report(|p| p.add(desc.digest().as_ref(), since));
                 since = 0;
             }
         }
-        opts.report(|p| p.bytes_done += since);
+        opts.report(|p| p.add(desc.digest().as_ref(), since));
         Ok(())
     }
 

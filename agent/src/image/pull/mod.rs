@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::manifest::{self, Descriptor, Document, Platform, digest_hex, parse_document};
-use super::registry::{Secret, chain, map_err};
+use super::registry::{Credentials, Secret, chain, map_err};
 use super::unpack::{Unpacked, unpack_layer};
 use super::{Error, Image, ImageRef, Result, Store, io_err};
 
@@ -42,6 +42,67 @@ pub struct Progress {
     pub layers_done: usize,
     pub bytes_total: u64,
     pub bytes_done: u64,
+    /// Each layer of the manifest, bottom first (empty until the manifest is read).
+    pub layers: Vec<LayerProgress>,
+}
+
+/// Where one layer of a pull is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerPhase {
+    #[default]
+    Waiting,
+    Downloading,
+    /// The blob was in the store already.
+    Exists,
+    Complete,
+}
+
+/// Progress of one layer (its digest is the compressed blob's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LayerProgress {
+    pub digest: String,
+    pub size: u64,
+    pub done: u64,
+    pub phase: LayerPhase,
+}
+
+fn layer_of<'a>(layers: &'a mut [LayerProgress], digest: &str) -> Option<&'a mut LayerProgress> {
+    layers.iter_mut().find(|l| l.digest == digest)
+}
+
+impl Progress {
+    fn layer(&mut self, digest: &str) -> Option<&mut LayerProgress> {
+        layer_of(&mut self.layers, digest)
+    }
+
+    /// `n` more bytes of the layer `digest` are in.
+    pub(super) fn add(&mut self, digest: &str, n: u64) {
+        self.bytes_done += n;
+        if let Some(l) = self.layer(digest) {
+            l.done += n;
+            l.phase = LayerPhase::Downloading;
+        }
+    }
+
+    /// The layer `digest` starts again from its first byte.
+    pub(super) fn restart(&mut self, digest: &str) {
+        if let Some(l) = layer_of(&mut self.layers, digest) {
+            self.bytes_done = self.bytes_done.saturating_sub(l.done);
+            l.done = 0;
+        }
+    }
+
+    pub(super) fn set_phase(&mut self, digest: &str, phase: LayerPhase) {
+        if let Some(l) = layer_of(&mut self.layers, digest) {
+            l.phase = phase;
+            if matches!(phase, LayerPhase::Exists | LayerPhase::Complete) {
+                let rest = l.size.saturating_sub(l.done);
+                l.done = l.size;
+                self.bytes_done += rest;
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Progress {
@@ -69,6 +130,9 @@ pub struct PullOptions {
     pub unpack: bool,
     /// Receives progress updates (create with `watch::channel(Progress::default())`).
     pub progress: Option<Arc<watch::Sender<Progress>>>,
+    /// Credentials for this pull alone, instead of those the registry configuration finds
+    /// (the Docker API's `X-Registry-Auth`); never stored.
+    pub credentials: Option<Secret>,
 }
 
 impl Default for PullOptions {
@@ -77,6 +141,7 @@ impl Default for PullOptions {
             platform: manifest::host_platform(),
             unpack: true,
             progress: None,
+            credentials: None,
         }
     }
 }
@@ -180,16 +245,24 @@ impl Store {
         name: &str,
         opts: &PullOptions,
     ) -> Result<Image> {
-        let client = self.client(host)?;
-        let (secret, from) = self
-            .inner
-            .registry
-            .credentials(host, r.repository())
-            .await
-            .map_err(|source| Error::CredentialHelper {
-                image: name.to_string(),
-                source: Box::new(source),
-            })?;
+        // oci-client keeps the credentials a client authenticated with for its later requests:
+        // a request's own credentials get a client of their own, so no later pull inherits them.
+        let client = match opts.credentials {
+            Some(_) => self.inner.registry.client_for(host)?,
+            None => self.client(host)?,
+        };
+        let (secret, from) = match &opts.credentials {
+            Some(s) => (s.clone(), Credentials::Request),
+            None => self
+                .inner
+                .registry
+                .credentials(host, r.repository())
+                .await
+                .map_err(|source| Error::CredentialHelper {
+                    image: name.to_string(),
+                    source: Box::new(source),
+                })?,
+        };
         // A 401/403 says where the rejected credentials came from (or that there were none).
         let says_source = |e: Error| match e {
             Error::Unauthorized {
@@ -296,10 +369,31 @@ impl Store {
         }
         self.put_blob(&digest, &raw)?;
         let img = self.load_image(&digest, name)?;
+        // Known before any download, as Docker tells them apart: layers already in the store.
+        let present: Vec<String> = img
+            .manifest
+            .layers()
+            .iter()
+            .filter(|l| self.has_blob(l.digest().as_ref(), l.size()))
+            .map(|l| l.digest().to_string())
+            .collect();
         opts.report(|p| {
             p.phase = Phase::Fetching;
             p.layers_total = img.manifest.layers().len();
             p.bytes_total = img.size();
+            p.layers = img
+                .manifest
+                .layers()
+                .iter()
+                .map(|l| LayerProgress {
+                    digest: l.digest().to_string(),
+                    size: l.size(),
+                    ..Default::default()
+                })
+                .collect();
+            for d in &present {
+                p.set_phase(d, LayerPhase::Exists);
+            }
         });
         // Boxed and collected first: a lazy `map` closure over borrowed layers makes the pull
         // future not provably Send (higher-ranked lifetimes), and berthd spawns it.
@@ -314,7 +408,12 @@ impl Store {
             jobs.push(Box::pin(async move {
                 self.fetch_layer(client, host, oref, name, l, unpack, opts)
                     .await?;
-                opts.report(|p| p.layers_done += 1);
+                opts.report(|p| {
+                    p.layers_done += 1;
+                    if p.layer(l.digest().as_ref()).map(|l| l.phase) != Some(LayerPhase::Exists) {
+                        p.set_phase(l.digest().as_ref(), LayerPhase::Complete);
+                    }
+                });
                 Ok::<(), Error>(())
             }));
         }

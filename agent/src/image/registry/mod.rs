@@ -323,6 +323,8 @@ pub enum Credentials {
     File(PathBuf),
     /// From this helper program, named in this file.
     Helper(String, PathBuf),
+    /// Given with the request for this pull alone (the Docker API's `X-Registry-Auth`).
+    Request,
 }
 
 impl std::fmt::Display for Credentials {
@@ -336,6 +338,7 @@ impl std::fmt::Display for Credentials {
             Credentials::Helper(h, p) => {
                 write!(f, "credentials from helper {h} named in {}", p.display())
             }
+            Credentials::Request => f.write_str("credentials sent with the request"),
         }
     }
 }
