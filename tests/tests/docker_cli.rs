@@ -293,7 +293,8 @@ fn docker_cli_runs_stops_and_removes_containers() {
     assert!(!a.ps().unwrap().contains_key("api1"), "gone from berth");
     assert_eq!(stdout_ok(&a, &["ps", "-aq", "--filter", "name=api1"]), "");
 
-    // `docker kill` sends the signal to the main process (here a shell that traps it).
+    // `docker kill` sends the signal to the main process (here a shell that traps it; the
+    // signal is sent once the trap is set: a PID 1 without a handler ignores it, as in Docker).
     stdout_ok(
         &a,
         &[
@@ -306,9 +307,13 @@ fn docker_cli_runs_stops_and_removes_containers() {
             &image,
             "sh",
             "-c",
-            "trap 'exit 9' USR1; while :; do sleep 1; done",
+            "trap 'exit 9' USR1; echo armed; while :; do sleep 1; done",
         ],
     );
+    a.wait(t, "the trap set", || {
+        String::from_utf8_lossy(&docker(&a, &["logs", "victim"]).stdout).contains("armed")
+    })
+    .unwrap();
     stdout_ok(&a, &["kill", "-s", "USR1", "victim"]);
     assert_eq!(
         stdout_ok(&a, &["wait", "victim"]),
