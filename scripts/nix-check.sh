@@ -46,6 +46,13 @@ if [ -n "${NIXPKGS_LIB:-}" ]; then
   jq -r '.etc["berth/berthd.yaml"]' <<< "$out" > "$tmp/berthd.yaml"
   "$bin/berth" check "$tmp"/module/*.yaml
   "$bin/berthd" --check-config --config "$tmp/berthd.yaml"
+  # The network files, judged with the containers that join them, as berthd would see /etc.
+  mkdir -p "$tmp/etc/containers" "$tmp/etc/networks"
+  jq -e '.etc | with_entries(select(.key | startswith("berth/networks/")))' <<< "$out" | write_files "$tmp/etc/networks"
+  cp "$tmp"/module/*.yaml "$tmp/etc/containers/"
+  printf 'spec_dir: %s\nnetwork_dir: %s\n' "$tmp/etc/containers" "$tmp/etc/networks" > "$tmp/etc/berthd.yaml"
+  [ -n "$(ls "$tmp/etc/networks")" ]
+  "$bin/berth" --config "$tmp/etc/berthd.yaml" check
   jq -e '.failedAssertions == [] and .legacyServiceEnabled == false
     and .berthd.serviceConfig.Type == "notify" and .berthd.serviceConfig.KillMode == "control-group"
     and .berthd.stopIfChanged == false and (.warnings | length) == 1
