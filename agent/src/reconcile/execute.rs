@@ -201,6 +201,8 @@ async fn hold<U: Units, I: Images>(
     reason: String,
 ) -> Result<Action, ReconcileError> {
     if let Some(u) = observed {
+        // Containers on its network namespace would keep a namespace with no network left.
+        stop_network_joiners(ctx, name).await?;
         tracing::info!("held stopped: stopping its unit ({})", u.active_state);
         ctx.units
             .stop(name, Duration::from_secs(120))

@@ -39,6 +39,19 @@ async fn a_joiner_waits_for_its_target_then_follows_its_restarts() {
             "start a", "start b", "stop b", "stop a", "start a", "start b"
         ]
     );
+    // Held stopped (`berth stop a`): b goes first; `berth start a` brings both back.
+    e.ctx.hold_stopped("a", true).unwrap();
+    e.pass("a").await;
+    assert_eq!(e.calls()[6..], ["stop b", "stop a"]);
+    assert!(matches!(
+        decide(&e.ctx, "b").await.unwrap(),
+        Decision::Wait { .. }
+    ));
+    e.ctx.hold_stopped("a", false).unwrap();
+    e.ctx.request_restart("a");
+    e.pass("a").await;
+    e.pass("b").await;
+    assert_eq!(e.calls()[8..], ["start a", "start b"]);
 }
 
 #[tokio::test]
