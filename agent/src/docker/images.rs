@@ -245,14 +245,7 @@ pub async fn post(
             name: target,
         },
     )
-    .await
-    .map_err(|e| match e {
-        DockerError::Backend {
-            kind: ErrorKind::Invalid,
-            message,
-        } => DockerError::BadRequest(message),
-        e => e,
-    })?;
+    .await?;
     Ok(StatusCode::CREATED)
 }
 

@@ -155,13 +155,7 @@ pub async fn create(
         },
     )
     .await
-    .map_err(|e| match e {
-        DockerError::Backend {
-            kind: ErrorKind::Invalid,
-            message,
-        } => DockerError::BadRequest(message),
-        other => read_only(other),
-    })?;
+    .map_err(read_only)?;
     // Answered once berthd lists it, so that the `start` that follows finds it.
     until(&b, &name, "appear", |s| s.is_some()).await?;
     Ok((
@@ -266,15 +260,8 @@ pub async fn kill(
         .signal
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "KILL".into());
-    call(&b, Request::Kill { name, signal })
-        .await
-        .map_err(|e| match e {
-            DockerError::Backend {
-                kind: ErrorKind::Invalid,
-                message,
-            } => DockerError::BadRequest(message),
-            other => other,
-        })?;
+    // berthd's `invalid` (a bad signal name) is already a 400 (`DockerError::status`).
+    call(&b, Request::Kill { name, signal }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
