@@ -3,5 +3,6 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod docker;
 pub mod registry;
 pub mod systemd;
