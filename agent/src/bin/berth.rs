@@ -24,6 +24,9 @@ enum Cmd {
     GenerateDocs { dir: PathBuf },
     #[command(flatten)]
     Network(berth_agent::cli::network::NetworkCommand),
+    /// Check the image store and berthd's state, and repair what is safe to repair (exit code:
+    /// 0 clean, 1 repaired, 2 problems left).
+    Fsck(berth_agent::cli::fsck::FsckArgs),
 }
 
 #[tokio::main]
@@ -42,6 +45,7 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Fsck(a) => berth_agent::cli::fsck::run(a, &cli.global),
         Cmd::Network(c) => berth_agent::cli::network::run(c, cli.global).await,
         Cmd::Image(c) => match berth_agent::cli::image::run(c, cli.global.json).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@ pub mod berthd;
 pub mod containers;
 pub mod docs;
 mod exec;
+pub mod fsck;
 pub mod image;
 mod journal;
 pub mod network;

@@ -15,6 +15,7 @@
 //! is checked against its diff id before it is renamed into `layers/`; index.json is replaced
 //! atomically under a lock. Pulls hold a shared lock on `gc.lock`, garbage collection an exclusive one.
 
+pub mod check;
 pub mod credhelper;
 mod gc;
 pub mod import;
