@@ -6,6 +6,7 @@
 //! before, and no address was given to two containers.
 
 use berth_tests::agent::{Agent, IMAGE};
+use berth_tests::inventory::NetworkInventory as Inventory;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,62 +40,8 @@ fn inside(a: &Agent, argv: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// What containers' networks leave on the host side, compared as a whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Inventory {
-    /// Interface names of veths and the bridge.
-    links: Vec<String>,
-    /// iptables-save lines that mention NETAVARK (counters dropped).
-    rules: BTreeMap<String, usize>,
-    /// `<network>/<address>` of every lease (and any draft beside them).
-    leases: Vec<String>,
-    netns: Vec<String>,
-    records: Vec<String>,
-    locks: Vec<String>,
-}
-
-fn ls(a: &Agent, dir: &str) -> Vec<String> {
-    let mut v: Vec<String> = inside(a, &["sh", "-c", &format!("ls -A {dir} 2>/dev/null")])
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
-}
-
 fn inventory(a: &Agent) -> Inventory {
-    let links = inside(a, &["ip", "-o", "link"])
-        .lines()
-        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_owned()))
-        .filter(|n| n.starts_with("veth") || n.starts_with("berth0"))
-        .collect();
-    let mut rules = BTreeMap::new();
-    for l in inside(a, &["iptables-save"]).lines() {
-        if l.contains("NETAVARK") {
-            let l = l.split(" [").next().unwrap_or(l).to_owned();
-            *rules.entry(l).or_default() += 1;
-        }
-    }
-    let leases = inside(
-        a,
-        &[
-            "sh",
-            "-c",
-            "cd /run/berth/network/leases 2>/dev/null && find . -type f | sort",
-        ],
-    )
-    .lines()
-    .map(|l| l.trim_start_matches("./").to_owned())
-    .collect();
-    Inventory {
-        links,
-        rules,
-        leases,
-        netns: ls(a, "/run/berth/netns"),
-        records: ls(a, "/run/berth/network/containers"),
-        locks: ls(a, "/run/berth/network/locks"),
-    }
+    berth_tests::inventory::network(a)
 }
 
 /// The lease files by address, with the container each names.

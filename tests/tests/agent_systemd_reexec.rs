@@ -1,0 +1,87 @@
+//! `systemctl daemon-reload` and `daemon-reexec` under a running berthd (a real systemd 252 in
+//! private namespaces): berthd keeps its D-Bus connection or gets it back, its unit watch still
+//! sees units change, no container is restarted, and a spec change right after is applied.
+
+use berth_tests::agent::{Agent, IMAGE};
+use std::time::Duration;
+
+/// Well below berthd's periodic resync (5 min): what happens within it came from a watch.
+const T: Duration = Duration::from_secs(60);
+
+fn spec(round: u32) -> String {
+    format!(
+        "image_file: {IMAGE}\ncommand: [sleep, \"3600\"]\nnetwork_mode: none\nrestart: always\n\
+         stop_grace_period: 1s\nenvironment: {{ROUND: \"{round}\"}}\n"
+    )
+}
+
+fn ids(a: &Agent, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| a.show(n, "InvocationID")).collect()
+}
+
+/// The ROUND the container's unit was started with (its bundle's config.json).
+fn running_round(a: &Agent, n: &str) -> String {
+    let p =
+        a.sd.root_path()
+            .join(format!("run/berth/containers/{n}/config.json"));
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| {
+            s.split('"')
+                .find_map(|f| f.strip_prefix("ROUND=").map(str::to_owned))
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn agent_systemd_daemon_reload_and_reexec_keep_containers_and_watches() {
+    let a = Agent::start("agent-reexec").unwrap();
+    a.start_berthd(true).unwrap();
+    let names = ["r1", "r2", "r3"];
+    for n in &names {
+        a.write(n, &spec(0));
+    }
+    a.wait(T, "all running", || {
+        names.iter().all(|n| a.phase(n) == "running")
+    })
+    .unwrap();
+    let berthd = a.show_unit("berthd.service", "MainPID");
+    let mut round = 0;
+    for verb in ["daemon-reload", "daemon-reexec"] {
+        let before = ids(&a, &names);
+        let systemd_pid_before = a.sd.pid();
+        a.sd.systemctl(&[verb]).unwrap();
+        // systemctl returns once systemd answers again.
+        assert_eq!(a.sd.pid(), systemd_pid_before);
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(ids(&a, &names), before, "{verb} restarted a container");
+        assert_eq!(
+            a.show_unit("berthd.service", "MainPID"),
+            berthd,
+            "{verb}: berthd itself was restarted"
+        );
+        // A spec change right after is applied to that container alone.
+        round += 1;
+        a.write("r1", &spec(round));
+        a.wait(
+            T,
+            &format!("r1 restarted with its new spec after {verb}"),
+            || running_round(&a, "r1") == round.to_string() && a.phase("r1") == "running",
+        )
+        .unwrap();
+        let after = ids(&a, &names);
+        assert_ne!(after[0], before[0], "{verb}: r1 kept its old spec");
+        assert_eq!(after[1..], before[1..], "{verb}: r2 or r3 restarted");
+        // The unit watch: a container stopped behind berthd's back is started again at once
+        // (an event, not the periodic resync).
+        let unit = format!("berth-{}.service", names[2]);
+        a.sd.systemctl(&["stop", &unit]).unwrap();
+        a.wait(T, &format!("r3 started again after {verb}"), || {
+            a.active("r3") && a.show("r3", "InvocationID") != after[2]
+        })
+        .unwrap();
+    }
+    let out = a.berth(&["status", "--json"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
