@@ -38,11 +38,13 @@ pub struct NetworkInventory {
 }
 
 pub fn network(a: &Agent) -> NetworkInventory {
-    let links = inside(a, &["ip", "-o", "link"])
+    // Sorted: a restarted container's veth may take another's freed name.
+    let mut links: Vec<String> = inside(a, &["ip", "-o", "link"])
         .lines()
         .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_owned()))
         .filter(|n| n.starts_with("veth") || n.starts_with("berth0"))
         .collect();
+    links.sort();
     let mut rules = BTreeMap::new();
     for l in inside(a, &["iptables-save"]).lines() {
         if l.contains("NETAVARK") {
@@ -140,5 +142,59 @@ pub fn full(a: &Agent) -> Inventory {
         mounts,
         cgroups,
         state,
+    }
+}
+
+impl Inventory {
+    /// The parts that differ from `other`, one line each (for a readable failure).
+    pub fn diff(&self, other: &Inventory) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cmp = |what: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{what}:\n  now:    {a}\n  before: {b}"));
+            }
+        };
+        let (n, o) = (&self.network, &other.network);
+        cmp("links", format!("{:?}", n.links), format!("{:?}", o.links));
+        cmp("rules", format!("{:?}", n.rules), format!("{:?}", o.rules));
+        cmp(
+            "leases",
+            format!("{:?}", n.leases),
+            format!("{:?}", o.leases),
+        );
+        cmp("netns", format!("{:?}", n.netns), format!("{:?}", o.netns));
+        cmp(
+            "net records",
+            format!("{:?}", n.records),
+            format!("{:?}", o.records),
+        );
+        cmp(
+            "net locks",
+            format!("{:?}", n.locks),
+            format!("{:?}", o.locks),
+        );
+        cmp(
+            "units",
+            format!("{:?}", self.units),
+            format!("{:?}", other.units),
+        );
+        cmp(
+            "mounts",
+            format!("{:?}", self.mounts),
+            format!("{:?}", other.mounts),
+        );
+        cmp(
+            "cgroups",
+            format!("{:?}", self.cgroups),
+            format!("{:?}", other.cgroups),
+        );
+        for (k, v) in &self.state {
+            cmp(
+                k,
+                format!("{v:?}"),
+                format!("{:?}", other.state.get(k).cloned().unwrap_or_default()),
+            );
+        }
+        out
     }
 }

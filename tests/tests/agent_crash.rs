@@ -81,6 +81,8 @@ struct Run {
     baseline: Inventory,
     /// Seconds from berthd's restart to convergence, per round.
     converge: Vec<f64>,
+    /// Rounds in which berthd died before the changed containers were all restarted.
+    mid: usize,
 }
 
 impl Run {
@@ -119,7 +121,11 @@ impl Run {
             std::thread::sleep(Duration::from_millis(500));
             now = inventory::full(a);
         }
-        assert_eq!(now, self.baseline, "{what}: leftovers");
+        assert!(
+            now == self.baseline,
+            "{what}: leftovers\n{}",
+            now.diff(&self.baseline).join("\n")
+        );
         let out = a
             .berth(&[
                 "fsck",
@@ -168,6 +174,7 @@ fn agent_crash_rounds_berthd_and_shims_killed() {
         starts: vec![1; n],
         baseline: inventory::full(&a),
         converge: Vec::new(),
+        mid: 0,
         a,
     };
     let first = run.wait_converged("all running");
@@ -191,14 +198,23 @@ fn agent_crash_rounds_berthd_and_shims_killed() {
         }
         let delay = Duration::from_millis(dice.below(3000));
         std::thread::sleep(delay);
+        // How far the reconcile got when berthd died: changed containers already on their spec.
+        let done = changed
+            .iter()
+            .filter(|&&i| bundle_round(&run.a, &name(i)) == Some(r) && run.a.active(&name(i)))
+            .count();
         run.a.kill_berthd().unwrap();
+        if done < changed.len() {
+            run.mid += 1;
+        }
         let t0 = Instant::now();
         run.a.start_berthd(true).unwrap();
         run.wait_converged("convergence after berthd was killed");
         let secs = t0.elapsed().as_secs_f64();
         run.converge.push(secs);
         eprintln!(
-            "round {r}: {} specs changed, berthd killed after {delay:?}, converged in {secs:.1} s",
+            "round {r}: {} specs changed, berthd killed after {delay:?} with {done} of them \
+             done, converged in {secs:.1} s",
             changed.len()
         );
         run.check(&format!("berthd round {r} (seed {seed})"));
@@ -240,9 +256,11 @@ fn agent_crash_rounds_berthd_and_shims_killed() {
     let (m, x) = stats(&run.converge);
     let (sm, sx) = stats(&shim_secs);
     eprintln!(
-        "SUMMARY containers={n} berthd_rounds={rounds} shim_rounds={shim_rounds} seed={seed} \
+        "SUMMARY containers={n} berthd_rounds={rounds} killed_mid_reconcile={} \
+         shim_rounds={shim_rounds} seed={seed} \
          berthd_converge_median_s={m:.1} berthd_converge_max_s={x:.1} \
-         shim_converge_median_s={sm:.1} shim_converge_max_s={sx:.1}"
+         shim_converge_median_s={sm:.1} shim_converge_max_s={sx:.1}",
+        run.mid
     );
 }
 

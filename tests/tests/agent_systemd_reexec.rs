@@ -82,6 +82,21 @@ fn agent_systemd_daemon_reload_and_reexec_keep_containers_and_watches() {
         })
         .unwrap();
     }
+    // systemd did re-execute (or the test above could not fail for the reason it names).
+    let out =
+        a.sd.exec_inside(&[
+            "journalctl",
+            "--no-pager",
+            "-q",
+            "_PID=1",
+            "-g",
+            "Reexecuting",
+        ])
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Reexecuting"),
+        "no re-execution in the journal: {out:?}"
+    );
     let out = a.berth(&["status", "--json"]).unwrap();
     assert!(out.status.success(), "{out:?}");
 }
