@@ -53,7 +53,7 @@ fn name(i: usize) -> String {
 }
 
 fn spec(i: usize, round: u64) -> String {
-    let net = if i % 5 == 0 { "bridge" } else { "none" };
+    let net = if i.is_multiple_of(5) { "bridge" } else { "none" };
     format!(
         "image_file: {IMAGE}\ncommand: [sleep, \"3600\"]\nnetwork_mode: {net}\nrestart: always\n\
          stop_grace_period: 1s\nenvironment: {{ROUND: \"{round}\"}}\n"
