@@ -1,6 +1,6 @@
 //! Crash rounds under a real systemd: N containers (every fifth on the bridge network) and, in
-//! each round, berthd SIGKILLed at a random moment after some specs changed, or random shims
-//! SIGKILLed. After each round berthd converges: every container runs with its current spec, was
+//! each round, berthd SIGKILLed at a random moment after some specs changed (in every other round
+//! one spec removed too, then added back once it is gone), or random shims SIGKILLed. After each round berthd converges: every container runs with its current spec, was
 //! started exactly once more when its spec changed or its shim died and never otherwise, nothing
 //! leaked (units, mounts, cgroups, namespaces, veths, leases, state files: the inventory of
 //! before) and `berth fsck` finds the store and berthd's state clean.
@@ -53,7 +53,11 @@ fn name(i: usize) -> String {
 }
 
 fn spec(i: usize, round: u64) -> String {
-    let net = if i.is_multiple_of(5) { "bridge" } else { "none" };
+    let net = if i.is_multiple_of(5) {
+        "bridge"
+    } else {
+        "none"
+    };
     format!(
         "image_file: {IMAGE}\ncommand: [sleep, \"3600\"]\nnetwork_mode: {net}\nrestart: always\n\
          stop_grace_period: 1s\nenvironment: {{ROUND: \"{round}\"}}\n"
@@ -190,11 +194,16 @@ fn agent_crash_rounds_berthd_and_shims_killed() {
     run.check("after the first start");
 
     for r in 1..=rounds {
-        let changed = run.pick_changed(&mut dice);
+        let mut changed = run.pick_changed(&mut dice);
+        // One of them, in every other round, is removed instead (and comes back after).
+        let removed = if r % 2 == 0 { changed.pop() } else { None };
         for &i in &changed {
             run.round[i] = r;
             run.starts[i] += 1;
             run.a.write(&name(i), &spec(i, r));
+        }
+        if let Some(i) = removed {
+            run.a.rm(&name(i));
         }
         let delay = Duration::from_millis(dice.below(3000));
         std::thread::sleep(delay);
@@ -209,6 +218,12 @@ fn agent_crash_rounds_berthd_and_shims_killed() {
         }
         let t0 = Instant::now();
         run.a.start_berthd(true).unwrap();
+        if let Some(i) = removed {
+            run.wait_removed(i);
+            run.round[i] = r;
+            run.starts[i] += 1;
+            run.a.write(&name(i), &spec(i, r));
+        }
         run.wait_converged("convergence after berthd was killed");
         let secs = t0.elapsed().as_secs_f64();
         run.converge.push(secs);
@@ -265,6 +280,34 @@ fn agent_crash_rounds_berthd_and_shims_killed() {
 }
 
 impl Run {
+    /// Waits until container `i` (its spec removed) is gone with all it had on the host.
+    fn wait_removed(&self, i: usize) {
+        let (a, n) = (&self.a, name(i));
+        let root = a.sd.root_path();
+        let left = |a: &Agent| -> Vec<String> {
+            let mut v = Vec::new();
+            if a.ps().map_or(true, |m| m.contains_key(&n)) {
+                v.push("berth ps".to_owned());
+            }
+            if a.show(&n, "LoadState") == "loaded" {
+                v.push("unit".to_owned());
+            }
+            for p in [
+                format!("run/berth/containers/{n}"),
+                format!("run/berth/netns/{n}"),
+                format!("srv/tb/state/agent/{n}.json"),
+                format!("srv/tb/state/containers/{n}"),
+            ] {
+                if root.join(&p).exists() {
+                    v.push(p);
+                }
+            }
+            v
+        };
+        a.wait(T, &format!("{n} removed"), || left(a).is_empty())
+            .unwrap_or_else(|e| panic!("{e}\nleft of {n}: {:?}", left(a)));
+    }
+
     /// About a third of the containers get a new spec.
     fn pick_changed(&self, dice: &mut Dice) -> Vec<usize> {
         let k = 1 + dice.below((self.n / 3).max(1) as u64) as usize;

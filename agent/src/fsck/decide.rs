@@ -19,6 +19,9 @@ pub struct Inventory {
     pub bundles: Vec<(String, bool)>,
     /// `.tmp-*` files left by interrupted atomic writes in berthd's state directories.
     pub temp_files: Vec<PathBuf>,
+    /// Containers with network state on the host (a netns, netavark's recorded options or an
+    /// address lease), each with what it has.
+    pub networked: Vec<(String, Vec<&'static str>)>,
 }
 
 /// Where the inventory's objects live, to name what a repair removes.
@@ -234,6 +237,19 @@ fn decide_state(inv: &Inventory, at: &Layout) -> Vec<Finding> {
     for (n, _) in &inv.bundles {
         if !known(n) {
             out.push(orphan(n, "bundle", at.bundles.join(n)));
+        }
+    }
+    for (n, what) in &inv.networked {
+        if !known(n) {
+            out.push(Finding {
+                object: format!("network state {n}"),
+                problem: format!("{} of a container that no longer exists", what.join(", ")),
+                repair: Err(
+                    "left to berthd's network sweep (a netavark teardown with the recorded \
+                             options), which runs when berthd starts and after each removal"
+                        .into(),
+                ),
+            });
         }
     }
     for (id, d) in &inv.store.containers {

@@ -209,3 +209,24 @@ fn a_truncated_rootfs_record_is_rewritten_from_berthds_record() {
     assert_eq!(r.len(), 1);
     assert!(r[0].repair.is_err(), "{r:?}");
 }
+
+#[test]
+fn network_leftovers_of_gone_containers_are_reported_and_left_to_the_sweep() {
+    let mut inv = healthy();
+    inv.networked.push(("web".into(), vec!["netns", "lease"]));
+    assert_eq!(repairs(&inv), vec![]);
+    inv.networked
+        .push(("old".into(), vec!["network record", "lease"]));
+    let r = decide(&inv, &layout());
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].object, "network state old");
+    assert_eq!(
+        r[0].problem,
+        "network record, lease of a container that no longer exists"
+    );
+    assert!(
+        r[0].repair
+            .as_ref()
+            .is_err_and(|e| e.contains("network sweep"))
+    );
+}

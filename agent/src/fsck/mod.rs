@@ -79,6 +79,9 @@ pub struct Paths {
     pub spec_dirs: Vec<PathBuf>,
     pub records: PathBuf,
     pub bundles: PathBuf,
+    /// netavark's config dir with berth's network records, leases and locks.
+    pub network: PathBuf,
+    pub netns: PathBuf,
 }
 
 impl Paths {
@@ -88,6 +91,8 @@ impl Paths {
             spec_dirs: vec![cfg.spec_dir.clone(), cfg.api_spec_dir()],
             records: cfg.record_dir(),
             bundles: cfg.bundle_dir(),
+            network: cfg.network_state_dir(),
+            netns: cfg.netns_dir(),
         }
     }
 }
@@ -136,6 +141,30 @@ fn state_inventory(p: &Paths, inv: &mut Inventory) {
             inv.stopped.push(n.to_owned());
         }
     }
+    let mut networked: std::collections::BTreeMap<String, Vec<&'static str>> = Default::default();
+    for n in entries(&p.netns) {
+        networked.entry(n).or_default().push("netns");
+    }
+    for f in entries(&p.network.join("containers")) {
+        if let Some(n) = f.strip_suffix(".json") {
+            networked
+                .entry(n.to_owned())
+                .or_default()
+                .push("network record");
+        }
+    }
+    for net in entries(&p.network.join("leases")) {
+        let dir = p.network.join("leases").join(net);
+        for addr in entries(&dir) {
+            if let Ok(n) = std::fs::read_to_string(dir.join(addr)) {
+                let n = n.trim();
+                if crate::spec::is_valid_name(n) {
+                    networked.entry(n.to_owned()).or_default().push("lease");
+                }
+            }
+        }
+    }
+    inv.networked = networked.into_iter().collect();
     let mounts = mount_points();
     for n in entries(&p.bundles) {
         let rootfs = p.bundles.join(&n).join("rootfs");
