@@ -1,4 +1,69 @@
 //! Crash-safe file writes for berthd's store, records and bundles: the one implementation lives
-//! in the proto crate (the shim writes `exit.json` with it too).
+//! in the proto crate (the shim writes `exit.json` with it too); and the clean-up of the temp
+//! files a writer killed mid-write leaves (berthd at start, `berth fsck`).
 
 pub use berth_proto::fsutil::write_atomic;
+
+use std::path::{Path, PathBuf};
+
+/// The PID of the process writing temp file `name`: `.tmp-<file>-<pid>-<seq>` as
+/// [`write_atomic`] names them, and the store's `.tmp-<chain>-<pid>-<seq>` and
+/// `import-<digest>-<pid>-<seq>`.
+pub fn temp_writer(name: &str) -> Option<i32> {
+    let mut it = name.rsplitn(3, '-');
+    let _seq: u64 = it.next()?.parse().ok()?;
+    let pid = it.next()?.parse().ok()?;
+    it.next()?;
+    Some(pid)
+}
+
+/// Whether temp file `name` was left by a process that is gone (or in no format berth writes).
+/// Only meaningful in the writer's PID namespace (berthd's, the host's).
+pub fn is_orphan_temp(name: &str) -> bool {
+    temp_writer(name).is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes the `.tmp-*` files in `dir` whose writer is gone; returns them.
+pub fn remove_orphan_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-")
+            && is_orphan_temp(&name)
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_give_their_writer() {
+        assert_eq!(temp_writer(".tmp-web.json-6213-28"), Some(6213));
+        assert_eq!(temp_writer(".tmp-my-app.json-7-0"), Some(7));
+        assert_eq!(temp_writer("import-0123456789ab-42-3"), Some(42));
+        assert_eq!(temp_writer(".tmp-web.json"), None);
+        assert_eq!(temp_writer(".tmp-x-y-z"), None);
+    }
+
+    #[test]
+    fn only_temp_files_of_gone_writers_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        // PID 0x3fffffff is above any pid_max: its writer is gone.
+        let gone = d.path().join(".tmp-web.json-1073741823-0");
+        let live = d.path().join(format!(".tmp-web.json-{me}-0"));
+        let other = d.path().join("web.json");
+        for p in [&gone, &live, &other] {
+            std::fs::write(p, "x").unwrap();
+        }
+        assert_eq!(remove_orphan_temps(d.path()), vec![gone.clone()]);
+        assert!(!gone.exists() && live.exists() && other.exists());
+    }
+}

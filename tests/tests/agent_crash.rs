@@ -314,3 +314,37 @@ impl Run {
         dice.pick(self.n, k)
     }
 }
+
+/// A berthd SIGKILLed inside an atomic write leaves its temp file (`.tmp-<file>-<pid>-<seq>`)
+/// beside its records and in bundles; the next berthd removes those whose writer is gone, and
+/// leaves a live writer's alone.
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn agent_crash_temp_files_of_a_killed_berthd_are_removed_at_start() {
+    let a = Agent::start("agent-crash-tmp").unwrap();
+    a.start_berthd(true).unwrap();
+    a.write("t", &spec(1, 0));
+    a.wait(T, "t running", || a.phase("t") == "running")
+        .unwrap();
+    a.kill_berthd().unwrap();
+    let root = a.sd.root_path();
+    let records = a.sd.share_dir().join("state/agent");
+    let gone = records.join(".tmp-t.json-1073741823-28");
+    let bundle = root.join("run/berth/containers/t");
+    let gone_in_bundle = bundle.join(".tmp-config.json-1073741823-3");
+    // A writer that still runs (systemd, PID 1 in the namespace): not a leftover.
+    let live = bundle.join(".tmp-exit.json-1-0");
+    for p in [&gone, &gone_in_bundle, &live] {
+        std::fs::write(p, "{\"ha").unwrap();
+    }
+    a.start_berthd(true).unwrap();
+    assert!(!gone.exists(), "{} left", gone.display());
+    assert!(
+        !gone_in_bundle.exists(),
+        "{} left",
+        gone_in_bundle.display()
+    );
+    assert!(live.exists(), "a live writer's temp file was removed");
+    std::fs::remove_file(&live).unwrap();
+    assert_eq!(a.phase("t"), "running");
+}

@@ -117,8 +117,8 @@ fn image_fsck_repairs_a_corrupt_store_and_a_pull_after_it_works() {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-    std::fs::write(root.join("agent/.tmp-web.json-77-0"), "{\"ha").unwrap();
-    std::fs::create_dir_all(root.join("layers/.tmp-abcdef-77-1/etc")).unwrap();
+    std::fs::write(root.join("agent/.tmp-web.json-1073741823-0"), "{\"ha").unwrap();
+    std::fs::create_dir_all(root.join("layers/.tmp-abcdef-1073741823-1/etc")).unwrap();
 
     let layer_obj = format!(
         "blob sha256:{}",
@@ -126,9 +126,12 @@ fn image_fsck_repairs_a_corrupt_store_and_a_pull_after_it_works() {
     );
     let expected: Vec<(String, String)> = [
         (layer_obj.as_str(), ""),
-        ("layer .tmp-abcdef-77-1", ""),
+        ("layer .tmp-abcdef-1073741823-1", ""),
         (
-            &*format!("file {}", root.join("agent/.tmp-web.json-77-0").display()),
+            &*format!(
+                "file {}",
+                root.join("agent/.tmp-web.json-1073741823-0").display()
+            ),
             "STATUS",
         ),
         ("bundle gone", ""),

@@ -5,7 +5,9 @@
 //!
 //! It may run while berthd runs: it holds the store's exclusive `gc.lock` throughout (pulls,
 //! imports and rootfs preparations wait for it), and of berthd's state it removes only what
-//! belongs to no container berthd can act on (no spec and no record) and is not mounted.
+//! belongs to no container berthd can act on (no spec and no record) and is not mounted; a temp
+//! file counts as left over only once the process writing it is gone (run it in berthd's PID
+//! namespace).
 
 mod decide;
 
@@ -123,14 +125,16 @@ fn state_inventory(p: &Paths, inv: &mut Inventory) {
         for f in entries(d) {
             if let Some(n) = crate::spec::name_of(Path::new(&f)) {
                 inv.specs.insert(n.to_owned());
-            } else if f.starts_with(".tmp-") {
+            } else if f.starts_with(".tmp-") && crate::fsutil::is_orphan_temp(&f) {
                 inv.temp_files.push(d.join(f));
             }
         }
     }
     for f in entries(&p.records) {
         if f.starts_with(".tmp-") {
-            inv.temp_files.push(p.records.join(f));
+            if crate::fsutil::is_orphan_temp(&f) {
+                inv.temp_files.push(p.records.join(f));
+            }
         } else if let Some(n) = f.strip_suffix(".json") {
             let rec = std::fs::read(p.records.join(&f))
                 .ok()

@@ -5,6 +5,7 @@
 
 use super::manifest::{Document, digest_hex, parse_document};
 use super::{ContainerRecord, Result, Store, io_err};
+use crate::fsutil::is_orphan_temp;
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -89,7 +90,9 @@ impl Store {
         for n in names_in(&blobs) {
             let p = blobs.join(&n);
             if n.starts_with(".tmp-") {
-                f.temp_files.push(p);
+                if is_orphan_temp(&n) {
+                    f.temp_files.push(p);
+                }
                 continue;
             }
             let digest = format!("sha256:{n}");
@@ -115,7 +118,9 @@ impl Store {
         for n in names_in(&imports) {
             let p = imports.join(&n);
             if n.starts_with(".tmp-") {
-                f.temp_files.push(p);
+                if is_orphan_temp(&n) {
+                    f.temp_files.push(p);
+                }
                 continue;
             }
             let d = fs::read_to_string(&p)
@@ -132,13 +137,20 @@ impl Store {
                 .map(|r| r.digest);
             f.containers.push((id, d));
         }
+        // A temp dir or import work dir whose writer still runs is no leftover.
+        let live =
+            |n: &str| (n.starts_with(".tmp-") || n.starts_with("import-")) && !is_orphan_temp(n);
         f.layer_dirs = names_in(&root.join("layers"));
-        for n in names_in(&root.join("ingest")) {
+        f.layer_dirs.retain(|n| !live(n));
+        for n in names_in(&root.join("ingest"))
+            .into_iter()
+            .filter(|n| !live(n))
+        {
             let stored = f.blobs.get(&format!("sha256:{n}")) == Some(&BlobState::Intact);
             f.ingest.push((n, stored));
         }
         for n in names_in(&root) {
-            if n.starts_with(".tmp-") {
+            if n.starts_with(".tmp-") && is_orphan_temp(&n) {
                 f.temp_files.push(root.join(n));
             }
         }
