@@ -228,9 +228,10 @@ fn agent_crash_rounds_berthd_and_shims_killed() {
         let secs = t0.elapsed().as_secs_f64();
         run.converge.push(secs);
         eprintln!(
-            "round {r}: {} specs changed, berthd killed after {delay:?} with {done} of them \
+            "round {r}: {} specs changed{}, berthd killed after {delay:?} with {done} of them \
              done, converged in {secs:.1} s",
-            changed.len()
+            changed.len(),
+            removed.map_or(String::new(), |i| format!(" and {} removed", name(i)))
         );
         run.check(&format!("berthd round {r} (seed {seed})"));
     }
