@@ -78,24 +78,6 @@ fn bus_target(s: &str) -> BusTarget {
     }
 }
 
-/// Removes the temp files of writes a killed berthd left in its records, API specs and bundles
-/// (a live shim's `exit.json` write is spared: its writer still runs).
-fn remove_orphan_temps(cfg: &Config) {
-    let bundles = std::fs::read_dir(cfg.bundle_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path());
-    for dir in [cfg.record_dir(), cfg.api_spec_dir()]
-        .into_iter()
-        .chain(bundles)
-    {
-        for p in crate::fsutil::remove_orphan_temps(&dir) {
-            tracing::info!("removed {}, left by an interrupted write", p.display());
-        }
-    }
-}
-
 /// Runs berthd until SIGTERM/SIGINT. Containers keep running when it exits.
 pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     mkdir(&cfg.spec_dir, 0o755)?;
@@ -106,7 +88,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     mkdir(&cfg.run_dir, 0o711)?;
     mkdir(&cfg.bundle_dir(), 0o700)?;
 
-    remove_orphan_temps(&cfg);
+    // Temp files of writes a killed berthd left (a live shim's are spared).
+    for p in crate::fsutil::remove_orphan_temps_under(
+        &cfg.record_dir(),
+        &cfg.api_spec_dir(),
+        &cfg.bundle_dir(),
+    ) {
+        tracing::info!("removed {}, left by an interrupted write", p.display());
+    }
     let store = Store::open(&cfg.state_dir, cfg.registry_config())?;
     let mut systemd = Systemd::connect(bus_target(&cfg.systemd))
         .await

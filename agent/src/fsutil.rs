@@ -39,6 +39,21 @@ pub fn remove_orphan_temps(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// [`remove_orphan_temps`] in berthd's records, its API specs and every bundle: what a berthd
+/// killed mid-write leaves. A shim writing its `exit.json` meanwhile still runs: its file stays.
+pub fn remove_orphan_temps_under(records: &Path, api_specs: &Path, bundles: &Path) -> Vec<PathBuf> {
+    let bundle_dirs = std::fs::read_dir(bundles)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    [records.to_path_buf(), api_specs.to_path_buf()]
+        .into_iter()
+        .chain(bundle_dirs)
+        .flat_map(|d| remove_orphan_temps(&d))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
