@@ -87,6 +87,27 @@ fn agent_systemd_daemon_reload_and_reexec_keep_containers_and_watches() {
         })
         .unwrap();
     }
+    // systemd re-executes while berthd restarts containers (its jobs queued, their ends awaited).
+    let starts: Vec<usize> = names.iter().map(|n| a.starts(n)).collect();
+    round += 1;
+    for n in &names {
+        a.write(n, &spec(round));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    a.sd.systemctl(&["daemon-reexec"]).unwrap();
+    a.wait(
+        T,
+        "all restarted with their new spec across the re-execution",
+        || {
+            names
+                .iter()
+                .all(|n| running_round(&a, n) == round.to_string() && a.phase(n) == "running")
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let now: Vec<usize> = names.iter().map(|n| a.starts(n)).collect();
+    assert_eq!(now, starts.iter().map(|s| s + 1).collect::<Vec<_>>());
     // systemd did re-execute (or the test above could not fail for the reason it names).
     let out =
         a.sd.exec_inside(&[
