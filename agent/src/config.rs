@@ -138,6 +138,8 @@ pub struct Registries {
     /// Where `docker-credential-<name>` helpers are looked for before berthd's `PATH` (a unit's
     /// PATH is short; on NixOS the helpers live in the store).
     pub credential_helper_dirs: Vec<PathBuf>,
+    /// Timeouts and retries of registry requests during a pull.
+    pub retry: crate::image::RetryPolicy,
 }
 
 mod secs {
@@ -233,6 +235,7 @@ impl Config {
             c.auth_files = self.registries.auth_files.clone();
         }
         c.credential_helper_dirs = self.registries.credential_helper_dirs.clone();
+        c.retry = self.registries.retry.clone();
         c
     }
 

@@ -622,7 +622,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 image: Some(image.clone()),
                 ..Default::default()
             };
-            let progress: reconcile::Progress = Arc::new(|_| {});
+            let progress: reconcile::Progress = Arc::new(|_, _| {});
             use reconcile::Images;
             match ctx.images.pull(&spec, progress).await {
                 Ok(i) => {

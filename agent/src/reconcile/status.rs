@@ -159,8 +159,11 @@ impl Board {
             .collect();
         if let [one] = pulling.as_slice() {
             let img = one.image.as_deref().unwrap_or(&one.name);
-            match one.phase {
-                Phase::Pulling { percent: Some(p) } => parts.push(format!("1 pulling {img} {p}%")),
+            match (&one.phase, &one.message) {
+                (_, Some(m)) => parts.push(format!("1 pulling {img}: {m}")),
+                (Phase::Pulling { percent: Some(p) }, _) => {
+                    parts.push(format!("1 pulling {img} {p}%"))
+                }
                 _ => parts.push(format!("1 pulling {img}")),
             }
         } else if !pulling.is_empty() {
@@ -241,6 +244,13 @@ mod tests {
         assert_eq!(
             b.summary(),
             "12 running, 1 pulling nginx 43%, 1 invalid spec"
+        );
+        b.update("web", |s| {
+            s.message = Some("registry r:5000 answered 503, retry 3 of 5 in 4.0s".into())
+        });
+        assert_eq!(
+            b.summary(),
+            "12 running, 1 pulling nginx: registry r:5000 answered 503, retry 3 of 5 in 4.0s, 1 invalid spec"
         );
     }
 }

@@ -5,10 +5,11 @@
 //! its diff id checked. Runs in berthd and the CLI (async, with blocking threads for disk work).
 
 mod layer;
+mod space;
+mod transfer;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use oci_client::client::LayerDescriptor;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -44,6 +45,10 @@ pub struct Progress {
     pub bytes_done: u64,
     /// Each layer of the manifest, bottom first (empty until the manifest is read).
     pub layers: Vec<LayerProgress>,
+    /// Why the pull waits, while a failed request waits to be tried again ("registry
+    /// 127.0.0.1:5000 answered 503, retry 3 of 5 in 4.0s").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// Where one layer of a pull is.
@@ -117,7 +122,11 @@ impl std::fmt::Display for Progress {
             self.layers_total,
             mb(self.bytes_done),
             mb(self.bytes_total)
-        )
+        )?;
+        match &self.waiting {
+            Some(w) => write!(f, " ({w})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -294,12 +303,34 @@ impl Store {
                 .await
                 .map_err(says_source)?,
         };
-        client
-            .auth(oref, &auth, oci_client::RegistryOperation::Pull)
+        let token = self
+            .with_retries(opts, "authenticating", || async {
+                client
+                    .auth(oref, &auth, oci_client::RegistryOperation::Pull)
+                    .await
+                    .map_err(|e| map_err(name, host, "authenticating", e))
+            })
             .await
-            .map_err(|e| says_source(map_err(name, host, "authenticating", e)))?;
+            .map_err(says_source)?;
+        let src = transfer::BlobSource {
+            client: &client,
+            http: self.inner.registry.http_for(name, host)?,
+            oref,
+            auth: &auth,
+            image: name,
+            host,
+            scheme: if self.inner.registry.is_insecure(host) {
+                "http"
+            } else {
+                "https"
+            },
+            authorization: tokio::sync::Mutex::new(transfer::BlobSource::header(token, &auth)),
+            idle: self.inner.registry.retry.idle_timeout,
+        };
         let (raw, digest) = self
-            .fetch_manifest(&client, host, oref, name, &auth, r.digest())
+            .with_retries(opts, "manifest", || {
+                self.fetch_manifest(&client, host, oref, name, &auth, r.digest())
+            })
             .await
             .map_err(says_source)?;
         let bad = |detail: String| Error::Manifest {
@@ -316,7 +347,16 @@ impl Store {
                 })?;
                 let mref = oref.clone_with_digest(d.digest().to_string());
                 let (raw, digest) = self
-                    .fetch_manifest(&client, host, &mref, name, &auth, Some(d.digest().as_ref()))
+                    .with_retries(opts, "manifest", || {
+                        self.fetch_manifest(
+                            &client,
+                            host,
+                            &mref,
+                            name,
+                            &auth,
+                            Some(d.digest().as_ref()),
+                        )
+                    })
                     .await?;
                 match parse_document(&raw).map_err(bad)? {
                     Document::Manifest(m) => (raw, digest, m),
@@ -346,29 +386,14 @@ impl Store {
                     cd.size()
                 )));
             }
-            let mut buf = Vec::with_capacity(cd.size() as usize);
-            client
-                .pull_blob(
-                    oref,
-                    &LayerDescriptor {
-                        digest: cd.digest().as_ref(),
-                        urls: &None,
-                    },
-                    &mut buf,
-                )
-                .await
-                .map_err(|e| map_err(name, host, &format!("config blob {}", cd.digest()), e))?;
-            if buf.len() as u64 != cd.size() {
-                return Err(Error::SizeMismatch {
-                    digest: cd.digest().to_string(),
-                    expected: cd.size(),
-                    actual: buf.len() as u64,
-                });
-            }
+            let buf = self
+                .with_retries(opts, "config", || src.fetch_small(cd))
+                .await?;
             self.put_blob(cd.digest().as_ref(), &buf)?;
         }
         self.put_blob(&digest, &raw)?;
         let img = self.load_image(&digest, name)?;
+        self.check_space(img.manifest.layers())?;
         // Known before any download, as Docker tells them apart: layers already in the store.
         let present: Vec<String> = img
             .manifest
@@ -404,10 +429,12 @@ impl Store {
             let unpack = opts
                 .unpack
                 .then(|| (img.diff_ids[i].clone(), img.chain_ids[i].clone()));
-            let client = &client;
+            let src = &src;
             jobs.push(Box::pin(async move {
-                self.fetch_layer(client, host, oref, name, l, unpack, opts)
-                    .await?;
+                self.with_retries(opts, "layer", || {
+                    self.fetch_layer(src, l, unpack.clone(), opts)
+                })
+                .await?;
                 opts.report(|p| {
                     p.layers_done += 1;
                     if p.layer(l.digest().as_ref()).map(|l| l.phase) != Some(LayerPhase::Exists) {
@@ -422,7 +449,10 @@ impl Store {
             .buffer_unordered(self.inner.registry.concurrency())
             .collect()
             .await;
-        results.into_iter().collect::<Result<Vec<()>>>()?;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>>>()
+            .map_err(|e| self.no_space(e, img.manifest.layers()))?;
         let media_type = manifest
             .media_type()
             .as_ref()
