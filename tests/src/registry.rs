@@ -306,7 +306,7 @@ impl Layout {
     }
 
     /// A new image `tag` for `arch` with one layer per entry of `layers`, each a list of
-    /// (path inside the image, content) files.
+    /// (path inside the image, content) files (executable under `bin/`).
     pub fn image(&self, tag: &str, arch: &str, layers: &[Vec<(&str, Vec<u8>)>]) {
         let l = self.path();
         let img = format!("{}:{tag}", l.display());
@@ -317,6 +317,11 @@ impl Layout {
                 let f = src.join(p.trim_start_matches('/'));
                 std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
                 std::fs::write(&f, data).expect("write");
+                if p.trim_start_matches('/').starts_with("bin/") {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755))
+                        .expect("chmod");
+                }
             }
             run(Command::new("umoci")
                 .args(["insert", "--image", &img])
