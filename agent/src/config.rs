@@ -351,6 +351,17 @@ mod tests {
             e.contains("network.subnet") && e.contains("host bits"),
             "{e}"
         );
+        std::fs::write(
+            &p,
+            "registries: {retry: {attempts: 2, idle_timeout: 90s, min_rate: 0}}\n",
+        )
+        .unwrap();
+        let r = Config::load(&p).unwrap().registry_config().retry;
+        assert_eq!((r.attempts, r.min_rate), (2, 0));
+        assert_eq!(r.idle_timeout, Duration::from_secs(90));
+        assert_eq!(r.backoff, crate::image::RetryPolicy::default().backoff);
+        std::fs::write(&p, "registries: {retry: {idle: 90s}}\n").unwrap();
+        assert!(Config::load(&p).is_err());
         std::fs::write(&p, "spec_dirs: /x\n").unwrap();
         assert!(Config::load(&p).is_err());
         assert!(Config::load(&d.path().join("missing.yaml")).is_err());
