@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use super::manifest::{self, Descriptor, Document, Platform, digest_hex, parse_document};
 use super::registry::{Credentials, Secret, chain, map_err};
+use super::retry::RetryPolicy;
 use super::unpack::{Unpacked, unpack_layer};
 use super::{Error, Image, ImageRef, Result, Store, io_err};
 
@@ -209,7 +210,13 @@ impl Store {
         sources.push((r.registry().to_owned(), r.to_oci()));
         let mut last_err = None;
         for (i, (host, oref)) in sources.iter().enumerate() {
-            match self.pull_from(host, oref, r, name, opts).await {
+            // A failing mirror hands over to the next source at once, as Docker's does; the last
+            // source gets the retries.
+            let mut retry = self.inner.registry.retry.clone();
+            if i + 1 < sources.len() {
+                retry.attempts = 0;
+            }
+            match self.pull_from(host, oref, r, name, opts, &retry).await {
                 Ok(img) => return Ok(img),
                 Err(e) if i + 1 < sources.len() => {
                     tracing::warn!(image = name, mirror = host, error = %e, "mirror failed, trying the next source");
@@ -253,6 +260,7 @@ impl Store {
         r: &ImageRef,
         name: &str,
         opts: &PullOptions,
+        retry: &RetryPolicy,
     ) -> Result<Image> {
         // oci-client keeps the credentials a client authenticated with for its later requests:
         // a request's own credentials get a client of their own, so no later pull inherits them.
@@ -304,7 +312,7 @@ impl Store {
                 .map_err(says_source)?,
         };
         let token = self
-            .with_retries(opts, "authenticating", || async {
+            .with_retries(opts, retry, "authenticating", || async {
                 client
                     .auth(oref, &auth, oci_client::RegistryOperation::Pull)
                     .await
@@ -328,7 +336,7 @@ impl Store {
             idle: self.inner.registry.retry.idle_timeout,
         };
         let (raw, digest) = self
-            .with_retries(opts, "manifest", || {
+            .with_retries(opts, retry, "manifest", || {
                 self.fetch_manifest(&client, host, oref, name, &auth, r.digest())
             })
             .await
@@ -347,7 +355,7 @@ impl Store {
                 })?;
                 let mref = oref.clone_with_digest(d.digest().to_string());
                 let (raw, digest) = self
-                    .with_retries(opts, "manifest", || {
+                    .with_retries(opts, retry, "manifest", || {
                         self.fetch_manifest(
                             &client,
                             host,
@@ -387,7 +395,7 @@ impl Store {
                 )));
             }
             let buf = self
-                .with_retries(opts, "config", || src.fetch_small(cd))
+                .with_retries(opts, retry, "config", || src.fetch_small(cd))
                 .await?;
             self.put_blob(cd.digest().as_ref(), &buf)?;
         }
@@ -431,7 +439,7 @@ impl Store {
                 .then(|| (img.diff_ids[i].clone(), img.chain_ids[i].clone()));
             let src = &src;
             jobs.push(Box::pin(async move {
-                self.with_retries(opts, "layer", || {
+                self.with_retries(opts, retry, "layer", || {
                     self.fetch_layer(src, l, unpack.clone(), opts)
                 })
                 .await?;

@@ -4,7 +4,7 @@
 //! the CLI (async).
 
 use super::*;
-use crate::image::retry::{self, Verdict};
+use crate::image::retry::{self, RetryPolicy, Verdict};
 use oci_client::secrets::RegistryAuth;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, HeaderValue, RANGE, RETRY_AFTER};
@@ -222,6 +222,7 @@ impl Store {
     pub(super) async fn with_retries<T, F, Fut>(
         &self,
         opts: &PullOptions,
+        policy: &RetryPolicy,
         what: &str,
         mut f: F,
     ) -> Result<T>
@@ -229,7 +230,6 @@ impl Store {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let policy = &self.inner.registry.retry;
         let mut retries = 0;
         let mut shown: Option<String> = None;
         let clear = |shown: &Option<String>| {
