@@ -588,6 +588,20 @@ fn agent_full_store_fails_pull_clearly_recovers_and_container_gets_enospc() {
     })
     .unwrap();
     assert!(a.active("filler"), "the container goes on after ENOSPC");
+    let out = a.berth(&["--json", "status", "filler"]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let disk = v["disk"].as_str().unwrap_or_default();
+    assert!(
+        disk.contains("/srv/tb/state") && disk.contains("No space left on device"),
+        "berth status says the disk is full: {v}"
+    );
+    let text = a.berth(&["status", "calm"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("problem:     the filesystem of its writable layer"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
     assert!(a.active("calm") && a.active("big"));
     assert_eq!(a.show("calm", "InvocationID"), calm0);
     assert_eq!(
@@ -606,6 +620,9 @@ fn agent_full_store_fails_pull_clearly_recovers_and_container_gets_enospc() {
                 .is_some_and(|mb| mb > 100)
     })
     .unwrap();
+    let out = a.berth(&["--json", "status", "calm"]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["disk"].is_null(), "space is back: {v}");
 }
 
 /// Copies a host directory into the share directory (visible inside as /srv/tb/…).

@@ -195,6 +195,18 @@ impl Board {
     }
 }
 
+/// What `berth status` says when the filesystem holding containers' writable layers (the image
+/// store's, `dir`) has less than 1 MiB left for them: their writes then fail with ENOSPC.
+pub fn disk_note(dir: &std::path::Path, free: u64) -> Option<String> {
+    (free < 1 << 20).then(|| {
+        format!(
+            "the filesystem of its writable layer ({}) is full ({free} bytes free): its writes fail \
+             with No space left on device",
+            dir.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +241,18 @@ mod tests {
         ] {
             assert_eq!(Phase::of_unit(state), phase, "{state:?}");
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_noted() {
+        let d = std::path::Path::new("/var/lib/berth");
+        assert_eq!(disk_note(d, 1 << 20), None);
+        let n = disk_note(d, 4096).unwrap();
+        assert!(
+            n.contains("/var/lib/berth") && n.contains("4096 bytes free"),
+            "{n}"
+        );
+        assert!(n.contains("No space left on device"), "{n}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 mod layer;
 mod space;
+
+pub(crate) use space::free_bytes;
 mod transfer;
 
 use bytes::Bytes;

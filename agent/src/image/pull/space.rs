@@ -5,7 +5,7 @@
 use super::*;
 
 /// Bytes an unprivileged writer could still put on the filesystem of `path`.
-pub(super) fn free_bytes(path: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     let s = nix::sys::statvfs::statvfs(path).ok()?;
     Some(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
