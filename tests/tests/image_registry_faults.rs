@@ -279,6 +279,33 @@ async fn image_fault_5xx_and_429_bursts_are_retried_honouring_retry_after() {
     assert!(t.elapsed() < Duration::from_secs(5));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: real registry"]
+async fn image_fault_whole_blob_left_in_ingest_by_a_crash_is_not_a_dead_end() {
+    // berthd killed after the last byte was written and before the rename: the next pull must
+    // not ask for the range after the end (416) forever
+    let (reg, _l, big, _proxy) = setup("whole", 1);
+    let name = format!("{}/test/big:whole", reg.host());
+    let (done, s) = open(&reg.host(), RetryPolicy::none());
+    s.pull(&name, &PullOptions::default())
+        .await
+        .expect("first pull");
+    let hex = big.trim_start_matches("sha256:");
+    let (dir, s) = open(&reg.host(), RetryPolicy::none());
+    std::fs::create_dir_all(dir.path().join("ingest")).unwrap();
+    std::fs::copy(
+        done.path().join("blobs/sha256").join(hex),
+        dir.path().join("ingest").join(hex),
+    )
+    .unwrap();
+    s.pull(&name, &PullOptions::default())
+        .await
+        .expect("pull with the whole blob in ingest/");
+    assert!(has_blob(dir.path(), &big));
+    assert!(ingest_is_empty(dir.path()));
+    assert_eq!(assert_intact(dir.path()), vec![name]);
+}
+
 struct Tmpfs(std::path::PathBuf);
 impl Drop for Tmpfs {
     fn drop(&mut self) {
