@@ -215,7 +215,7 @@ impl Store {
                 match tokio::time::timeout(tick, s.next()).await {
                     Ok(c) => break c,
                     Err(_) => {
-                        let stall = super::super::retry::stalled(
+                        let stall = crate::image::retry::stalled(
                             policy,
                             idle_since.elapsed(),
                             window_start.elapsed(),
@@ -234,7 +234,7 @@ impl Store {
             };
             let n = b.len() as u64;
             window_bytes += n;
-            if let Some(detail) = super::super::retry::stalled(
+            if let Some(detail) = crate::image::retry::stalled(
                 policy,
                 std::time::Duration::ZERO,
                 window_start.elapsed(),
@@ -245,10 +245,13 @@ impl Store {
             if window_start.elapsed() >= policy.rate_window {
                 (window_start, window_bytes) = (std::time::Instant::now(), 0);
             }
+            // time spent waiting for a busy disk is not the registry's: left out of the window
+            let blocked = std::time::Instant::now();
             if tx.send(Msg::Data(b)).await.is_err() {
                 // the writer failed; its error is the one to report
                 return Ok(());
             }
+            window_start += blocked.elapsed();
             since += n;
             if since >= 1 << 20 {
                 opts.report(|p| p.add(&digest, since));

@@ -2,13 +2,14 @@
 //! then all layers concurrently, each streamed to `ingest/` while it is hashed and, on a fresh
 //! download, unpacked at the same time on another thread (download, SHA-256 and decompression
 //! overlap). A blob becomes visible only after size and digest checked; an unpacked layer only after
-//! its diff id checked. Runs in berthd and the CLI (async, with blocking threads for disk work).
+//! its diff id checked. Each registry request is retried on transient faults (`super::retry`).
+//! Runs in berthd and the CLI (async, with blocking threads for disk work).
 
 mod layer;
 mod space;
+mod transfer;
 
 pub(crate) use space::free_bytes;
-mod transfer;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
