@@ -122,8 +122,9 @@ impl Images for StoreImages {
         let fwd = tokio::spawn(async move {
             while rx.changed().await.is_ok() {
                 let p = rx.borrow().clone();
-                if let Some(pc) = (p.bytes_done * 100).checked_div(p.bytes_total) {
-                    progress(pc.min(100) as u8);
+                let pc = (p.bytes_done * 100).checked_div(p.bytes_total);
+                if pc.is_some() || p.waiting.is_some() {
+                    progress(pc.unwrap_or(0).min(100) as u8, p.waiting.as_deref());
                 }
             }
         });

@@ -138,6 +138,8 @@ pub struct Registries {
     /// Where `docker-credential-<name>` helpers are looked for before berthd's `PATH` (a unit's
     /// PATH is short; on NixOS the helpers live in the store).
     pub credential_helper_dirs: Vec<PathBuf>,
+    /// Timeouts and retries of registry requests during a pull.
+    pub retry: crate::image::RetryPolicy,
 }
 
 mod secs {
@@ -233,6 +235,7 @@ impl Config {
             c.auth_files = self.registries.auth_files.clone();
         }
         c.credential_helper_dirs = self.registries.credential_helper_dirs.clone();
+        c.retry = self.registries.retry.clone();
         c
     }
 
@@ -348,6 +351,17 @@ mod tests {
             e.contains("network.subnet") && e.contains("host bits"),
             "{e}"
         );
+        std::fs::write(
+            &p,
+            "registries: {retry: {attempts: 2, idle_timeout: 90s, min_rate: 0}}\n",
+        )
+        .unwrap();
+        let r = Config::load(&p).unwrap().registry_config().retry;
+        assert_eq!((r.attempts, r.min_rate), (2, 0));
+        assert_eq!(r.idle_timeout, Duration::from_secs(90));
+        assert_eq!(r.backoff, crate::image::RetryPolicy::default().backoff);
+        std::fs::write(&p, "registries: {retry: {idle: 90s}}\n").unwrap();
+        assert!(Config::load(&p).is_err());
         std::fs::write(&p, "spec_dirs: /x\n").unwrap();
         assert!(Config::load(&p).is_err());
         assert!(Config::load(&d.path().join("missing.yaml")).is_err());

@@ -520,9 +520,12 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Some(st) => {
                 let unit = sh.systemd.status(&unit_name(&name)).await.ok().flatten();
                 let network_problems = network_problems(ctx, &st);
+                let disk = crate::image::pull::free_bytes(&sh.cfg.state_dir)
+                    .and_then(|f| reconcile::status::disk_note(&sh.cfg.state_dir, f));
                 Response::ok(json!({
                     "status": st,
                     "network_problems": network_problems,
+                    "disk": disk,
                     "unit": unit.map(|u| json!({
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
@@ -630,7 +633,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 image: Some(image.clone()),
                 ..Default::default()
             };
-            let progress: reconcile::Progress = Arc::new(|_| {});
+            let progress: reconcile::Progress = Arc::new(|_, _| {});
             use reconcile::Images;
             match ctx.images.pull(&spec, progress).await {
                 Ok(i) => {

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod bundle;
 pub mod docker;
+pub mod fault_proxy;
 pub mod inventory;
 pub mod registry;
 pub mod systemd;

@@ -1,14 +1,14 @@
 //! A real OCI registry for image tests (runs in the test process): Debian's `docker-registry`
 //! (CNCF distribution) on free loopback ports, plain HTTP, TLS + htpasswd basic auth, or TLS +
 //! bearer tokens from a small token server (which also trades identity tokens); test images built with umoci and pushed with skopeo;
-//! a TCP proxy that can cut a transfer mid-blob. Everything is killed and removed on Drop.
+//! the fault-injecting proxy (`crate::fault_proxy`). Everything is killed and removed on Drop.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const USER: &str = "tbuser";
@@ -306,7 +306,7 @@ impl Layout {
     }
 
     /// A new image `tag` for `arch` with one layer per entry of `layers`, each a list of
-    /// (path inside the image, content) files.
+    /// (path inside the image, content) files (executable under `bin/`).
     pub fn image(&self, tag: &str, arch: &str, layers: &[Vec<(&str, Vec<u8>)>]) {
         let l = self.path();
         let img = format!("{}:{tag}", l.display());
@@ -317,6 +317,11 @@ impl Layout {
                 let f = src.join(p.trim_start_matches('/'));
                 std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
                 std::fs::write(&f, data).expect("write");
+                if p.trim_start_matches('/').starts_with("bin/") {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755))
+                        .expect("chmod");
+                }
             }
             run(Command::new("umoci")
                 .args(["insert", "--image", &img])
@@ -380,96 +385,80 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
-/// A loopback TCP proxy to `upstream` that cuts every connection after `limit` bytes sent
-/// downstream (u64::MAX: no limit), or, while `hold` is set, stalls there until `hold` is cleared;
-/// counts the bytes it forwarded.
-pub struct CutProxy {
-    pub port: u16,
-    pub limit: Arc<AtomicU64>,
-    pub hold: Arc<AtomicBool>,
-    pub forwarded: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+pub use crate::fault_proxy::CutProxy;
+
+/// The store is intact: index.json parses, every blob's content matches its name, no temp dirs
+/// are left among the layers; returns the names in index.json.
+pub fn assert_intact(root: &Path) -> Vec<String> {
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap())
+            .expect("index.json parses");
+    for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let out = Command::new("sha256sum").arg(&p).output().unwrap();
+        let sum = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            Some(sum.as_str()),
+            p.file_name().and_then(|n| n.to_str()),
+            "blob {} is corrupt",
+            p.display()
+        );
+    }
+    for e in std::fs::read_dir(root.join("layers")).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !n.starts_with(".tmp"),
+            "temporary layer dir {n} left behind"
+        );
+    }
+    idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
 }
 
-impl CutProxy {
-    pub fn start(upstream: u16, limit: u64) -> CutProxy {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        l.set_nonblocking(true).expect("nonblocking");
-        let limit = Arc::new(AtomicU64::new(limit));
-        let forwarded = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let hold = Arc::new(AtomicBool::new(false));
-        let (lim, fwd, st, hd) = (limit.clone(), forwarded.clone(), stop.clone(), hold.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let Ok((down, _)) = l.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let _ = down.set_nonblocking(false);
-                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    continue;
-                };
-                let (mut d2, mut u2) = (
-                    down.try_clone().expect("clone"),
-                    up.try_clone().expect("clone"),
-                );
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut d2, &mut u2);
-                    let _ = u2.shutdown(std::net::Shutdown::Write);
-                });
-                let (lim, fwd, hd) = (lim.clone(), fwd.clone(), hd.clone());
-                std::thread::spawn(move || {
-                    let (mut up, mut down) = (up, down);
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut sent = 0u64;
-                    loop {
-                        let n = match up.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        let allowed = lim
-                            .load(Ordering::Relaxed)
-                            .saturating_sub(sent)
-                            .min(n as u64) as usize;
-                        if down.write_all(&buf[..allowed]).is_err() {
-                            break;
-                        }
-                        sent += allowed as u64;
-                        fwd.fetch_add(allowed as u64, Ordering::Relaxed);
-                        if allowed < n && hd.load(Ordering::Relaxed) {
-                            while hd.load(Ordering::Relaxed) {
-                                std::thread::sleep(Duration::from_millis(5));
-                            }
-                            if down.write_all(&buf[allowed..n]).is_err() {
-                                break;
-                            }
-                            sent += (n - allowed) as u64;
-                            fwd.fetch_add((n - allowed) as u64, Ordering::Relaxed);
-                        } else if allowed < n {
-                            break; // cut: close both sides mid-transfer
-                        }
-                    }
-                    let _ = down.shutdown(std::net::Shutdown::Both);
-                    let _ = up.shutdown(std::net::Shutdown::Both);
-                });
-            }
-        });
-        CutProxy {
-            port,
-            limit,
-            hold,
-            forwarded,
-            stop,
-        }
-    }
+pub fn has_blob(root: &Path, digest: &str) -> bool {
+    root.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+        .exists()
 }
 
-impl Drop for CutProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+/// An image of a tiny layer and a `mb` MB layer of random bytes pushed as `test/big:<tag>`;
+/// returns its layout and the big layer's digest.
+pub fn big_image(reg: &Registry, tag: &str, mb: usize) -> (Layout, String) {
+    let l = Layout::new();
+    l.image(
+        tag,
+        "amd64",
+        &[
+            vec![("small", b"x".to_vec())],
+            vec![("big", random_bytes(mb << 20))],
+        ],
+    );
+    reg.push(&l.path(), tag, &format!("test/big:{tag}"), false);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.path().join("index.json")).unwrap()).unwrap();
+    let mdig = idx["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.path().join("blobs/sha256").join(mdig)).unwrap())
+            .unwrap();
+    let big = m["layers"][1]["digest"].as_str().unwrap().to_string();
+    (l, big)
 }
 
 /// A loopback HTTP server answering every request with one status (429, 403, 503, …), to check

@@ -2,11 +2,11 @@
 //! HTTP, TLS + basic auth and TLS + bearer tokens, platform choice, the store read by skopeo and
 //! umoci, and fault cases that must each give a clear error and leave the store intact.
 
-use berth_agent::image::{Error, Progress, PullOptions, RegistryConfig, Store};
+use berth_agent::image::{Error, Progress, PullOptions, RegistryConfig, RetryPolicy, Store};
 use berth_tests::registry::{
-    CutProxy, IDENTITY_TOKEN, Kind, Layout, PASS, Registry, USER, random_bytes,
+    CutProxy, IDENTITY_TOKEN, Kind, Layout, PASS, Registry, USER, assert_intact, big_image,
+    has_blob, random_bytes,
 };
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -25,55 +25,10 @@ fn store(reg: &Registry, auth: Option<(&str, &str)>, with_ca: bool) -> (tempfile
     if let Some((u, p)) = auth {
         cfg.auth_files.push(reg.auth_file(u, p));
     }
+    // faults are to show here as the error they are, not to be retried away
+    cfg.retry = RetryPolicy::none();
     let s = Store::open(dir.path(), cfg).expect("open store");
     (dir, s)
-}
-
-/// The store is intact: index.json parses, every blob's content matches its name, no temp dirs
-/// are left among the layers; returns the names in index.json.
-fn assert_intact(root: &Path) -> Vec<String> {
-    let idx: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap())
-            .expect("index.json parses");
-    for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
-        let p = e.unwrap().path();
-        let out = Command::new("sha256sum").arg(&p).output().unwrap();
-        let sum = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            Some(sum.as_str()),
-            p.file_name().and_then(|n| n.to_str()),
-            "blob {} is corrupt",
-            p.display()
-        );
-    }
-    for e in std::fs::read_dir(root.join("layers")).unwrap() {
-        let n = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(
-            !n.starts_with(".tmp"),
-            "temporary layer dir {n} left behind"
-        );
-    }
-    idx["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
-fn has_blob(root: &Path, digest: &str) -> bool {
-    root.join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
-        .exists()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -525,6 +480,7 @@ async fn image_registry_killed_mid_blob_then_resumed() {
         dir.path(),
         RegistryConfig {
             insecure: vec![host.clone()],
+            retry: RetryPolicy::none(),
             ..Default::default()
         },
     )
@@ -581,31 +537,6 @@ async fn image_registry_killed_mid_blob_then_resumed() {
     assert_eq!(assert_intact(dir.path()), vec![name]);
 }
 
-fn big_image(reg: &Registry, tag: &str, mb: usize) -> (Layout, String) {
-    let l = Layout::new();
-    l.image(
-        tag,
-        "amd64",
-        &[
-            vec![("small", b"x".to_vec())],
-            vec![("big", random_bytes(mb << 20))],
-        ],
-    );
-    reg.push(&l.path(), tag, &format!("test/big:{tag}"), false);
-    let idx: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(l.path().join("index.json")).unwrap()).unwrap();
-    let mdig = idx["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(l.path().join("blobs/sha256").join(mdig)).unwrap())
-            .unwrap();
-    let big = m["layers"][1]["digest"].as_str().unwrap().to_string();
-    (l, big)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs root: real registry"]
 async fn image_corrupt_blob_and_missing_blob_are_refused() {
@@ -656,6 +587,7 @@ async fn image_pull_cut_mid_blob_then_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = RegistryConfig {
         insecure: vec![host.clone()],
+        retry: RetryPolicy::none(),
         ..Default::default()
     };
     let s = Store::open(dir.path(), cfg).unwrap();
@@ -701,6 +633,7 @@ async fn image_pull_cut_mid_blob_then_resumed() {
         dir2.path(),
         RegistryConfig {
             insecure: vec![reg.host()],
+            retry: RetryPolicy::none(),
             ..Default::default()
         },
     )
@@ -903,6 +836,7 @@ async fn image_registry_status_errors_are_clear() {
             dir.path(),
             RegistryConfig {
                 insecure: vec![host.clone()],
+                retry: RetryPolicy::none(),
                 ..Default::default()
             },
         )

@@ -288,6 +288,9 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         for p in v["network_problems"].as_array().into_iter().flatten() {
                             println!("problem:     {}", p.as_str().unwrap_or_default());
                         }
+                        if let Some(d) = v["disk"].as_str() {
+                            println!("problem:     {d}");
+                        }
                         if let Some(x) = &s.last_exit {
                             println!("last exit:   {}", x.describe());
                         }

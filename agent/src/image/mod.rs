@@ -24,6 +24,7 @@ mod names;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 pub mod sys;
 pub mod unpack;
 
@@ -31,6 +32,7 @@ pub use manifest::{Descriptor, Platform, host_platform};
 pub use pull::{LayerPhase, LayerProgress, Phase, Progress, PullOptions};
 pub use reference::{ImageRef, RefError};
 pub use registry::{RegistryConfig, Secret};
+pub use retry::RetryPolicy;
 
 use berth_proto::OverlayRootfs;
 use manifest::{Document, ImageIndex, ImageManifest, REF_NAME, digest_hex, parse_document};
@@ -77,13 +79,19 @@ pub enum Error {
     #[error(
         "{image}: registry {registry} is rate limiting pulls (429 too many requests); retry later"
     )]
-    TooManyRequests { image: String, registry: String },
+    TooManyRequests {
+        image: String,
+        registry: String,
+        /// The registry's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("{image}: registry {registry} server error {code}: {message}")]
     Server {
         image: String,
         registry: String,
         code: u16,
         message: String,
+        retry_after: Option<std::time::Duration>,
     },
     #[error("{image}: cannot talk to registry {registry}: {detail}")]
     Transport {
@@ -134,6 +142,16 @@ pub enum Error {
         what: &'static str,
         path: PathBuf,
         source: io::Error,
+    },
+    #[error(
+        "image store {store} is full (No space left on device): {free} bytes free, the image's \
+         missing blobs need {needed} ({detail})"
+    )]
+    NoSpace {
+        store: PathBuf,
+        free: u64,
+        needed: u64,
+        detail: String,
     },
     #[error("image {0} is not in the store")]
     NotInStore(String),

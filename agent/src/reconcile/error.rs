@@ -225,6 +225,7 @@ mod tests {
             image::Error::TooManyRequests {
                 image: "x".into(),
                 registry: "r".into(),
+                retry_after: None,
             },
             image::Error::Transport {
                 image: "x".into(),

@@ -66,8 +66,12 @@ async fn pull<U: Units, I: Images>(
     });
     let board = ctx.board.clone();
     let n = name.to_owned();
-    let progress: Progress =
-        Arc::new(move |p| board.update(&n, |s| s.phase = Phase::Pulling { percent: Some(p) }));
+    let progress: Progress = Arc::new(move |p, waiting| {
+        board.update(&n, |s| {
+            s.phase = Phase::Pulling { percent: Some(p) };
+            s.message = waiting.map(str::to_owned);
+        })
+    });
     tracing::info!(image = %image_ref, "pulling {image_ref}");
     ctx.images
         .pull(spec, progress)

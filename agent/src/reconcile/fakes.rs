@@ -126,7 +126,7 @@ impl Images for FakeImages {
     async fn pull(&self, spec: &Spec, progress: Progress) -> Result<ResolvedImage, ImagesError> {
         let r = spec.image.clone().unwrap_or_default();
         self.pulls.lock().unwrap().push(r.clone());
-        progress(50);
+        progress(50, None);
         {
             let mut f = self.failing_pulls.lock().unwrap();
             if *f > 0 {

@@ -86,8 +86,9 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
 }
 
-/// Pull progress callback (percent 0..=100).
-pub type Progress = Arc<dyn Fn(u8) + Send + Sync>;
+/// Pull progress callback: percent 0..=100, and why the pull waits while a failed request waits
+/// to be tried again.
+pub type Progress = Arc<dyn Fn(u8, Option<&str>) + Send + Sync>;
 
 /// The image side.
 pub trait Images: Send + Sync + 'static {

@@ -159,8 +159,11 @@ impl Board {
             .collect();
         if let [one] = pulling.as_slice() {
             let img = one.image.as_deref().unwrap_or(&one.name);
-            match one.phase {
-                Phase::Pulling { percent: Some(p) } => parts.push(format!("1 pulling {img} {p}%")),
+            match (&one.phase, &one.message) {
+                (_, Some(m)) => parts.push(format!("1 pulling {img}: {m}")),
+                (Phase::Pulling { percent: Some(p) }, _) => {
+                    parts.push(format!("1 pulling {img} {p}%"))
+                }
                 _ => parts.push(format!("1 pulling {img}")),
             }
         } else if !pulling.is_empty() {
@@ -190,6 +193,18 @@ impl Board {
         }
         parts.join(", ")
     }
+}
+
+/// What `berth status` says when the filesystem holding containers' writable layers (the image
+/// store's, `dir`) has less than 1 MiB left for them: their writes then fail with ENOSPC.
+pub fn disk_note(dir: &std::path::Path, free: u64) -> Option<String> {
+    (free < 1 << 20).then(|| {
+        format!(
+            "the filesystem of its writable layer ({}) is full ({free} bytes free): its writes fail \
+             with No space left on device",
+            dir.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -229,6 +244,18 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_noted() {
+        let d = std::path::Path::new("/var/lib/berth");
+        assert_eq!(disk_note(d, 1 << 20), None);
+        let n = disk_note(d, 4096).unwrap();
+        assert!(
+            n.contains("/var/lib/berth") && n.contains("4096 bytes free"),
+            "{n}"
+        );
+        assert!(n.contains("No space left on device"), "{n}");
+    }
+
+    #[test]
     fn summary_line() {
         let b = Board::default();
         for i in 0..12 {
@@ -241,6 +268,13 @@ mod tests {
         assert_eq!(
             b.summary(),
             "12 running, 1 pulling nginx 43%, 1 invalid spec"
+        );
+        b.update("web", |s| {
+            s.message = Some("registry r:5000 answered 503, retry 3 of 5 in 4.0s".into())
+        });
+        assert_eq!(
+            b.summary(),
+            "12 running, 1 pulling nginx: registry r:5000 answered 503, retry 3 of 5 in 4.0s, 1 invalid spec"
         );
     }
 }

@@ -57,13 +57,9 @@ impl Store {
         m.entry(digest.to_string()).or_default().clone()
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn fetch_layer(
         &self,
-        client: &oci_client::Client,
-        host: &str,
-        oref: &oci_client::Reference,
-        name: &str,
+        src: &transfer::BlobSource<'_>,
         desc: &Descriptor,
         unpack: Option<(String, String)>,
         opts: &PullOptions,
@@ -119,9 +115,13 @@ impl Store {
             tokio::task::spawn_blocking(move || write_blob(rx, utx, &ingest, &blob, &desc, offset))
         };
         opts.report(|p| p.add(desc.digest().as_ref(), offset));
-        let net = self
-            .download(client, host, oref, name, desc, offset, &tx, opts)
-            .await;
+        // A whole blob kept (a crash between its last byte and the rename) needs no request: a
+        // range from its end would be refused (416) on every try; the writer verifies it.
+        let net = if offset == desc.size() {
+            Ok(())
+        } else {
+            self.download(src, desc, offset, &tx, opts).await
+        };
         if net.is_ok() {
             let _ = tx.send(Msg::End).await;
         }
@@ -182,70 +182,83 @@ impl Store {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Streams the blob from `offset` to the writer; a body that stalls or trickles below the
+    /// policy's minimum rate is cut here (the caller keeps what arrived, for resuming).
     async fn download(
         &self,
-        client: &oci_client::Client,
-        host: &str,
-        oref: &oci_client::Reference,
-        name: &str,
+        src: &transfer::BlobSource<'_>,
         desc: &Descriptor,
         offset: u64,
         tx: &tokio::sync::mpsc::Sender<Msg>,
         opts: &PullOptions,
     ) -> Result<()> {
-        let ld = LayerDescriptor {
-            digest: desc.digest().as_ref(),
-            urls: &None,
-        };
-        // Always a range request: a 206 answer is not hashed again by oci-client (the writer
-        // hashes every byte anyway); a 200 answer means "from the start".
-        let resp = client
-            .pull_blob_stream_partial(oref, &ld, offset, None)
-            .await
-            .map_err(|e| map_err(name, host, &format!("layer blob {}", desc.digest()), e))?;
-        let mut s = match resp {
-            oci_client::client::BlobResponse::Partial(s) => s,
-            oci_client::client::BlobResponse::Full(s) => {
+        let digest = desc.digest().to_string();
+        let resp = match src.get(&digest, offset).await? {
+            transfer::Body::Partial(r) => r,
+            transfer::Body::Full(r) => {
                 if offset > 0 {
                     let _ = tx.send(Msg::Restart).await;
-                    opts.report(|p| p.restart(desc.digest().as_ref()));
+                    opts.report(|p| p.restart(&digest));
                 }
-                s
+                r
             }
         };
+        let policy = &self.inner.registry.retry;
+        let mut s = resp.bytes_stream();
         let mut since = 0u64;
-        while let Some(chunk) = s.next().await {
-            let b = match chunk {
-                Ok(b) => b,
-                // oci-client's own digest check at the end of a full response: let the writer
-                // report the mismatch with both digests
-                Err(e)
-                    if e.get_ref()
-                        .is_some_and(|i| i.is::<oci_client::errors::DigestError>()) =>
-                {
-                    break;
-                }
-                Err(e) => {
-                    return Err(Error::Transport {
-                        image: name.to_string(),
-                        registry: host.to_string(),
-                        detail: chain(&e),
-                    });
+        let (mut window_start, mut window_bytes) = (std::time::Instant::now(), 0u64);
+        loop {
+            // woken at least once a second to judge the rate while bytes trickle in
+            let tick = policy.idle_timeout.min(std::time::Duration::from_secs(1));
+            let idle_since = std::time::Instant::now();
+            let chunk = loop {
+                match tokio::time::timeout(tick, s.next()).await {
+                    Ok(c) => break c,
+                    Err(_) => {
+                        let stall = crate::image::retry::stalled(
+                            policy,
+                            idle_since.elapsed(),
+                            window_start.elapsed(),
+                            window_bytes,
+                        );
+                        if let Some(detail) = stall {
+                            return Err(src.transport(detail));
+                        }
+                    }
                 }
             };
+            let b = match chunk {
+                None => break,
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return Err(src.transport(chain(&e))),
+            };
             let n = b.len() as u64;
+            window_bytes += n;
+            if let Some(detail) = crate::image::retry::stalled(
+                policy,
+                std::time::Duration::ZERO,
+                window_start.elapsed(),
+                window_bytes,
+            ) {
+                return Err(src.transport(detail));
+            }
+            if window_start.elapsed() >= policy.rate_window {
+                (window_start, window_bytes) = (std::time::Instant::now(), 0);
+            }
+            // time spent waiting for a busy disk is not the registry's: left out of the window
+            let blocked = std::time::Instant::now();
             if tx.send(Msg::Data(b)).await.is_err() {
                 // the writer failed; its error is the one to report
                 return Ok(());
             }
+            window_start += blocked.elapsed();
             since += n;
             if since >= 1 << 20 {
-                opts.report(|p| p.add(desc.digest().as_ref(), since));
+                opts.report(|p| p.add(&digest, since));
                 since = 0;
             }
         }
-        opts.report(|p| p.add(desc.digest().as_ref(), since));
+        opts.report(|p| p.add(&digest, since));
         Ok(())
     }
 

@@ -2,13 +2,17 @@
 //! then all layers concurrently, each streamed to `ingest/` while it is hashed and, on a fresh
 //! download, unpacked at the same time on another thread (download, SHA-256 and decompression
 //! overlap). A blob becomes visible only after size and digest checked; an unpacked layer only after
-//! its diff id checked. Runs in berthd and the CLI (async, with blocking threads for disk work).
+//! its diff id checked. Each registry request is retried on transient faults (`super::retry`).
+//! Runs in berthd and the CLI (async, with blocking threads for disk work).
 
 mod layer;
+mod space;
+mod transfer;
+
+pub(crate) use space::free_bytes;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use oci_client::client::LayerDescriptor;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -19,6 +23,7 @@ use tokio::sync::watch;
 
 use super::manifest::{self, Descriptor, Document, Platform, digest_hex, parse_document};
 use super::registry::{Credentials, Secret, chain, map_err};
+use super::retry::RetryPolicy;
 use super::unpack::{Unpacked, unpack_layer};
 use super::{Error, Image, ImageRef, Result, Store, io_err};
 
@@ -44,6 +49,10 @@ pub struct Progress {
     pub bytes_done: u64,
     /// Each layer of the manifest, bottom first (empty until the manifest is read).
     pub layers: Vec<LayerProgress>,
+    /// Why the pull waits, while a failed request waits to be tried again ("registry
+    /// 127.0.0.1:5000 answered 503, retry 3 of 5 in 4.0s").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// Where one layer of a pull is.
@@ -117,7 +126,11 @@ impl std::fmt::Display for Progress {
             self.layers_total,
             mb(self.bytes_done),
             mb(self.bytes_total)
-        )
+        )?;
+        match &self.waiting {
+            Some(w) => write!(f, " ({w})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -200,7 +213,13 @@ impl Store {
         sources.push((r.registry().to_owned(), r.to_oci()));
         let mut last_err = None;
         for (i, (host, oref)) in sources.iter().enumerate() {
-            match self.pull_from(host, oref, r, name, opts).await {
+            // A failing mirror hands over to the next source at once, as Docker's does; the last
+            // source gets the retries.
+            let mut retry = self.inner.registry.retry.clone();
+            if i + 1 < sources.len() {
+                retry.attempts = 0;
+            }
+            match self.pull_from(host, oref, r, name, opts, &retry).await {
                 Ok(img) => return Ok(img),
                 Err(e) if i + 1 < sources.len() => {
                     tracing::warn!(image = name, mirror = host, error = %e, "mirror failed, trying the next source");
@@ -244,6 +263,7 @@ impl Store {
         r: &ImageRef,
         name: &str,
         opts: &PullOptions,
+        retry: &RetryPolicy,
     ) -> Result<Image> {
         // oci-client keeps the credentials a client authenticated with for its later requests:
         // a request's own credentials get a client of their own, so no later pull inherits them.
@@ -294,12 +314,34 @@ impl Store {
                 .await
                 .map_err(says_source)?,
         };
-        client
-            .auth(oref, &auth, oci_client::RegistryOperation::Pull)
+        let token = self
+            .with_retries(opts, retry, "authenticating", || async {
+                client
+                    .auth(oref, &auth, oci_client::RegistryOperation::Pull)
+                    .await
+                    .map_err(|e| map_err(name, host, "authenticating", e))
+            })
             .await
-            .map_err(|e| says_source(map_err(name, host, "authenticating", e)))?;
+            .map_err(says_source)?;
+        let src = transfer::BlobSource {
+            client: &client,
+            http: self.inner.registry.http_for(name, host)?,
+            oref,
+            auth: &auth,
+            image: name,
+            host,
+            scheme: if self.inner.registry.is_insecure(host) {
+                "http"
+            } else {
+                "https"
+            },
+            authorization: tokio::sync::Mutex::new(transfer::BlobSource::header(token, &auth)),
+            idle: self.inner.registry.retry.idle_timeout,
+        };
         let (raw, digest) = self
-            .fetch_manifest(&client, host, oref, name, &auth, r.digest())
+            .with_retries(opts, retry, "manifest", || {
+                self.fetch_manifest(&client, host, oref, name, &auth, r.digest())
+            })
             .await
             .map_err(says_source)?;
         let bad = |detail: String| Error::Manifest {
@@ -316,7 +358,16 @@ impl Store {
                 })?;
                 let mref = oref.clone_with_digest(d.digest().to_string());
                 let (raw, digest) = self
-                    .fetch_manifest(&client, host, &mref, name, &auth, Some(d.digest().as_ref()))
+                    .with_retries(opts, retry, "manifest", || {
+                        self.fetch_manifest(
+                            &client,
+                            host,
+                            &mref,
+                            name,
+                            &auth,
+                            Some(d.digest().as_ref()),
+                        )
+                    })
                     .await?;
                 match parse_document(&raw).map_err(bad)? {
                     Document::Manifest(m) => (raw, digest, m),
@@ -346,29 +397,14 @@ impl Store {
                     cd.size()
                 )));
             }
-            let mut buf = Vec::with_capacity(cd.size() as usize);
-            client
-                .pull_blob(
-                    oref,
-                    &LayerDescriptor {
-                        digest: cd.digest().as_ref(),
-                        urls: &None,
-                    },
-                    &mut buf,
-                )
-                .await
-                .map_err(|e| map_err(name, host, &format!("config blob {}", cd.digest()), e))?;
-            if buf.len() as u64 != cd.size() {
-                return Err(Error::SizeMismatch {
-                    digest: cd.digest().to_string(),
-                    expected: cd.size(),
-                    actual: buf.len() as u64,
-                });
-            }
+            let buf = self
+                .with_retries(opts, retry, "config", || src.fetch_small(cd))
+                .await?;
             self.put_blob(cd.digest().as_ref(), &buf)?;
         }
         self.put_blob(&digest, &raw)?;
         let img = self.load_image(&digest, name)?;
+        self.check_space(img.manifest.layers())?;
         // Known before any download, as Docker tells them apart: layers already in the store.
         let present: Vec<String> = img
             .manifest
@@ -404,10 +440,12 @@ impl Store {
             let unpack = opts
                 .unpack
                 .then(|| (img.diff_ids[i].clone(), img.chain_ids[i].clone()));
-            let client = &client;
+            let src = &src;
             jobs.push(Box::pin(async move {
-                self.fetch_layer(client, host, oref, name, l, unpack, opts)
-                    .await?;
+                self.with_retries(opts, retry, "layer", || {
+                    self.fetch_layer(src, l, unpack.clone(), opts)
+                })
+                .await?;
                 opts.report(|p| {
                     p.layers_done += 1;
                     if p.layer(l.digest().as_ref()).map(|l| l.phase) != Some(LayerPhase::Exists) {
@@ -422,7 +460,10 @@ impl Store {
             .buffer_unordered(self.inner.registry.concurrency())
             .collect()
             .await;
-        results.into_iter().collect::<Result<Vec<()>>>()?;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>>>()
+            .map_err(|e| self.no_space(e, img.manifest.layers()))?;
         let media_type = manifest
             .media_type()
             .as_ref()

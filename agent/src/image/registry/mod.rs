@@ -11,13 +11,11 @@ use oci_client::secrets::RegistryAuth;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::Error;
 use super::credhelper::{self, HelperError};
+use super::retry::RetryPolicy;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const USER_AGENT: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
 
 /// Credentials found for a registry.
@@ -77,6 +75,9 @@ pub struct RegistryConfig {
     /// Layers fetched at once per image (default 4).
     #[serde(default)]
     pub max_concurrent_downloads: Option<usize>,
+    /// Timeouts and retries of registry requests (berthd.yaml `registries.retry`).
+    #[serde(skip)]
+    pub retry: RetryPolicy,
 }
 
 impl RegistryConfig {
@@ -111,6 +112,7 @@ impl RegistryConfig {
             auth_files,
             credential_helper_dirs: Vec::new(),
             max_concurrent_downloads: None,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -129,15 +131,15 @@ impl RegistryConfig {
             extra_root_certificates: self.extra_cas(host)?,
             platform_resolver: None,
             max_concurrent_download: self.concurrency(),
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
+            connect_timeout: Some(self.retry.connect_timeout),
+            read_timeout: Some(self.retry.idle_timeout),
             user_agent: USER_AGENT,
             ..Default::default()
         };
         Ok(oci_client::Client::new(cfg))
     }
 
-    fn is_insecure(&self, host: &str) -> bool {
+    pub(crate) fn is_insecure(&self, host: &str) -> bool {
         self.insecure.iter().any(|h| h == host)
     }
 
@@ -167,6 +169,24 @@ impl RegistryConfig {
         Ok(extra)
     }
 
+    /// A plain HTTP client for `host` with its CAs and connect timeout, for the requests berth
+    /// makes itself (identity token trades, blob downloads); each use sets its own idle timeout.
+    pub(crate) fn http_for(&self, image: &str, host: &str) -> Result<reqwest::Client, Error> {
+        let transport = |e: reqwest::Error| Error::Transport {
+            image: image.to_string(),
+            registry: host.to_string(),
+            detail: chain(&e),
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(self.retry.connect_timeout)
+            .user_agent(USER_AGENT);
+        for c in self.extra_cas(host)? {
+            let c = reqwest::Certificate::from_pem(&c.data).map_err(transport)?;
+            b = b.tls_certs_merge([c]);
+        }
+        b.build().map_err(transport)
+    }
+
     /// Trades an identity token (an OAuth2 refresh token, what `docker login` keeps for
     /// registries that hand them out) for a pull token of `oref`'s repository, as Docker does: the
     /// registry's Bearer challenge names the token server, which gets a `refresh_token` grant.
@@ -184,15 +204,7 @@ impl RegistryConfig {
             registry: host.to_string(),
             detail: chain(&e),
         };
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .user_agent(USER_AGENT);
-        for c in self.extra_cas(host)? {
-            let c = reqwest::Certificate::from_pem(&c.data).map_err(transport)?;
-            b = b.tls_certs_merge([c]);
-        }
-        let http = b.build().map_err(transport)?;
+        let http = self.http_for(image, host)?;
         let scheme = if self.is_insecure(host) {
             "http"
         } else {
@@ -202,6 +214,7 @@ impl RegistryConfig {
         // index.docker.io, a mirror's its own)
         let res = http
             .get(format!("{scheme}://{}/v2/", oref.resolve_registry()))
+            .timeout(self.retry.idle_timeout)
             .send()
             .await
             .map_err(transport)?;
@@ -236,6 +249,7 @@ impl RegistryConfig {
         let res = http
             .post(&realm)
             .form(&form)
+            .timeout(self.retry.idle_timeout)
             .send()
             .await
             .map_err(transport)?;
@@ -498,12 +512,17 @@ pub(crate) fn map_err(image: &str, registry: &str, what: &str, e: OciDistributio
                 registry,
                 what,
             },
-            429 => Error::TooManyRequests { image, registry },
+            429 => Error::TooManyRequests {
+                image,
+                registry,
+                retry_after: None,
+            },
             code => Error::Server {
                 image,
                 registry,
                 code,
                 message: format!("{url}: {}", message.trim()),
+                retry_after: None,
             },
         },
         OciDistributionError::RegistryError { envelope, url } => {
@@ -524,7 +543,11 @@ pub(crate) fn map_err(image: &str, registry: &str, what: &str, e: OciDistributio
                     registry,
                     detail: msg,
                 },
-                Some(OciErrorCode::Toomanyrequests) => Error::TooManyRequests { image, registry },
+                Some(OciErrorCode::Toomanyrequests) => Error::TooManyRequests {
+                    image,
+                    registry,
+                    retry_after: None,
+                },
                 Some(
                     OciErrorCode::BlobUnknown
                     | OciErrorCode::ManifestUnknown
