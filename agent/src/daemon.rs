@@ -201,6 +201,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     ));
     tokio::spawn(notify_loop(ctx.clone(), ready_rx));
 
+    if let Some(np) = ctx.settings.network.clone() {
+        let (c, bundles) = (ctx.clone(), ctx.settings.bundle_dir.clone());
+        tokio::spawn(crate::events::watch_networks(
+            ctx.board.events.clone(),
+            move || network_facts(&c, &np, &bundles),
+        ));
+    }
+
     let shared = Arc::new(Shared {
         ctx,
         cfg: cfg.clone(),
@@ -253,6 +261,25 @@ fn store_error_kind(e: &crate::image::Error) -> ErrorKind {
     }
 }
 
+/// Tells an image operation on the event bus.
+fn image_event(sh: &Shared, action: &str, image: &str) {
+    let e =
+        crate::events::Event::new(crate::events::Kind::Image, action, image).attr("name", image);
+    sh.ctx.board.events.publish(e);
+}
+
+/// Tells a container operation the board does not show (a signal, a restart asked for).
+fn container_event(sh: &Shared, action: &str, name: &str, attr: Option<(&str, String)>) {
+    let Some(st) = sh.ctx.board.get(name) else {
+        return;
+    };
+    let mut e = crate::events::Event::container(action, &st);
+    if let Some((k, v)) = attr {
+        e = e.attr(k, v);
+    }
+    sh.ctx.board.events.publish(e);
+}
+
 /// The Docker API's view of berthd: the native API's requests, handled in-process.
 struct NativeApi(Arc<Shared>);
 
@@ -260,6 +287,10 @@ struct NativeApi(Arc<Shared>);
 impl crate::docker::Backend for NativeApi {
     async fn call(&self, req: Request) -> Response {
         handle(&self.0, req).await
+    }
+
+    fn events(&self) -> Arc<crate::events::Bus> {
+        self.0.ctx.board.events.clone()
     }
 
     async fn pull(
@@ -288,6 +319,7 @@ impl crate::docker::Backend for NativeApi {
         match res {
             Ok(Ok(i)) => {
                 let _ = self.0.triggers.send(Trigger::All);
+                image_event(&self.0, "pull", &i.name);
                 Response::ok(json!({"image": i.name, "digest": i.digest}))
             }
             Ok(Err(e)) => Response::err(store_error_kind(&e), e),
@@ -479,6 +511,27 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// The declared networks and who is on them, for the network events.
+fn network_facts(
+    ctx: &RealCtx,
+    np: &crate::bundle::NetworkPaths,
+    bundles: &Path,
+) -> crate::events::NetworkFacts {
+    let d = np.declared.load();
+    let mut names: std::collections::BTreeSet<String> = d.networks.keys().cloned().collect();
+    names.insert(d.default.name.clone());
+    let mut on = std::collections::BTreeSet::new();
+    for st in ctx.board.all() {
+        for a in berth_proto::NetworkStatus::load(&bundles.join(&st.name))
+            .iter()
+            .flat_map(|n| &n.networks)
+        {
+            on.insert((a.network.clone(), st.name.clone()));
+        }
+    }
+    (names, on)
+}
+
 /// The problems of the networks a container is on (edited or removed since it joined them).
 fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
     let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
@@ -519,6 +572,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
                         "exec_main_status": u.exec_main_status, "invocation_id": u.invocation_id,
+                        "control_group": u.control_group,
                     })),
                 }))
             }
@@ -572,6 +626,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             }
             ctx.request_restart(&name);
             let _ = sh.triggers.send(Trigger::Now(name.clone()));
+            container_event(sh, "restart", &name, None);
             Response::ok(json!({"restarting": name}))
         }
         Request::Stop { name } | Request::Start { name } | Request::Kill { name, .. }
@@ -592,7 +647,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             })
             .await;
             match sent {
-                Ok(Ok(())) => Response::ok(json!({"killed": name, "signal": sig.0})),
+                Ok(Ok(())) => {
+                    container_event(sh, "kill", &name, Some(("signal", n.to_string())));
+                    Response::ok(json!({"killed": name, "signal": sig.0}))
+                }
                 Ok(Err(e)) => Response::err(
                     ErrorKind::Conflict,
                     format!("cannot signal container {name}: {e} (is it running?)"),
@@ -627,6 +685,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             match ctx.images.pull(&spec, progress).await {
                 Ok(i) => {
                     let _ = sh.triggers.send(Trigger::All);
+                    image_event(sh, "pull", &image);
                     Response::ok(json!({"image": image, "digest": i.digest}))
                 }
                 Err(e) => Response::err(ErrorKind::Internal, e),
@@ -637,7 +696,11 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Err(e) => Response::err(ErrorKind::Internal, e),
         },
         Request::Rmi { image, force } => match sh.store.remove(&image, force) {
-            Ok(()) => Response::ok(json!({"removed": image})),
+            Ok(()) => {
+                image_event(sh, "untag", &image);
+                image_event(sh, "delete", &image);
+                Response::ok(json!({"removed": image}))
+            }
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Image { image } => match sh.store.image(&image) {
@@ -651,7 +714,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Tag { image, name } => match sh.store.tag(&image, &name) {
-            Ok(n) => Response::ok(json!({"image": image, "name": n})),
+            Ok(n) => {
+                image_event(sh, "tag", &n);
+                Response::ok(json!({"image": image, "name": n}))
+            }
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Info => Response::ok(json!({
@@ -736,6 +802,36 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 _ => Response::ok(all),
             }
         }
+        Request::Gc => {
+            let in_use: Vec<String> = ctx
+                .board
+                .all()
+                .into_iter()
+                .filter_map(|s| s.image_digest)
+                .collect();
+            match sh.store.gc(&in_use).await {
+                Ok(r) => Response::ok(r),
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
+        }
+        Request::Login {
+            server,
+            username,
+            password,
+        } => match sh
+            .cfg
+            .registry_config()
+            .check_login(&server, &username, &password)
+            .await
+        {
+            Ok(()) => {
+                Response::ok(json!({"registry": crate::image::registry::login_host(&server)}))
+            }
+            Err(e @ crate::image::registry::LoginError::Refused { .. }) => {
+                Response::err(ErrorKind::Invalid, e)
+            }
+            Err(e) => Response::err(ErrorKind::Internal, e),
+        },
         Request::Reconcile => {
             let _ = sh.triggers.send(Trigger::All);
             let _ = ctx.units.list().await;

@@ -14,7 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Error;
+
+mod login;
 use super::credhelper::{self, HelperError};
+pub use login::{LoginError, login_host};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
