@@ -746,9 +746,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 }
             }
             let path = sh.cfg.api_spec_dir().join(format!("{name}.yaml"));
-            if let Err(e) = spec::parse(&path, &yaml) {
-                return Response::err(ErrorKind::Invalid, e);
-            }
+            let parsed = match spec::parse(&path, &yaml) {
+                Ok(p) => p,
+                Err(e) => return Response::err(ErrorKind::Invalid, e),
+            };
             // Held before the spec appears, so that no pass starts it in between.
             if stopped && let Err(e) = ctx.hold_stopped(&name, true) {
                 return Response::err(ErrorKind::Internal, e);
@@ -758,6 +759,18 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                     ErrorKind::Internal,
                     format!("writing {}: {e}", path.display()),
                 );
+            }
+            if stopped && ctx.board.get(&name).is_none() {
+                // Held from the start, it never shows a `created` phase on the board.
+                let mut st = crate::reconcile::status::ContainerStatus::new(
+                    &name,
+                    crate::reconcile::status::Phase::Stopped,
+                );
+                st.image = parsed.image.clone();
+                sh.ctx
+                    .board
+                    .events
+                    .publish(crate::events::Event::container("create", &st));
             }
             let _ = sh.triggers.send(Trigger::Now(name.clone()));
             Response::ok(json!({"applied": name}))
