@@ -108,7 +108,11 @@ fn docker_cli_events_from_every_source() {
     // Through the native CLI: berth stop is a die and a stop.
     let t1 = now();
     let out = a.berth(&["stop", "web"]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     a.wait(T, "web's stop event", || {
         events(&a, &t1, &["container=web"])
             .iter()
@@ -137,7 +141,10 @@ fn docker_cli_events_from_every_source() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{:?}", seen.borrow()));
     let seen = seen.into_inner();
-    assert!(seen.contains(&"container start crash".to_owned()), "{seen:?}");
+    assert!(
+        seen.contains(&"container start crash".to_owned()),
+        "{seen:?}"
+    );
     a.rm("crash");
     a.wait(T, "crash's destroy event", || {
         events(&a, &t2, &["container=crash", "event=destroy"]) == ["container destroy crash"]
@@ -165,7 +172,9 @@ fn docker_cli_events_from_every_source() {
     .unwrap();
     std::fs::remove_file(nets.join("back.yaml")).unwrap();
     a.wait(T, "the network's destroy event", || {
-        events(&a, &t4, &["type=network"]).last().map(String::as_str)
+        events(&a, &t4, &["type=network"])
+            .last()
+            .map(String::as_str)
             == Some("network destroy back")
     })
     .unwrap();
@@ -188,8 +197,18 @@ fn docker_cli_stats_df_and_prunes() {
     stdout_ok(
         &a,
         &[
-            "run", "-d", "--name", "busy", "--network", "none", "--memory", "64m", &image, "sh",
-            "-c", "while :; do :; done",
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            &image,
+            "sh",
+            "-c",
+            "while :; do :; done",
         ],
     );
     // CPU % from two samples a second apart; memory against the container's limit.
@@ -203,6 +222,7 @@ fn docker_cli_stats_df_and_prunes() {
             "busy",
         ],
     );
+    eprintln!("docker stats --no-stream: {line}");
     let f: Vec<&str> = line.split('|').collect();
     assert_eq!(f[0], "busy", "{line}");
     let cpu: f64 = f[1].trim_end_matches('%').parse().unwrap();
@@ -215,7 +235,16 @@ fn docker_cli_stats_df_and_prunes() {
     // An ended container made through the API, and one declared in a file.
     stdout_ok(
         &a,
-        &["run", "-d", "--name", "done1", "--network", "none", &image, "true"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "done1",
+            "--network",
+            "none",
+            &image,
+            "true",
+        ],
     );
     assert_eq!(stdout_ok(&a, &["wait", "done1"]), "0");
     a.write(
@@ -227,7 +256,12 @@ fn docker_cli_stats_df_and_prunes() {
 
     let df = stdout_ok(
         &a,
-        &["system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}"],
+        &[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}} {{.TotalCount}} {{.Active}}",
+        ],
     );
     assert!(df.contains("Images 1 1"), "{df}");
     assert!(df.contains("Containers 4 2"), "{df}");
@@ -310,10 +344,8 @@ fn bollard_streams_events_and_stats() {
         .unwrap();
         // The stream starts from now: it sees the create and start of a container run after
         // it began (from the history, as the first poll sends the request) and its die.
-        let filters = std::collections::HashMap::from([(
-            "container".to_owned(),
-            vec!["short".to_owned()],
-        )]);
+        let filters =
+            std::collections::HashMap::from([("container".to_owned(), vec!["short".to_owned()])]);
         let mut ev = d.events(Some(EventsOptions {
             since: Some(now()),
             filters: Some(filters),
@@ -322,7 +354,15 @@ fn bollard_streams_events_and_stats() {
         stdout_ok(
             &a,
             &[
-                "run", "-d", "--name", "short", "--network", "none", &image, "sh", "-c",
+                "run",
+                "-d",
+                "--name",
+                "short",
+                "--network",
+                "none",
+                &image,
+                "sh",
+                "-c",
                 "sleep 1; exit 4",
             ],
         );
@@ -333,7 +373,11 @@ fn bollard_streams_events_and_stats() {
                 .expect("an event within a minute")
                 .expect("the stream goes on")
                 .expect("an event");
-            let attrs = e.actor.as_ref().and_then(|x| x.attributes.clone()).unwrap_or_default();
+            let attrs = e
+                .actor
+                .as_ref()
+                .and_then(|x| x.attributes.clone())
+                .unwrap_or_default();
             assert_eq!(attrs.get("name").map(String::as_str), Some("short"));
             let action = e.action.clone().unwrap_or_default();
             if action == "die" {
@@ -347,7 +391,15 @@ fn bollard_streams_events_and_stats() {
         stdout_ok(
             &a,
             &[
-                "run", "-d", "--name", "spin", "--network", "none", &image, "sh", "-c",
+                "run",
+                "-d",
+                "--name",
+                "spin",
+                "--network",
+                "none",
+                &image,
+                "sh",
+                "-c",
                 "while :; do :; done",
             ],
         );
@@ -365,7 +417,10 @@ fn bollard_streams_events_and_stats() {
                 .expect("a sample within a minute")
                 .expect("the stream goes on")
                 .expect("a sample");
-            let cpu = s.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage);
+            let cpu = s
+                .cpu_stats
+                .and_then(|c| c.cpu_usage)
+                .and_then(|u| u.total_usage);
             usage.push(cpu.unwrap_or(0));
             assert!(s.memory_stats.and_then(|m| m.usage).unwrap_or(0) > 0);
         }
@@ -373,6 +428,7 @@ fn bollard_streams_events_and_stats() {
             usage[0] < usage[1] && usage[1] < usage[2],
             "cpu usage rises: {usage:?}"
         );
+        eprintln!("cpu usage of three samples (ns): {usage:?}");
         // About a second of a CPU between samples.
         assert!(usage[2] - usage[1] > 200_000_000, "{usage:?}");
     });

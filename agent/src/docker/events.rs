@@ -179,19 +179,20 @@ pub async fn events(
                     Some(l) => Duration::from_nanos(l as u64),
                     None => return,
                 },
-                None => Duration::from_secs(3600),
+                None => Duration::from_secs(86_400),
             };
-            let e = match tokio::time::timeout(left, rx.recv()).await {
-                Ok(Ok(e)) => e,
-                Ok(Err(RecvError::Lagged(n))) => {
-                    tracing::warn!("events: a client lagged behind, {n} events dropped for it");
-                    continue;
-                }
-                Ok(Err(RecvError::Closed)) => return,
-                // Past `until`, or an hour without events: a closed client is noticed here.
-                Err(_) if until.is_some() => return,
-                Err(_) if tx.is_closed() => return,
-                Err(_) => continue,
+            let e = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!("events: a client lagged behind, {n} events dropped for it");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                // The client hung up.
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(left), if until.is_some() => return,
             };
             if in_range(&e) && !emit(&b, &mut cache, &filters, &tx, e).await {
                 return;
