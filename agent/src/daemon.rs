@@ -815,6 +815,14 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 _ => Response::ok(all),
             }
         }
+        Request::Events { since } => Response::ok(
+            ctx.board
+                .events
+                .history()
+                .into_iter()
+                .filter(|e| since.is_none_or(|s| e.time_nano > s))
+                .collect::<Vec<_>>(),
+        ),
         Request::Gc => {
             let in_use: Vec<String> = ctx
                 .board

@@ -5,7 +5,7 @@
 //! latest events for `since`. Runs in berthd.
 
 use crate::reconcile::status::{ContainerStatus, Phase};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::broadcast;
@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 pub const HISTORY: usize = 1024;
 
 /// What an event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Container,
@@ -34,7 +34,7 @@ impl Kind {
 
 /// One event, in Docker's terms: `action` on the object `id` (a container ID, an image name or
 /// digest, a network name), with `attributes` (`name`, `image`, `exitCode`, `signal` …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: Kind,
     pub action: String,
@@ -110,6 +110,12 @@ impl Bus {
         // Sent under the lock, so that a subscriber sees each event once: in the history it
         // took or on its receiver.
         let _ = self.tx.send(e);
+    }
+
+    /// The events kept so far.
+    pub fn history(&self) -> Vec<Event> {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().cloned().collect()
     }
 
     /// The events kept so far and a receiver of the ones after them.

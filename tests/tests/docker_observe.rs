@@ -97,6 +97,16 @@ fn docker_cli_events_from_every_source() {
         ],
         "in order, and only job's"
     );
+    // The native CLI reads the same bus.
+    let native = a.berth(&["events", "--since", "600"]).unwrap();
+    let native = String::from_utf8_lossy(&native.stdout);
+    let job_id = stdout_ok(&a, &["inspect", "-f", "{{.Id}}", "job"]);
+    assert!(
+        native
+            .lines()
+            .any(|l| l.contains(&format!(" container die {job_id} (")) && l.contains("exitCode=3")),
+        "{native}"
+    );
     // Filters: by action, by label (the container's labels are the event's attributes).
     assert_eq!(
         events(&a, &t0, &["event=die", "label=tier=batch"]),

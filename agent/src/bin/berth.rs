@@ -24,6 +24,8 @@ enum Cmd {
     GenerateDocs { dir: PathBuf },
     #[command(flatten)]
     Network(berth_agent::cli::network::NetworkCommand),
+    #[command(flatten)]
+    Events(berth_agent::cli::events::EventsCommand),
 }
 
 #[tokio::main]
@@ -43,6 +45,7 @@ async fn main() -> ExitCode {
             }
         },
         Cmd::Network(c) => berth_agent::cli::network::run(c, cli.global).await,
+        Cmd::Events(c) => berth_agent::cli::events::run(c, cli.global).await,
         Cmd::Image(c) => match berth_agent::cli::image::run(c, cli.global.json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
