@@ -277,4 +277,65 @@ mod tests {
         assert_eq!(v["timeNano"], 1_700_000_000_123_456_789i64);
         assert_eq!(v["status"], "start");
     }
+
+    /// berthd with a bus holding a few past events, and `web` labelled `app=front`.
+    struct Fake(std::sync::Arc<crate::events::Bus>);
+
+    #[async_trait::async_trait]
+    impl super::super::Backend for Fake {
+        async fn call(&self, req: Request) -> crate::api::Response {
+            match req {
+                Request::Inspect { .. } => {
+                    crate::api::Response::ok(json!({"spec": {"labels": {"app": "front"}}}))
+                }
+                _ => crate::api::Response::err(crate::api::ErrorKind::NotFound, "no"),
+            }
+        }
+        fn events(&self) -> std::sync::Arc<crate::events::Bus> {
+            self.0.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_past_window_streams_its_events_and_ends() {
+        use tower::ServiceExt as _;
+        let bus = std::sync::Arc::new(crate::events::Bus::default());
+        let at = |secs: i64, mut e: Event| {
+            e.time_nano = secs * 1_000_000_000;
+            e
+        };
+        bus.publish(at(
+            100,
+            Event::new(Kind::Container, "start", "a").attr("name", "web"),
+        ));
+        bus.publish(at(200, Event::new(Kind::Image, "pull", "busybox")));
+        bus.publish(at(
+            300,
+            Event::new(Kind::Container, "die", "a").attr("name", "web"),
+        ));
+        bus.publish(at(
+            400,
+            Event::new(Kind::Container, "destroy", "a").attr("name", "web"),
+        ));
+        let app = super::super::router(std::sync::Arc::new(Fake(bus)));
+        let filters = "%7B%22label%22%3A%5B%22app%3Dfront%22%5D%7D";
+        let req =
+            axum::http::Request::get(format!("/events?since=150&until=350&filters={filters}"))
+                .body(Body::empty())
+                .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let lines: Vec<Value> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        // The image pull has no label; start and destroy are outside the window.
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["Action"], "die");
+        assert_eq!(lines[0]["Actor"]["Attributes"]["app"], "front");
+    }
 }
