@@ -243,7 +243,8 @@ fn docker_cli_stats_df_and_prunes() {
     assert!(!used.starts_with("0B"), "{line}");
     assert!(f[3].parse::<u32>().unwrap() >= 2, "shim and loop: {line}");
 
-    // An ended container made through the API, and one declared in a file.
+    // An ended container made through the API (leaving 100 kB in its writable layer), and one
+    // declared in a file.
     stdout_ok(
         &a,
         &[
@@ -254,7 +255,9 @@ fn docker_cli_stats_df_and_prunes() {
             "--network",
             "none",
             &image,
-            "true",
+            "sh",
+            "-c",
+            "head -c 100000 /dev/zero > /big",
         ],
     );
     assert_eq!(stdout_ok(&a, &["wait", "done1"]), "0");
@@ -276,12 +279,14 @@ fn docker_cli_stats_df_and_prunes() {
     );
     assert!(df.contains("Images 1 1"), "{df}");
     assert!(df.contains("Containers 4 2"), "{df}");
+    let size = stdout_ok(&a, &["system", "df", "--format", "{{.Type}} {{.Size}}"]);
+    assert!(size.contains("Containers 100kB"), "{size}");
 
     // Container prune: the API's ended container goes; the file's stays, as do running ones.
     let done1 = stdout_ok(&a, &["inspect", "-f", "{{.Id}}", "done1"]);
     let out = stdout_ok(&a, &["container", "prune", "-f"]);
     assert!(out.contains(&done1), "{out}");
-    assert!(out.contains("Total reclaimed space"), "{out}");
+    assert!(out.contains("Total reclaimed space: 100kB"), "{out}");
     let left = stdout_ok(&a, &["ps", "-a", "--format", "{{.Names}}"]);
     let mut left: Vec<&str> = left.lines().collect();
     left.sort();

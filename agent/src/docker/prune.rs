@@ -79,6 +79,33 @@ impl Prune {
     }
 }
 
+/// Bytes of the files under `dir` (not following links): a container's writable layer.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+        .map(|(p, m)| if m.is_dir() { dir_size(&p) } else { m.len() })
+        .sum()
+}
+
+/// The size of `name`'s writable layer (its overlay's upper directory), 0 when it has none.
+async fn size_rw(b: &Shared, name: &str) -> u64 {
+    let Ok(i) = call(b, Request::Inspect { name: name.into() }).await else {
+        return 0;
+    };
+    let Some(upper) = i["shim_config"]["rootfs"]["upper"]
+        .as_str()
+        .map(std::path::PathBuf::from)
+    else {
+        return 0;
+    };
+    tokio::task::spawn_blocking(move || dir_size(&upper))
+        .await
+        .unwrap_or(0)
+}
+
 async fn statuses(b: &Shared) -> Result<Vec<ContainerStatus>, DockerError> {
     serde_json::from_value(call(b, Request::Ps).await?)
         .map_err(|e| DockerError::Internal(format!("container list: {e}")))
@@ -100,14 +127,23 @@ pub async fn df(State(b): State<Shared>) -> Result<Json<Value>, DockerError> {
             .count();
         i["Containers"] = json!(n);
     }
-    let containers: Vec<Value> = containers
-        .into_iter()
-        .map(|mut c| {
-            c["SizeRw"] = json!(0);
-            c["SizeRootFs"] = json!(0);
-            c
-        })
-        .collect();
+    let mut sized = Vec::new();
+    for mut c in containers {
+        let name = c["Names"][0]
+            .as_str()
+            .unwrap_or("/")
+            .trim_start_matches('/');
+        let rw = size_rw(&b, name).await;
+        let image = images
+            .iter()
+            .find(|i| i["Id"] == c["ImageID"])
+            .and_then(|i| i["Size"].as_u64())
+            .unwrap_or(0);
+        c["SizeRw"] = json!(rw);
+        c["SizeRootFs"] = json!(rw + image);
+        sized.push(c);
+    }
+    let containers = sized;
     Ok(Json(json!({
         "LayersSize": layers,
         "Images": images,
@@ -126,6 +162,7 @@ pub async fn containers(
     let info = call(&b, Request::Info).await?;
     let etc = info["spec_dir"].as_str().unwrap_or_default().to_owned();
     let mut deleted = Vec::new();
+    let mut reclaimed = 0;
     for st in statuses(&b).await? {
         let declared = st
             .spec_file
@@ -151,6 +188,7 @@ pub async fn containers(
         if !p.selects(created, &labels) {
             continue;
         }
+        let rw = size_rw(&b, &st.name).await;
         match call(
             &b,
             Request::Delete {
@@ -159,7 +197,10 @@ pub async fn containers(
         )
         .await
         {
-            Ok(_) => deleted.push(st.name),
+            Ok(_) => {
+                deleted.push(st.name);
+                reclaimed += rw;
+            }
             Err(DockerError::Backend {
                 kind: ErrorKind::NotFound | ErrorKind::Conflict,
                 ..
@@ -177,7 +218,9 @@ pub async fn containers(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ids: Vec<String> = deleted.iter().map(|n| container_id(n)).collect();
-    Ok(Json(json!({"ContainersDeleted": ids, "SpaceReclaimed": 0})))
+    Ok(Json(
+        json!({"ContainersDeleted": ids, "SpaceReclaimed": reclaimed}),
+    ))
 }
 
 /// `POST /images/prune`.
@@ -247,6 +290,17 @@ pub async fn images(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writable_layer_size() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::write(d.path().join("a/b/f"), [0u8; 1000]).unwrap();
+        std::fs::write(d.path().join("g"), [0u8; 24]).unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("l")).unwrap();
+        assert_eq!(dir_size(d.path()), 1024 + 4);
+        assert_eq!(dir_size(&d.path().join("missing")), 0);
+    }
 
     #[test]
     fn prune_filters() {
