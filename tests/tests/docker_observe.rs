@@ -180,6 +180,20 @@ fn docker_cli_events_from_every_source() {
         events(&a, &t4, &["type=network", "network=back"]) == ["network create back"]
     })
     .unwrap();
+    // A container joining it and leaving it.
+    a.write(
+        "member",
+        &format!("image_file: {IMAGE}\nnetworks: [back]\ncommand: [sleep, \"3600\"]\n"),
+    );
+    let joined = |what: &str| {
+        events(&a, &t4, &["type=network", &format!("event={what}")])
+            == [format!("network {what} back")]
+    };
+    a.wait(T, "member's connect event", || joined("connect"))
+        .unwrap();
+    a.rm("member");
+    a.wait(T, "member's disconnect event", || joined("disconnect"))
+        .unwrap();
     std::fs::remove_file(nets.join("back.yaml")).unwrap();
     a.wait(T, "the network's destroy event", || {
         events(&a, &t4, &["type=network"])
