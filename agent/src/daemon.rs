@@ -205,7 +205,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         let (c, bundles) = (ctx.clone(), ctx.settings.bundle_dir.clone());
         tokio::spawn(crate::events::watch_networks(
             ctx.board.events.clone(),
-            move || network_facts(&c, &np, &bundles),
+            move || crate::events::network_facts(&c.board, &np, &bundles),
         ));
     }
 
@@ -509,27 +509,6 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
             }
         });
     }
-}
-
-/// The declared networks and who is on them, for the network events.
-fn network_facts(
-    ctx: &RealCtx,
-    np: &crate::bundle::NetworkPaths,
-    bundles: &Path,
-) -> crate::events::NetworkFacts {
-    let d = np.declared.load();
-    let mut names: std::collections::BTreeSet<String> = d.networks.keys().cloned().collect();
-    names.insert(d.default.name.clone());
-    let mut on = std::collections::BTreeSet::new();
-    for st in ctx.board.all() {
-        for a in berth_proto::NetworkStatus::load(&bundles.join(&st.name))
-            .iter()
-            .flat_map(|n| &n.networks)
-        {
-            on.insert((a.network.clone(), st.name.clone()));
-        }
-    }
-    (names, on)
 }
 
 /// The problems of the networks a container is on (edited or removed since it joined them).

@@ -212,6 +212,27 @@ pub fn attachment_events(
 /// for each container attached.
 pub type NetworkFacts = (BTreeSet<String>, BTreeSet<(String, String)>);
 
+/// The declared networks and who is on them (each shim's `network.json` in its bundle).
+pub fn network_facts(
+    board: &crate::reconcile::status::Board,
+    np: &crate::bundle::NetworkPaths,
+    bundles: &std::path::Path,
+) -> NetworkFacts {
+    let d = np.declared.load();
+    let mut names: BTreeSet<String> = d.networks.keys().cloned().collect();
+    names.insert(d.default.name.clone());
+    let mut on = BTreeSet::new();
+    for st in board.all() {
+        for a in berth_proto::NetworkStatus::load(&bundles.join(&st.name))
+            .iter()
+            .flat_map(|n| &n.networks)
+        {
+            on.insert((a.network.clone(), st.name.clone()));
+        }
+    }
+    (names, on)
+}
+
 /// Tells network changes on `bus`: `facts` is read again after each container event (a
 /// container joins its networks when it starts and leaves them when it ends) and every few
 /// seconds (a declaration written or removed).
