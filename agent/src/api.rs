@@ -84,6 +84,19 @@ pub enum Request {
     Network {
         name: String,
     },
+    /// The events berthd keeps (after `since`, Unix time in nanoseconds).
+    Events {
+        #[serde(default)]
+        since: Option<i64>,
+    },
+    /// Remove the store's blobs and layers that no image or container needs.
+    Gc,
+    /// Check credentials at a registry (`docker login`); nothing is stored.
+    Login {
+        server: String,
+        username: String,
+        password: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

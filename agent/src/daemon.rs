@@ -209,6 +209,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     ));
     tokio::spawn(notify_loop(ctx.clone(), ready_rx));
 
+    if let Some(np) = ctx.settings.network.clone() {
+        let (c, bundles) = (ctx.clone(), ctx.settings.bundle_dir.clone());
+        tokio::spawn(crate::events::watch_networks(
+            ctx.board.events.clone(),
+            move || crate::events::network_facts(&c.board, &np, &bundles),
+        ));
+    }
+
     let shared = Arc::new(Shared {
         ctx,
         cfg: cfg.clone(),
@@ -261,6 +269,25 @@ fn store_error_kind(e: &crate::image::Error) -> ErrorKind {
     }
 }
 
+/// Tells an image operation on the event bus.
+fn image_event(sh: &Shared, action: &str, image: &str) {
+    let e =
+        crate::events::Event::new(crate::events::Kind::Image, action, image).attr("name", image);
+    sh.ctx.board.events.publish(e);
+}
+
+/// Tells a container operation the board does not show (a signal, a restart asked for).
+fn container_event(sh: &Shared, action: &str, name: &str, attr: Option<(&str, String)>) {
+    let Some(st) = sh.ctx.board.get(name) else {
+        return;
+    };
+    let mut e = crate::events::Event::container(action, &st);
+    if let Some((k, v)) = attr {
+        e = e.attr(k, v);
+    }
+    sh.ctx.board.events.publish(e);
+}
+
 /// The Docker API's view of berthd: the native API's requests, handled in-process.
 struct NativeApi(Arc<Shared>);
 
@@ -268,6 +295,10 @@ struct NativeApi(Arc<Shared>);
 impl crate::docker::Backend for NativeApi {
     async fn call(&self, req: Request) -> Response {
         handle(&self.0, req).await
+    }
+
+    fn events(&self) -> Arc<crate::events::Bus> {
+        self.0.ctx.board.events.clone()
     }
 
     async fn pull(
@@ -296,6 +327,7 @@ impl crate::docker::Backend for NativeApi {
         match res {
             Ok(Ok(i)) => {
                 let _ = self.0.triggers.send(Trigger::All);
+                image_event(&self.0, "pull", &i.name);
                 Response::ok(json!({"image": i.name, "digest": i.digest}))
             }
             Ok(Err(e)) => Response::err(store_error_kind(&e), e),
@@ -530,6 +562,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
                         "exec_main_status": u.exec_main_status, "invocation_id": u.invocation_id,
+                        "control_group": u.control_group,
                     })),
                 }))
             }
@@ -583,6 +616,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             }
             ctx.request_restart(&name);
             let _ = sh.triggers.send(Trigger::Now(name.clone()));
+            container_event(sh, "restart", &name, None);
             Response::ok(json!({"restarting": name}))
         }
         Request::Stop { name } | Request::Start { name } | Request::Kill { name, .. }
@@ -603,7 +637,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             })
             .await;
             match sent {
-                Ok(Ok(())) => Response::ok(json!({"killed": name, "signal": sig.0})),
+                Ok(Ok(())) => {
+                    container_event(sh, "kill", &name, Some(("signal", n.to_string())));
+                    Response::ok(json!({"killed": name, "signal": sig.0}))
+                }
                 Ok(Err(e)) => Response::err(
                     ErrorKind::Conflict,
                     format!("cannot signal container {name}: {e} (is it running?)"),
@@ -638,6 +675,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             match ctx.images.pull(&spec, progress).await {
                 Ok(i) => {
                     let _ = sh.triggers.send(Trigger::All);
+                    image_event(sh, "pull", &image);
                     Response::ok(json!({"image": image, "digest": i.digest}))
                 }
                 Err(e) => Response::err(ErrorKind::Internal, e),
@@ -648,7 +686,11 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Err(e) => Response::err(ErrorKind::Internal, e),
         },
         Request::Rmi { image, force } => match sh.store.remove(&image, force) {
-            Ok(()) => Response::ok(json!({"removed": image})),
+            Ok(()) => {
+                image_event(sh, "untag", &image);
+                image_event(sh, "delete", &image);
+                Response::ok(json!({"removed": image}))
+            }
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Image { image } => match sh.store.image(&image) {
@@ -662,7 +704,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Tag { image, name } => match sh.store.tag(&image, &name) {
-            Ok(n) => Response::ok(json!({"image": image, "name": n})),
+            Ok(n) => {
+                image_event(sh, "tag", &n);
+                Response::ok(json!({"image": image, "name": n}))
+            }
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Info => Response::ok(json!({
@@ -691,9 +736,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 }
             }
             let path = sh.cfg.api_spec_dir().join(format!("{name}.yaml"));
-            if let Err(e) = spec::parse(&path, &yaml) {
-                return Response::err(ErrorKind::Invalid, e);
-            }
+            let parsed = match spec::parse(&path, &yaml) {
+                Ok(p) => p,
+                Err(e) => return Response::err(ErrorKind::Invalid, e),
+            };
             // Held before the spec appears, so that no pass starts it in between.
             if stopped && let Err(e) = ctx.hold_stopped(&name, true) {
                 return Response::err(ErrorKind::Internal, e);
@@ -703,6 +749,18 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                     ErrorKind::Internal,
                     format!("writing {}: {e}", path.display()),
                 );
+            }
+            if stopped && ctx.board.get(&name).is_none() {
+                // Held from the start, it never shows a `created` phase on the board.
+                let mut st = crate::reconcile::status::ContainerStatus::new(
+                    &name,
+                    crate::reconcile::status::Phase::Stopped,
+                );
+                st.image = parsed.image.clone();
+                sh.ctx
+                    .board
+                    .events
+                    .publish(crate::events::Event::container("create", &st));
             }
             let _ = sh.triggers.send(Trigger::Now(name.clone()));
             Response::ok(json!({"applied": name}))
@@ -747,6 +805,44 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 _ => Response::ok(all),
             }
         }
+        Request::Events { since } => Response::ok(
+            ctx.board
+                .events
+                .history()
+                .into_iter()
+                .filter(|e| since.is_none_or(|s| e.time_nano > s))
+                .collect::<Vec<_>>(),
+        ),
+        Request::Gc => {
+            let in_use: Vec<String> = ctx
+                .board
+                .all()
+                .into_iter()
+                .filter_map(|s| s.image_digest)
+                .collect();
+            match sh.store.gc(&in_use).await {
+                Ok(r) => Response::ok(r),
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
+        }
+        Request::Login {
+            server,
+            username,
+            password,
+        } => match sh
+            .cfg
+            .registry_config()
+            .check_login(&server, &username, &password)
+            .await
+        {
+            Ok(()) => {
+                Response::ok(json!({"registry": crate::image::registry::login_host(&server)}))
+            }
+            Err(e @ crate::image::registry::LoginError::Refused { .. }) => {
+                Response::err(ErrorKind::Invalid, e)
+            }
+            Err(e) => Response::err(ErrorKind::Internal, e),
+        },
         Request::Reconcile => {
             let _ = sh.triggers.send(Trigger::All);
             let _ = ctx.units.list().await;

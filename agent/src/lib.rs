@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub mod events;
 pub mod fsck;
 pub mod fsutil;
 pub mod image;

@@ -27,6 +27,8 @@ enum Cmd {
     /// Check the image store and berthd's state, and repair what is safe to repair (exit code:
     /// 0 clean, 1 repaired, 2 problems left).
     Fsck(berth_agent::cli::fsck::FsckArgs),
+    #[command(flatten)]
+    Events(berth_agent::cli::events::EventsCommand),
 }
 
 #[tokio::main]
@@ -47,6 +49,7 @@ async fn main() -> ExitCode {
         },
         Cmd::Fsck(a) => berth_agent::cli::fsck::run(a, &cli.global),
         Cmd::Network(c) => berth_agent::cli::network::run(c, cli.global).await,
+        Cmd::Events(c) => berth_agent::cli::events::run(c, cli.global).await,
         Cmd::Image(c) => match berth_agent::cli::image::run(c, cli.global.json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

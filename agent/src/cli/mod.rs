@@ -3,6 +3,7 @@
 pub mod berthd;
 pub mod containers;
 pub mod docs;
+pub mod events;
 mod exec;
 pub mod fsck;
 pub mod image;

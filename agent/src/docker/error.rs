@@ -32,6 +32,8 @@ pub enum DockerError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
     NotSupported(String),
     /// berthd's answer could not be read as expected: a bug, not the client's fault.
     #[error("berthd: {0}")]
@@ -52,6 +54,7 @@ impl DockerError {
             | DockerError::NoSuchContainer(_)
             | DockerError::NoSuchImage(_) => StatusCode::NOT_FOUND,
             DockerError::Conflict(_) => StatusCode::CONFLICT,
+            DockerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             DockerError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             DockerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             DockerError::Backend { kind, .. } => match kind {

@@ -3,13 +3,17 @@
 //! berthd's own requests ([`Backend`]): a container seen or made here is an ordinary berth
 //! container. Runs in berthd.
 
+mod auth;
 mod containers;
 mod create;
 mod error;
+mod events;
 mod images;
 mod lifecycle;
 mod logs;
+mod prune;
 mod pull;
+mod stats;
 mod system;
 mod version;
 
@@ -38,6 +42,11 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Response {
         let _ = (credentials, progress);
         self.call(Request::Pull { image }).await
+    }
+
+    /// berthd's event bus (a bus of its own, which nothing feeds, when not overridden).
+    fn events(&self) -> Arc<crate::events::Bus> {
+        Arc::new(crate::events::Bus::default())
     }
 }
 
@@ -111,6 +120,12 @@ fn router(backend: Shared) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
+        .route("/system/df", get(prune::df))
+        .route("/auth", post(auth::auth))
+        .route("/containers/prune", post(prune::containers))
+        .route("/images/prune", post(prune::images))
+        .route("/containers/{id}/stats", get(stats::stats))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(lifecycle::create))
         .route("/containers/{id}/json", get(containers::inspect))

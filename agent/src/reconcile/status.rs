@@ -107,29 +107,43 @@ pub struct Board {
     inner: RwLock<BTreeMap<String, ContainerStatus>>,
     /// Woken on every change (berthd's STATUS= line follows it).
     pub changed: tokio::sync::Notify,
+    /// Where each change is told as Docker's events.
+    pub events: std::sync::Arc<crate::events::Bus>,
 }
 
 impl Board {
     pub fn set(&self, s: ContainerStatus) {
-        self.inner
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(s.name.clone(), s);
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let old = m.insert(s.name.clone(), s.clone());
+        self.publish(old.as_ref(), Some(&s));
+        drop(m);
         self.changed.notify_one();
+    }
+
+    /// Told under the board's lock, so that the events of one name come in order.
+    fn publish(&self, old: Option<&ContainerStatus>, new: Option<&ContainerStatus>) {
+        for e in crate::events::container_events(old, new) {
+            self.events.publish(e);
+        }
     }
     /// Changes an existing entry (or a fresh `Pending` one) in place.
     pub fn update(&self, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
         let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        f(m.entry(name.to_owned())
-            .or_insert_with(|| ContainerStatus::new(name, Phase::Pending)));
+        let old = m.get(name).cloned();
+        let e = m
+            .entry(name.to_owned())
+            .or_insert_with(|| ContainerStatus::new(name, Phase::Pending));
+        f(e);
+        let new = e.clone();
+        self.publish(old.as_ref(), Some(&new));
         drop(m);
         self.changed.notify_one();
     }
     pub fn remove(&self, name: &str) {
-        self.inner
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let old = m.remove(name);
+        self.publish(old.as_ref(), None);
+        drop(m);
         self.changed.notify_one();
     }
     pub fn get(&self, name: &str) -> Option<ContainerStatus> {

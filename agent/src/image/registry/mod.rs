@@ -13,8 +13,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::Error;
+
+mod login;
 use super::credhelper::{self, HelperError};
 use super::retry::RetryPolicy;
+pub use login::{LoginError, login_host};
 
 const USER_AGENT: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
 
