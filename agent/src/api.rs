@@ -84,6 +84,29 @@ pub enum Request {
     Network {
         name: String,
     },
+    /// Declare a network through the API (kept in berthd's state dir), from its file's YAML.
+    NetworkCreate {
+        name: String,
+        yaml: String,
+    },
+    /// Remove an API-declared network, refused while a container's spec names it.
+    NetworkRemove {
+        name: String,
+    },
+    /// Every named volume, with the containers whose spec mounts it.
+    Volumes,
+    /// Create a named volume (kept when it exists).
+    VolumeCreate {
+        name: String,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+    },
+    /// Remove a named volume and its data, refused while in use unless forced.
+    VolumeRemove {
+        name: String,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -479,6 +479,40 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// The specs of every container that has a readable one.
+async fn desired_specs(ctx: &RealCtx) -> Vec<(String, spec::Spec)> {
+    let names = ctx.all_names().await.unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|n| Some((n.clone(), ctx.desired(&n)?.spec.ok()?)))
+        .collect()
+}
+
+fn volume_request(
+    dir: &Path,
+    req: Request,
+    users: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Response {
+    use crate::volume::VolumeError;
+    let v = crate::volume::Volumes { dir };
+    let r = match req {
+        Request::VolumeCreate { name, labels } => v.create(&name, &labels, users).map(Response::ok),
+        Request::VolumeRemove { name, force } => v
+            .remove(&name, force, users)
+            .map(|()| Response::ok(json!({"removed": name}))),
+        _ => Ok(Response::ok(v.list(users))),
+    };
+    r.unwrap_or_else(|e| {
+        let kind = match e {
+            VolumeError::Name(_) => ErrorKind::Invalid,
+            VolumeError::NotFound(_) => ErrorKind::NotFound,
+            VolumeError::InUse { .. } => ErrorKind::Conflict,
+            VolumeError::Io { .. } => ErrorKind::Internal,
+        };
+        Response::err(kind, e)
+    })
+}
+
 /// The problems of the networks a container is on (edited or removed since it joined them).
 fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
     let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
@@ -735,6 +769,20 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 },
                 _ => Response::ok(all),
             }
+        }
+        Request::Volumes | Request::VolumeCreate { .. } | Request::VolumeRemove { .. } => {
+            let specs = desired_specs(ctx).await;
+            let users = crate::volume::users(specs.iter().map(|(n, s)| (n.as_str(), s)));
+            volume_request(&ctx.settings.volumes_dir, req, &users)
+        }
+        Request::NetworkCreate { .. } | Request::NetworkRemove { .. } => {
+            let Some(n) = &ctx.settings.network else {
+                return Response::err(ErrorKind::Internal, "networking is off");
+            };
+            let specs = desired_specs(ctx).await;
+            let r = crate::network::api::handle(&n.declared, req, &specs);
+            let _ = sh.triggers.send(Trigger::All);
+            r
         }
         Request::Reconcile => {
             let _ = sh.triggers.send(Trigger::All);
