@@ -9,9 +9,12 @@ mod error;
 mod images;
 mod lifecycle;
 mod logs;
+mod network_connect;
+mod networks;
 mod pull;
 mod system;
 mod version;
+mod volumes;
 
 pub use error::DockerError;
 pub use version::{API_VERSION, MIN_API_VERSION};
@@ -121,6 +124,25 @@ fn router(backend: Shared) -> Router {
         .route("/containers/{id}/kill", post(lifecycle::kill))
         .route("/containers/{id}/logs", get(logs::logs))
         .route("/containers/{id}", delete(lifecycle::remove))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(network_connect::connect))
+        .route(
+            "/networks/{id}/disconnect",
+            post(network_connect::disconnect),
+        )
         .route("/images/json", get(images::list))
         .route("/images/create", post(pull::create))
         .route(
