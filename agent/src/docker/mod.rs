@@ -4,6 +4,7 @@
 //! container. Runs in berthd.
 
 mod containers;
+mod copy;
 mod create;
 mod error;
 mod images;
