@@ -50,6 +50,14 @@ impl Root {
         }
     }
 
+    /// A bind mount's (or named volume's) host directory.
+    pub fn bind(dir: PathBuf) -> Root {
+        Root {
+            dir,
+            temporary: false,
+        }
+    }
+
     /// Whether `<bundle>/rootfs` is a mount (the running container's overlay) in berthd's view.
     pub fn is_mounted(bundle: &Path) -> bool {
         use std::os::unix::fs::MetadataExt;

@@ -3,6 +3,7 @@
 //! berthd's own requests ([`Backend`]): a container seen or made here is an ordinary berth
 //! container. Runs in berthd.
 
+mod archive;
 mod containers;
 mod copy;
 mod create;
@@ -124,6 +125,11 @@ fn router(backend: Shared) -> Router {
         .route("/containers/{id}/wait", post(lifecycle::wait))
         .route("/containers/{id}/kill", post(lifecycle::kill))
         .route("/containers/{id}/logs", get(logs::logs))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::get).put(archive::put),
+        )
+        .route("/containers/{id}/export", get(archive::export))
         .route("/containers/{id}", delete(lifecycle::remove))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
