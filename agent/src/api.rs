@@ -93,6 +93,15 @@ pub enum Request {
     NetworkRemove {
         name: String,
     },
+    /// Write stored images as one docker-archive at `path` (a file berthd may create).
+    ImageSave {
+        images: Vec<String>,
+        path: String,
+    },
+    /// Import the docker-archive or oci-archive at `path` under its own name.
+    ImageLoad {
+        path: String,
+    },
     /// Every named volume, with the containers whose spec mounts it.
     Volumes,
     /// Create a named volume (kept when it exists).

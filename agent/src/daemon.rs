@@ -689,7 +689,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Info => Response::ok(json!({
-            "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "bundle_dir": sh.cfg.bundle_dir(),
+            "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "state_dir": sh.cfg.state_dir, "bundle_dir": sh.cfg.bundle_dir(),
             "journal_dir": sh.cfg.journal_dir, "systemd": sh.cfg.systemd, "version": env!("CARGO_PKG_VERSION"),
             "network_sweep": sh.swept.lock().map(|h| h.iter().cloned().collect::<Vec<_>>()).unwrap_or_default(),
         })),
@@ -768,6 +768,26 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                     None => Response::err(ErrorKind::NotFound, format!("no network {name}")),
                 },
                 _ => Response::ok(all),
+            }
+        }
+        Request::ImageSave { images, path } => {
+            let store = sh.store.clone();
+            let saved =
+                tokio::task::spawn_blocking(move || store.save_archive(&images, Path::new(&path)))
+                    .await;
+            match saved {
+                Ok(Ok(names)) => Response::ok(json!({"saved": names})),
+                Ok(Err(e)) => Response::err(store_error_kind(&e), e),
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
+        }
+        Request::ImageLoad { path } => {
+            match sh.store.import_archive(Path::new(&path), None).await {
+                Ok(img) => {
+                    let _ = sh.triggers.send(Trigger::All);
+                    Response::ok(json!({"name": img.name, "digest": img.digest}))
+                }
+                Err(e) => Response::err(ErrorKind::Invalid, e),
             }
         }
         Request::Volumes | Request::VolumeCreate { .. } | Request::VolumeRemove { .. } => {

@@ -78,7 +78,16 @@ fn docker_cli_volumes_cp_and_export() {
     stdout_ok(
         &a,
         &[
-            "run", "-d", "--name", "v1", "--network", "none", "-v", "data1:/data", &image, "sh",
+            "run",
+            "-d",
+            "--name",
+            "v1",
+            "--network",
+            "none",
+            "-v",
+            "data1:/data",
+            &image,
+            "sh",
             "-c",
             "echo hello > /data/f; ln -s ../../../../srv /escape; echo ready; exec sleep 3600",
         ],
@@ -97,7 +106,10 @@ fn docker_cli_volumes_cp_and_export() {
 
     // docker cp out of a running container, through the volume and from its root.
     stdout_ok(&a, &["cp", "v1:/data/f", "/srv/tb/f1"]);
-    assert_eq!(std::fs::read_to_string(share.join("f1")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(share.join("f1")).unwrap(),
+        "hello\n"
+    );
     stdout_ok(&a, &["cp", "v1:/etc/passwd", "/srv/tb/passwd"]);
     assert!(
         std::fs::read_to_string(share.join("passwd"))
@@ -150,9 +162,15 @@ fn docker_cli_volumes_cp_and_export() {
     let anon = stdout_ok(&a, &["volume", "create"]);
     assert_eq!(anon.len(), 64, "{anon}");
     let pruned = stdout_ok(&a, &["volume", "prune", "-f"]);
-    assert!(pruned.contains(&anon) && !pruned.contains("data2"), "{pruned}");
+    assert!(
+        pruned.contains(&anon) && !pruned.contains("data2"),
+        "{pruned}"
+    );
     let pruned = stdout_ok(&a, &["volume", "prune", "-a", "-f"]);
-    assert!(pruned.contains("data1") && pruned.contains("data2"), "{pruned}");
+    assert!(
+        pruned.contains("data1") && pruned.contains("data2"),
+        "{pruned}"
+    );
     assert_eq!(stdout_ok(&a, &["volume", "ls", "-q"]), "");
     assert!(!share.join("state/volumes/data1").exists());
 }
@@ -175,8 +193,15 @@ fn docker_cli_networks() {
     let id = stdout_ok(
         &a,
         &[
-            "network", "create", "--subnet", "10.89.8.0/24", "--gateway", "10.89.8.254",
-            "--label", "team=a", "n1",
+            "network",
+            "create",
+            "--subnet",
+            "10.89.8.0/24",
+            "--gateway",
+            "10.89.8.254",
+            "--label",
+            "team=a",
+            "n1",
         ],
     );
     assert_eq!(id.len(), 64, "{id}");
@@ -197,13 +222,23 @@ fn docker_cli_networks() {
     assert_eq!(
         stdout_ok(
             &a,
-            &["network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}"]
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "label=team=a",
+                "--format",
+                "{{.Name}}"
+            ]
         ),
         "n1"
     );
     let e = stderr_of(&a, &["network", "create", "-d", "overlay", "o1"]);
     assert!(e.contains("overlay"), "{e}");
-    let e = stderr_of(&a, &["network", "create", "--subnet", "10.89.8.0/25", "clash"]);
+    let e = stderr_of(
+        &a,
+        &["network", "create", "--subnet", "10.89.8.0/25", "clash"],
+    );
     assert!(e.contains("overlap"), "{e}");
     let e = stderr_of(&a, &["network", "create", "n1"]);
     assert!(e.contains("already exists"), "{e}");
@@ -212,20 +247,41 @@ fn docker_cli_networks() {
     stdout_ok(
         &a,
         &[
-            "run", "-d", "--name", "srv", "--network", "n1", &image, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "n1",
+            &image,
+            "sh",
+            "-c",
             "echo from-srv > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
         ],
     );
     let addr = stdout_ok(
         &a,
-        &["inspect", "-f", "{{.NetworkSettings.Networks.n1.IPAddress}}", "srv"],
+        &[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.n1.IPAddress}}",
+            "srv",
+        ],
     );
     assert!(addr.starts_with("10.89.8."), "{addr}");
     // busybox's own resolver and nc (see agent_networks_named.rs for why not wget).
     stdout_ok(
         &a,
         &[
-            "run", "-d", "--name", "cli", "--network", "n1", &image, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "cli",
+            "--network",
+            "n1",
+            &image,
+            "sh",
+            "-c",
             "for i in $(seq 30); do h=$(nslookup srv | awk '/^Address/ && !/:53$/ {print $2}' | tail -n1); \
              [ -n \"$h\" ] && printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $h 80 && break; sleep 1; done; \
              exec sleep 3600",
@@ -237,9 +293,18 @@ fn docker_cli_networks() {
     .unwrap();
     let members = stdout_ok(
         &a,
-        &["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", "n1"],
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}} {{end}}",
+            "n1",
+        ],
     );
-    assert!(members.contains("srv") && members.contains("cli"), "{members}");
+    assert!(
+        members.contains("srv") && members.contains("cli"),
+        "{members}"
+    );
 
     // Removal refused while in use, for predefined networks, and for a file's network.
     let e = stderr_of(&a, &["network", "rm", "n1"]);
@@ -255,10 +320,16 @@ fn docker_cli_networks() {
     let nets = |a: &Agent| {
         stdout_ok(
             a,
-            &["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", "srv"],
+            &[
+                "inspect",
+                "-f",
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                "srv",
+            ],
         )
     };
-    a.wait(T, "srv on n1 and n2", || nets(&a) == "n1 n2").unwrap();
+    a.wait(T, "srv on n1 and n2", || nets(&a) == "n1 n2")
+        .unwrap();
     stdout_ok(&a, &["network", "disconnect", "n2", "srv"]);
     a.wait(T, "srv on n1 alone", || nets(&a) == "n1").unwrap();
 
@@ -266,7 +337,10 @@ fn docker_cli_networks() {
     a.kill_berthd().unwrap();
     a.start_berthd(true).unwrap();
     let ls = stdout_ok(&a, &["network", "ls", "--format", "{{.Name}}"]);
-    assert!(ls.lines().any(|l| l == "n1") && ls.lines().any(|l| l == "n2"), "{ls}");
+    assert!(
+        ls.lines().any(|l| l == "n1") && ls.lines().any(|l| l == "n2"),
+        "{ls}"
+    );
 
     // prune: the unused API networks go; files' networks and those in use stay.
     let pruned = stdout_ok(&a, &["network", "prune", "-f"]);
@@ -276,4 +350,72 @@ fn docker_cli_networks() {
     let ls = stdout_ok(&a, &["network", "ls", "--format", "{{.Name}}"]);
     assert!(!ls.contains("n1") && ls.contains("etcnet"), "{ls}");
     assert!(!share.join("state/networks/n1.yaml").exists());
+}
+
+#[test]
+#[ignore = "needs root: boots systemd in namespaces, runs containers"]
+fn docker_cli_saves_and_loads_images() {
+    let a = with_docker_api("docker-save");
+    let image = start_with_image(&a);
+    let share = a.sd.share_dir();
+
+    // save: a docker-archive that names the image, readable by another tool (skopeo).
+    stdout_ok(&a, &["tag", &image, "copy:1"]);
+    stdout_ok(&a, &["save", "-o", "/srv/tb/copy.tar", "copy:1"]);
+    let listing = std::process::Command::new("tar")
+        .args(["xOf"])
+        .arg(share.join("copy.tar"))
+        .arg("manifest.json")
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(manifest[0]["RepoTags"][0], "copy:1", "{manifest}");
+    let skopeo = std::process::Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!(
+            "docker-archive:{}",
+            share.join("copy.tar").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        skopeo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+
+    // load: gone from the store, back from the archive, and it runs.
+    stdout_ok(&a, &["rmi", "copy:1"]);
+    assert!(!stdout_ok(&a, &["images", "--format", "{{.Repository}}:{{.Tag}}"]).contains("copy:1"));
+    assert_eq!(
+        stdout_ok(&a, &["load", "-i", "/srv/tb/copy.tar"]),
+        "Loaded image: copy:1"
+    );
+    stdout_ok(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "loaded",
+            "--network",
+            "none",
+            "copy:1",
+            "sh",
+            "-c",
+            "echo from-loaded; exec sleep 3600",
+        ],
+    );
+    a.wait(T, "the loaded image running", || {
+        String::from_utf8_lossy(&docker(&a, &["logs", "loaded"]).stdout).contains("from-loaded")
+    })
+    .unwrap();
+    // An OCI archive loads too; garbage is a clear error.
+    let out = stdout_ok(&a, &["load", "-i", IMAGE]);
+    assert!(out.starts_with("Loaded image: "), "{out}");
+    std::fs::write(share.join("junk.tar"), b"not a tar at all").unwrap();
+    let e = stderr_of(&a, &["load", "-i", "/srv/tb/junk.tar"]);
+    assert!(e.contains("manifest.json") || e.contains("archive"), "{e}");
+    let e = stderr_of(&a, &["save", "-o", "/srv/tb/none.tar", "nosuch:1"]);
+    assert!(e.contains("No such image: nosuch:1"), "{e}");
 }

@@ -8,6 +8,7 @@ mod containers;
 mod copy;
 mod create;
 mod error;
+mod image_archive;
 mod images;
 mod lifecycle;
 mod logs;
@@ -152,6 +153,8 @@ fn router(backend: Shared) -> Router {
         )
         .route("/images/json", get(images::list))
         .route("/images/create", post(pull::create))
+        .route("/images/get", get(image_archive::save_many))
+        .route("/images/load", post(image_archive::load))
         .route(
             "/images/{*path}",
             get(images::get).post(images::post).delete(images::remove),

@@ -23,6 +23,7 @@ mod names;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+mod save;
 pub mod sys;
 pub mod unpack;
 
