@@ -102,6 +102,11 @@ pub enum Request {
     ImageLoad {
         path: String,
     },
+    /// The overlay layers of a container (made ready, its upper dir kept, when it has not started
+    /// yet), for copies into and out of it.
+    Rootfs {
+        name: String,
+    },
     /// Every named volume, with the containers whose spec mounts it.
     Volumes,
     /// Create a named volume (kept when it exists).

@@ -488,31 +488,6 @@ async fn desired_specs(ctx: &RealCtx) -> Vec<(String, spec::Spec)> {
         .collect()
 }
 
-fn volume_request(
-    dir: &Path,
-    req: Request,
-    users: &std::collections::BTreeMap<String, Vec<String>>,
-) -> Response {
-    use crate::volume::VolumeError;
-    let v = crate::volume::Volumes { dir };
-    let r = match req {
-        Request::VolumeCreate { name, labels } => v.create(&name, &labels, users).map(Response::ok),
-        Request::VolumeRemove { name, force } => v
-            .remove(&name, force, users)
-            .map(|()| Response::ok(json!({"removed": name}))),
-        _ => Ok(Response::ok(v.list(users))),
-    };
-    r.unwrap_or_else(|e| {
-        let kind = match e {
-            VolumeError::Name(_) => ErrorKind::Invalid,
-            VolumeError::NotFound(_) => ErrorKind::NotFound,
-            VolumeError::InUse { .. } => ErrorKind::Conflict,
-            VolumeError::Io { .. } => ErrorKind::Internal,
-        };
-        Response::err(kind, e)
-    })
-}
-
 /// The problems of the networks a container is on (edited or removed since it joined them).
 fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
     let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
@@ -790,10 +765,23 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 Err(e) => Response::err(ErrorKind::Invalid, e),
             }
         }
+        Request::Rootfs { name } => {
+            let image = ctx.desired(&name).and_then(|d| d.spec.ok()?.image);
+            let Some(image) = image else {
+                return Response::err(
+                    ErrorKind::Conflict,
+                    format!("container {name} has no root filesystem until it first starts"),
+                );
+            };
+            match sh.store.prepare_rootfs(&name, &image).await {
+                Ok(p) => Response::ok(p.rootfs),
+                Err(e) => Response::err(store_error_kind(&e), e),
+            }
+        }
         Request::Volumes | Request::VolumeCreate { .. } | Request::VolumeRemove { .. } => {
             let specs = desired_specs(ctx).await;
             let users = crate::volume::users(specs.iter().map(|(n, s)| (n.as_str(), s)));
-            volume_request(&ctx.settings.volumes_dir, req, &users)
+            crate::volume::answer(&ctx.settings.volumes_dir, req, &users)
         }
         Request::NetworkCreate { .. } | Request::NetworkRemove { .. } => {
             let Some(n) = &ctx.settings.network else {

@@ -3,7 +3,9 @@
 //! beside it holding what the Docker API was given at creation (labels). Listing, creating and
 //! removing, refusing to remove one a container's spec names. Runs in berthd.
 
+use crate::api::{ErrorKind, Request, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -168,6 +170,31 @@ pub fn users<'a>(
         }
     }
     out
+}
+
+/// berthd's answer to a volume request.
+pub fn answer(
+    dir: &Path,
+    req: Request,
+    users: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Response {
+    let v = Volumes { dir };
+    let r = match req {
+        Request::VolumeCreate { name, labels } => v.create(&name, &labels, users).map(Response::ok),
+        Request::VolumeRemove { name, force } => v
+            .remove(&name, force, users)
+            .map(|()| Response::ok(json!({"removed": name}))),
+        _ => Ok(Response::ok(v.list(users))),
+    };
+    r.unwrap_or_else(|e| {
+        let kind = match e {
+            VolumeError::Name(_) => ErrorKind::Invalid,
+            VolumeError::NotFound(_) => ErrorKind::NotFound,
+            VolumeError::InUse { .. } => ErrorKind::Conflict,
+            VolumeError::Io { .. } => ErrorKind::Internal,
+        };
+        Response::err(kind, e)
+    })
 }
 
 #[cfg(test)]

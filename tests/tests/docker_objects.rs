@@ -145,6 +145,28 @@ fn docker_cli_volumes_cp_and_export() {
     stdout_ok(&a, &["start", "v1"]);
     assert_eq!(cat(&a, "v1", "/etc/in2.txt"), "while stopped\n");
 
+    // Created, never started: the copy is there at its first start.
+    stdout_ok(
+        &a,
+        &[
+            "create",
+            "--name",
+            "c0",
+            "--network",
+            "none",
+            &image,
+            "cat",
+            "/etc/created.txt",
+        ],
+    );
+    stdout_ok(&a, &["cp", "/srv/tb/in.txt", "c0:/etc/created.txt"]);
+    stdout_ok(&a, &["start", "c0"]);
+    assert_eq!(stdout_ok(&a, &["wait", "c0"]), "0");
+    assert_eq!(
+        stdout_ok(&a, &["logs", "c0"]).lines().next(),
+        Some("copied in")
+    );
+
     // docker export: the whole root, with what was copied in.
     let list = std::process::Command::new("tar")
         .args(["tf"])

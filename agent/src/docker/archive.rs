@@ -46,7 +46,16 @@ async fn place(b: &Shared, id: &str) -> Result<Place, DockerError> {
     let name = super::lifecycle::find(b, id).await?;
     let i = call(b, Request::Inspect { name: name.clone() }).await?;
     let running = matches!(i["status"]["phase"].as_str(), Some("running" | "starting"));
-    let overlay = serde_json::from_value(i["shim_config"]["rootfs"].clone()).ok();
+    let mut overlay = serde_json::from_value(i["shim_config"]["rootfs"].clone()).ok();
+    if overlay.is_none() && !running {
+        // Created, never started (`docker create` then `docker cp`): its layers made ready now,
+        // its upper dir the one its first start will use.
+        let r = call(b, Request::Rootfs { name: name.clone() }).await?;
+        overlay = Some(
+            serde_json::from_value(r)
+                .map_err(|e| DockerError::Internal(format!("rootfs of {name}: {e}")))?,
+        );
+    }
     Ok(Place {
         bundle: PathBuf::from(i["bundle"].as_str().unwrap_or_default()),
         binds: binds(&i["oci_config"]["mounts"]),

@@ -70,7 +70,7 @@ impl Root {
         }
     }
 
-    /// Mounts the stopped container's root at a new directory in `bundle`: read-only, its upper
+    /// Mounts the stopped container's root at a new directory beside the bundles: read-only, its upper
     /// dir as the top layer (no work dir touched), or `writable` with its upper and work dirs.
     pub fn mount_stopped(
         bundle: &Path,
@@ -96,8 +96,17 @@ impl Root {
         } else {
             format!("lowerdir={}:{}", check(&o.upper)?, lower.join(":"))
         };
-        let dir = bundle.join(format!("copy-{}", std::process::id()));
-        let dir = unique(dir);
+        // Beside the bundles, not in one: a container never started has no bundle to make.
+        let run_dir = bundle.parent().and_then(Path::parent).unwrap_or(bundle);
+        let name = bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = unique(
+            run_dir
+                .join("copy")
+                .join(format!("{name}-{}", std::process::id())),
+        );
         std::fs::create_dir_all(&dir).map_err(|e| CopyError::Mount {
             path: dir.clone(),
             source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
