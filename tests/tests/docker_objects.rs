@@ -145,6 +145,27 @@ fn docker_cli_volumes_cp_and_export() {
     stdout_ok(&a, &["start", "v1"]);
     assert_eq!(cat(&a, "v1", "/etc/in2.txt"), "while stopped\n");
 
+    // A read-only volume takes no copies, as with Docker.
+    stdout_ok(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ro",
+            "--network",
+            "none",
+            "-v",
+            "data1:/data:ro",
+            &image,
+            "sleep",
+            "3600",
+        ],
+    );
+    let e = stderr_of(&a, &["cp", "/srv/tb/in.txt", "ro:/data/"]);
+    assert!(e.contains("mounted volume is marked read-only"), "{e}");
+    stdout_ok(&a, &["rm", "-f", "ro"]);
+
     // Created, never started: the copy is there at its first start.
     stdout_ok(
         &a,

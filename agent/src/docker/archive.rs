@@ -40,6 +40,10 @@ struct Place {
     overlay: Option<OverlayRootfs>,
     /// Bind mounts (named volumes are bind mounts of their directories): destination, source.
     binds: Vec<(String, PathBuf)>,
+    /// Destinations of the read-only ones.
+    read_only_binds: Vec<String>,
+    /// The spec's `read_only: true`.
+    read_only_root: bool,
 }
 
 async fn place(b: &Shared, id: &str) -> Result<Place, DockerError> {
@@ -59,6 +63,8 @@ async fn place(b: &Shared, id: &str) -> Result<Place, DockerError> {
     Ok(Place {
         bundle: PathBuf::from(i["bundle"].as_str().unwrap_or_default()),
         binds: binds(&i["oci_config"]["mounts"]),
+        read_only_binds: read_only(&i["oci_config"]["mounts"]),
+        read_only_root: i["spec"]["read_only"].as_bool().unwrap_or(false),
         name,
         running,
         overlay,
@@ -87,6 +93,21 @@ fn binds(mounts: &Value) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// The destinations of the read-only mounts of an OCI config.
+fn read_only(mounts: &Value) -> Vec<String> {
+    mounts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x == "ro"))
+        })
+        .filter_map(|m| Some(m["destination"].as_str()?.trim_end_matches('/').to_owned()))
+        .collect()
+}
+
 /// The bind mount `path` is under (the deepest), and the path inside its source.
 fn under_bind<'a>(binds: &'a [(String, PathBuf)], path: &str) -> Option<(&'a PathBuf, String)> {
     binds
@@ -112,7 +133,32 @@ fn under_bind<'a>(binds: &'a [(String, PathBuf)], path: &str) -> Option<(&'a Pat
 /// The container's root for one copy, and the path to use inside it (a bind mount's source
 /// serves a path under the mount).
 fn open_root(p: &Place, path: &str, writable: bool) -> Result<(Root, String), DockerError> {
-    if let Some((src, rest)) = under_bind(&p.binds, path) {
+    let bind = under_bind(&p.binds, path);
+    if writable {
+        // As Docker refuses: the container could not write there either.
+        let deepest = p
+            .binds
+            .iter()
+            .map(|(d, _)| d.trim_end_matches('/'))
+            .filter(|d| {
+                path.strip_prefix(d)
+                    .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+            });
+        let deepest = deepest.max_by_key(|d| d.len());
+        if deepest.is_some_and(|d| p.read_only_binds.iter().any(|r| r == d)) {
+            return Err(DockerError::BadRequest(format!(
+                "mounted volume is marked read-only: cannot copy into {path} of container {}",
+                p.name
+            )));
+        }
+        if bind.is_none() && p.read_only_root {
+            return Err(DockerError::BadRequest(format!(
+                "container rootfs is marked read-only: cannot copy into {path} of container {}",
+                p.name
+            )));
+        }
+    }
+    if let Some((src, rest)) = bind {
         // A path that is the mount point itself keeps its name (`/data` is `data`).
         let rest = if rest == "/" && !path.ends_with('/') {
             "/.".to_owned()
