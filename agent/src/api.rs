@@ -97,6 +97,43 @@ pub enum Request {
         username: String,
         password: String,
     },
+    /// Declare a network through the API (kept in berthd's state dir), from its file's YAML.
+    NetworkCreate {
+        name: String,
+        yaml: String,
+    },
+    /// Remove an API-declared network, refused while a container's spec names it.
+    NetworkRemove {
+        name: String,
+    },
+    /// Write stored images as one docker-archive at `path` (a file berthd may create).
+    ImageSave {
+        images: Vec<String>,
+        path: String,
+    },
+    /// Import the docker-archive or oci-archive at `path` under its own name.
+    ImageLoad {
+        path: String,
+    },
+    /// The overlay layers of a container (made ready, its upper dir kept, when it has not started
+    /// yet), for copies into and out of it.
+    Rootfs {
+        name: String,
+    },
+    /// Every named volume, with the containers whose spec mounts it.
+    Volumes,
+    /// Create a named volume (kept when it exists).
+    VolumeCreate {
+        name: String,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+    },
+    /// Remove a named volume and its data, refused while in use unless forced.
+    VolumeRemove {
+        name: String,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -245,6 +245,10 @@ impl Config {
     pub fn record_dir(&self) -> PathBuf {
         self.state_dir.join("agent")
     }
+    /// Networks declared through the Docker API (`<name>.yaml`, the network file format).
+    pub fn api_network_dir(&self) -> PathBuf {
+        self.state_dir.join("networks")
+    }
     pub fn volumes_dir(&self) -> PathBuf {
         self.state_dir.join("volumes")
     }

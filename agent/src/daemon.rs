@@ -519,6 +519,15 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// The specs of every container that has a readable one.
+async fn desired_specs(ctx: &RealCtx) -> Vec<(String, spec::Spec)> {
+    let names = ctx.all_names().await.unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|n| Some((n.clone(), ctx.desired(&n)?.spec.ok()?)))
+        .collect()
+}
+
 /// The problems of the networks a container is on (edited or removed since it joined them).
 fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
     let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
@@ -711,7 +720,7 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Err(e) => Response::err(store_error_kind(&e), e),
         },
         Request::Info => Response::ok(json!({
-            "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "bundle_dir": sh.cfg.bundle_dir(),
+            "spec_dir": sh.cfg.spec_dir, "run_dir": sh.cfg.run_dir, "state_dir": sh.cfg.state_dir, "bundle_dir": sh.cfg.bundle_dir(),
             "journal_dir": sh.cfg.journal_dir, "systemd": sh.cfg.systemd, "version": env!("CARGO_PKG_VERSION"),
             "network_sweep": sh.swept.lock().map(|h| h.iter().cloned().collect::<Vec<_>>()).unwrap_or_default(),
         })),
@@ -843,6 +852,53 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             }
             Err(e) => Response::err(ErrorKind::Internal, e),
         },
+        Request::ImageSave { images, path } => {
+            let store = sh.store.clone();
+            let saved =
+                tokio::task::spawn_blocking(move || store.save_archive(&images, Path::new(&path)))
+                    .await;
+            match saved {
+                Ok(Ok(names)) => Response::ok(json!({"saved": names})),
+                Ok(Err(e)) => Response::err(store_error_kind(&e), e),
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
+        }
+        Request::ImageLoad { path } => {
+            match sh.store.import_archive(Path::new(&path), None).await {
+                Ok(img) => {
+                    let _ = sh.triggers.send(Trigger::All);
+                    Response::ok(json!({"name": img.name, "digest": img.digest}))
+                }
+                Err(e) => Response::err(ErrorKind::Invalid, e),
+            }
+        }
+        Request::Rootfs { name } => {
+            let image = ctx.desired(&name).and_then(|d| d.spec.ok()?.image);
+            let Some(image) = image else {
+                return Response::err(
+                    ErrorKind::Conflict,
+                    format!("container {name} has no root filesystem until it first starts"),
+                );
+            };
+            match sh.store.prepare_rootfs(&name, &image).await {
+                Ok(p) => Response::ok(p.rootfs),
+                Err(e) => Response::err(store_error_kind(&e), e),
+            }
+        }
+        Request::Volumes | Request::VolumeCreate { .. } | Request::VolumeRemove { .. } => {
+            let specs = desired_specs(ctx).await;
+            let users = crate::volume::users(specs.iter().map(|(n, s)| (n.as_str(), s)));
+            crate::volume::answer(&ctx.settings.volumes_dir, req, &users)
+        }
+        Request::NetworkCreate { .. } | Request::NetworkRemove { .. } => {
+            let Some(n) = &ctx.settings.network else {
+                return Response::err(ErrorKind::Internal, "networking is off");
+            };
+            let specs = desired_specs(ctx).await;
+            let r = crate::network::api::handle(&n.declared, req, &specs);
+            let _ = sh.triggers.send(Trigger::All);
+            r
+        }
         Request::Reconcile => {
             let _ = sh.triggers.send(Trigger::All);
             let _ = ctx.units.list().await;

@@ -17,3 +17,4 @@ pub mod reconcile;
 pub mod spec;
 pub mod sys;
 pub mod systemd;
+pub mod volume;

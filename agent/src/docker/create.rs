@@ -216,7 +216,13 @@ pub fn spec_of(b: &CreateBody) -> Result<Value, DockerError> {
     }
     match h.network_mode.as_str() {
         "" | "default" | "bridge" => {}
-        m => put("network_mode", json!(m)),
+        m @ ("host" | "none") => put("network_mode", json!(m)),
+        m if m.starts_with("container:") => put("network_mode", json!(m)),
+        // `--network n1`: a named network, joined with the aliases the request gives it.
+        net => put(
+            "networks",
+            json!({ net: join_of(b.other.get("NetworkingConfig"), net) }),
+        ),
     }
     if h.memory > 0 {
         put("mem_limit", json!(h.memory));
@@ -252,6 +258,26 @@ pub fn spec_of(b: &CreateBody) -> Result<Value, DockerError> {
         put("tmpfs", json!(list));
     }
     Ok(Value::Object(s))
+}
+
+/// The spec's join options on `net` from `NetworkingConfig.EndpointsConfig` (aliases, address).
+fn join_of(networking: Option<&Value>, net: &str) -> Value {
+    let ep = networking.map_or(&Value::Null, |n| &n["EndpointsConfig"][net]);
+    let mut j = Map::new();
+    if let Some(a) = ep["Aliases"].as_array().filter(|a| !a.is_empty()) {
+        j.insert("aliases".into(), json!(a));
+    }
+    if let Some(ip) = ep["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|i| !i.is_empty())
+    {
+        j.insert("ipv4_address".into(), json!(ip));
+    }
+    if j.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(j)
+    }
 }
 
 /// `PortBindings` (`{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`) in Compose's short syntax,
@@ -353,6 +379,30 @@ mod tests {
             ))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_named_network_is_joined_with_its_aliases() {
+        let s = spec_of(&body(json!({"Image": "x", "HostConfig": {"NetworkMode": "n1"},
+            "NetworkingConfig": {"EndpointsConfig": {"n1": {"Aliases": ["db"], "IPAMConfig": {"IPv4Address": "10.9.0.5"}}}}})))
+        .unwrap();
+        assert_eq!(
+            s["networks"],
+            json!({"n1": {"aliases": ["db"], "ipv4_address": "10.9.0.5"}})
+        );
+        assert!(s.get("network_mode").is_none());
+        let yaml = serde_norway::to_string(&s).unwrap();
+        crate::spec::parse(std::path::Path::new("a.yaml"), &yaml).unwrap();
+        let s = spec_of(&body(
+            json!({"Image": "x", "HostConfig": {"NetworkMode": "n1"}}),
+        ))
+        .unwrap();
+        assert_eq!(s["networks"], json!({"n1": null}));
+        let s = spec_of(&body(
+            json!({"Image": "x", "HostConfig": {"NetworkMode": "host"}}),
+        ))
+        .unwrap();
+        assert_eq!(s["network_mode"], "host");
     }
 
     #[test]

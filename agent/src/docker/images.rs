@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 /// A row of berthd's image list.
 #[derive(Debug, Deserialize)]
-struct Stored {
-    name: String,
-    digest: String,
+pub(super) struct Stored {
+    pub(super) name: String,
+    pub(super) digest: String,
     size: u64,
     #[serde(default)]
     created: Option<String>,
@@ -93,7 +93,7 @@ fn resolve<'a>(rows: &'a [Stored], wanted: &str) -> Option<&'a Stored> {
     })
 }
 
-async fn find(b: &Shared, wanted: &str) -> Result<Stored, DockerError> {
+pub(super) async fn find(b: &Shared, wanted: &str) -> Result<Stored, DockerError> {
     let mut all = rows(b).await?;
     match resolve(&all, wanted) {
         Some(s) => {
@@ -201,13 +201,16 @@ fn chrono_secs(t: &str) -> Option<i64> {
 pub async fn get(
     State(b): State<Shared>,
     Path(path): Path<String>,
-) -> Result<Json<Value>, DockerError> {
+) -> Result<Response, DockerError> {
     let (name, what) = path.rsplit_once('/').ok_or(DockerError::PageNotFound)?;
+    if what == "get" {
+        return super::image_archive::save(&b, vec![name.to_owned()]).await;
+    }
     let s = find(&b, name).await?;
     let img = config(&b, &s).await?;
     match what {
-        "json" => Ok(Json(inspect_doc(&s, &img))),
-        "history" => Ok(Json(history_doc(&s, &img))),
+        "json" => Ok(Json(inspect_doc(&s, &img)).into_response()),
+        "history" => Ok(Json(history_doc(&s, &img)).into_response()),
         _ => Err(DockerError::PageNotFound),
     }
 }

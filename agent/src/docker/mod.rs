@@ -3,19 +3,25 @@
 //! berthd's own requests ([`Backend`]): a container seen or made here is an ordinary berth
 //! container. Runs in berthd.
 
+mod archive;
 mod auth;
 mod containers;
+mod copy;
 mod create;
 mod error;
 mod events;
+mod image_archive;
 mod images;
 mod lifecycle;
 mod logs;
+mod network_connect;
+mod networks;
 mod prune;
 mod pull;
 mod stats;
 mod system;
 mod version;
+mod volumes;
 
 pub use error::DockerError;
 pub use version::{API_VERSION, MIN_API_VERSION};
@@ -135,9 +141,35 @@ fn router(backend: Shared) -> Router {
         .route("/containers/{id}/wait", post(lifecycle::wait))
         .route("/containers/{id}/kill", post(lifecycle::kill))
         .route("/containers/{id}/logs", get(logs::logs))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::get).put(archive::put),
+        )
+        .route("/containers/{id}/export", get(archive::export))
         .route("/containers/{id}", delete(lifecycle::remove))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(network_connect::connect))
+        .route(
+            "/networks/{id}/disconnect",
+            post(network_connect::disconnect),
+        )
         .route("/images/json", get(images::list))
         .route("/images/create", post(pull::create))
+        .route("/images/get", get(image_archive::save_many))
+        .route("/images/load", post(image_archive::load))
         .route(
             "/images/{*path}",
             get(images::get).post(images::post).delete(images::remove),

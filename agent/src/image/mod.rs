@@ -24,6 +24,7 @@ mod names;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+mod save;
 pub mod retry;
 pub mod sys;
 pub mod unpack;

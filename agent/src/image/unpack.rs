@@ -272,8 +272,41 @@ pub struct Unpacked {
     pub entries: u64,
 }
 
+/// How a tar stream is extracted: as an image layer, or as `docker cp` copies into a container.
+#[derive(Debug, Clone, Copy)]
+pub struct Extract {
+    /// OCI whiteouts become overlayfs ones and the root entry sets the root's metadata (a
+    /// layer); otherwise `.wh.` names are ordinary files and the root is left as it is.
+    pub layer: bool,
+    /// Refuse to replace a directory with a non-directory or the reverse (Docker's
+    /// `noOverwriteDirNonDir`).
+    pub keep_kinds: bool,
+    /// Every entry owned by this uid and gid instead of the tar's.
+    pub owner: Option<(u64, u64)>,
+}
+
+impl Extract {
+    pub const LAYER: Extract = Extract {
+        layer: true,
+        keep_kinds: false,
+        owner: None,
+    };
+}
+
 /// Unpacks a layer stream into the existing, empty directory `dest`.
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
+    let root: OwnedFd = openat(
+        nix::fcntl::AT_FDCWD,
+        dest,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| UnpackError::Create(dest.to_path_buf(), e.into()))?;
+    unpack_at(reader, &root, Extract::LAYER)
+}
+
+/// Unpacks a tar stream under the directory `root`; no entry can leave it.
+pub fn unpack_at(reader: impl Read, root: &OwnedFd, how: Extract) -> Result<Unpacked, UnpackError> {
     let mut br = BufReader::with_capacity(256 * 1024, reader);
     let head = br.fill_buf().map_err(UnpackError::Read)?;
     let dec: Box<dyn Read> = match detect(head) {
@@ -287,13 +320,7 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
         inner: dec,
         hasher: Sha256::new(),
     };
-    let root: OwnedFd = openat(
-        nix::fcntl::AT_FDCWD,
-        dest,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| UnpackError::Create(dest.to_path_buf(), e.into()))?;
+    let root = root.try_clone().map_err(UnpackError::Read)?;
     let mut entries = 0u64;
     let mut dirs: Vec<(Vec<u8>, i64)> = Vec::new();
     {
@@ -342,15 +369,21 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
                     }
                 }
             }
+            if let Some((uid, gid)) = how.owner {
+                (meta.uid, meta.gid) = (uid, gid);
+            }
             let Some((name, parent)) = comps.split_last() else {
                 // the layer root itself
-                if kind.is_dir() {
+                if kind.is_dir() && how.layer {
                     set_meta_fd(&root, &meta, &path)?;
                 }
                 continue;
             };
             let name_b = name.as_bytes();
-            if name_b.starts_with(b".wh.") && !matches!(kind, tar::EntryType::Directory) {
+            if how.layer
+                && name_b.starts_with(b".wh.")
+                && !matches!(kind, tar::EntryType::Directory)
+            {
                 let parent_fd =
                     open_dir_in_root(&root, parent, true).map_err(ent(&path, "opening parent"))?;
                 if name_b == b".wh..wh..opq" {
@@ -379,6 +412,19 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
             let existing = lstat_at(parent_fd, name).map_err(ent(&path, "stat"))?;
             let keep_dir =
                 matches!(kind, tar::EntryType::Directory) && existing.as_ref().is_some_and(is_dir);
+            if how.keep_kinds
+                && let Some(st) = &existing
+                && is_dir(st) != matches!(kind, tar::EntryType::Directory)
+            {
+                return Err(UnpackError::Entry {
+                    path: String::from_utf8_lossy(&path).into_owned(),
+                    what: "replacing",
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "cannot overwrite a directory with a non-directory or the reverse",
+                    ),
+                });
+            }
             if existing.is_some() && !keep_dir {
                 remove_at(parent_fd, name).map_err(ent(&path, "replacing"))?;
             }

@@ -1,9 +1,10 @@
 //! Named networks: declared in berthd.yaml (`networks:`) and/or one `<name>.yaml` per network in
-//! the network directory, parsed here and only here, judged as a whole (names, overlapping
+//! the network directory (or, made through the Docker API, in berthd's state dir), parsed here and only here, judged as a whole (names, overlapping
 //! subnets, a network declared twice) and resolved into what a container joins. A bad network is
 //! a problem on that network alone. Runs in berthd (each pass that starts a container, and each
 //! `network ls`, reads the declarations afresh) and in `berth check`.
 
+pub mod api;
 mod decide;
 pub mod report;
 pub mod sweep;
@@ -117,6 +118,8 @@ pub struct Sources {
     pub config_file: PathBuf,
     pub inline: BTreeMap<String, serde_norway::Value>,
     pub dir: PathBuf,
+    /// Networks declared through the Docker API, one file each, in berthd's state dir.
+    pub api_dir: PathBuf,
     pub pool: String,
     pub default: Network,
 }
@@ -129,6 +132,7 @@ impl Sources {
             config_file: config_file.to_owned(),
             inline: cfg.networks.clone(),
             dir: cfg.network_dir(),
+            api_dir: cfg.api_network_dir(),
             pool: cfg.network.pool.clone(),
             default: Network {
                 name: cfg.network.name.clone(),
@@ -167,6 +171,7 @@ impl Sources {
             })
             .collect();
         found.extend(read_dir(&self.dir));
+        found.extend(read_dir(&self.api_dir));
         self.declare(found)
     }
 

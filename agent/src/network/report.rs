@@ -21,6 +21,8 @@ pub struct NetworkReport {
     pub dns: Option<bool>,
     pub labels: BTreeMap<String, String>,
     pub default: bool,
+    #[serde(default)]
+    pub ipv6_subnet: Option<String>,
     pub containers: Vec<Member>,
     pub problems: Vec<String>,
 }
@@ -46,6 +48,7 @@ pub fn report(declared: &Declared, running: &[(String, NetworkStatus)]) -> Vec<N
         dns: None,
         labels: BTreeMap::new(),
         default: false,
+        ipv6_subnet: None,
         containers: Vec::new(),
         problems: Vec::new(),
     };
@@ -59,6 +62,7 @@ pub fn report(declared: &Declared, running: &[(String, NetworkStatus)]) -> Vec<N
         r.dns = Some(n.dns);
         r.labels = n.labels.clone();
         r.default = n.default;
+        r.ipv6_subnet = n.ipv6_subnet.clone();
         out.insert(n.name.clone(), r);
     }
     for (name, problems) in &declared.problems {
