@@ -262,6 +262,10 @@ impl crate::docker::Backend for NativeApi {
         handle(&self.0, req).await
     }
 
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.0.ctx.board.watch())
+    }
+
     async fn pull(
         &self,
         image: String,

@@ -3,7 +3,7 @@
 pub mod berthd;
 pub mod containers;
 pub mod docs;
-mod exec;
+pub(crate) mod exec;
 pub mod image;
 mod journal;
 pub mod network;

@@ -3,9 +3,12 @@
 //! berthd's own requests ([`Backend`]): a container seen or made here is an ordinary berth
 //! container. Runs in berthd.
 
+mod attach;
 mod containers;
 mod create;
 mod error;
+mod exec;
+mod hijack;
 mod images;
 mod lifecycle;
 mod logs;
@@ -38,6 +41,12 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Response {
         let _ = (credentials, progress);
         self.call(Request::Pull { image }).await
+    }
+
+    /// A receiver woken on every change of berthd's container statuses, so that handlers await
+    /// a change instead of polling (`None`: poll).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 }
 
@@ -99,6 +108,8 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener
 pub async fn serve(listener: tokio::net::UnixListener, backend: Shared) {
     use tower::Layer;
     // In front of the router: the version prefix must go before a route is matched.
+    // Containers created with AutoRemove go once they ended, whether or not a client waits.
+    tokio::spawn(lifecycle::auto_remove(backend.clone()));
     let app = axum::middleware::from_fn(version::negotiate).layer(router(backend));
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     if let Err(e) = axum::serve(listener, app).await {
@@ -120,6 +131,12 @@ fn router(backend: Shared) -> Router {
         .route("/containers/{id}/wait", post(lifecycle::wait))
         .route("/containers/{id}/kill", post(lifecycle::kill))
         .route("/containers/{id}/logs", get(logs::logs))
+        .route("/containers/{id}/attach", post(attach::attach))
+        .route("/containers/{id}/resize", post(attach::resize))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .route("/containers/{id}", delete(lifecycle::remove))
         .route("/images/json", get(images::list))
         .route("/images/create", post(pull::create))

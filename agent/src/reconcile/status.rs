@@ -107,15 +107,30 @@ pub struct Board {
     inner: RwLock<BTreeMap<String, ContainerStatus>>,
     /// Woken on every change (berthd's STATUS= line follows it).
     pub changed: tokio::sync::Notify,
+    /// Counts changes, for any number of watchers (the Docker API's handlers await a change
+    /// instead of polling).
+    generation: std::sync::OnceLock<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Board {
+    fn generation(&self) -> &tokio::sync::watch::Sender<u64> {
+        self.generation
+            .get_or_init(|| tokio::sync::watch::Sender::new(0))
+    }
+    fn bump(&self) {
+        self.changed.notify_one();
+        self.generation().send_modify(|g| *g = g.wrapping_add(1));
+    }
+    /// A receiver that sees every later change.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation().subscribe()
+    }
     pub fn set(&self, s: ContainerStatus) {
         self.inner
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(s.name.clone(), s);
-        self.changed.notify_one();
+        self.bump();
     }
     /// Changes an existing entry (or a fresh `Pending` one) in place.
     pub fn update(&self, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
@@ -123,14 +138,14 @@ impl Board {
         f(m.entry(name.to_owned())
             .or_insert_with(|| ContainerStatus::new(name, Phase::Pending)));
         drop(m);
-        self.changed.notify_one();
+        self.bump();
     }
     pub fn remove(&self, name: &str) {
         self.inner
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        self.changed.notify_one();
+        self.bump();
     }
     pub fn get(&self, name: &str) -> Option<ContainerStatus> {
         self.inner
