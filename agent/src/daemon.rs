@@ -523,6 +523,8 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
                         "exec_main_status": u.exec_main_status, "invocation_id": u.invocation_id,
+                        "freezer_state": u.freezer_state,
+                        "control_group": u.control_group,
                     })),
                 }))
             }
@@ -541,8 +543,16 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 std::fs::read(ctx.settings.bundle_dir.join(&name).join("shim.json"))
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
+            let paused = sh
+                .systemd
+                .status(&unit_name(&name))
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|u| u.freezer_state == "frozen");
             Response::ok(json!({
                 "status": st,
+                "paused": paused,
                 "spec_file": desired.as_ref().map(|d| d.path.display().to_string()),
                 "spec": desired.as_ref().and_then(|d| d.spec.as_ref().ok()),
                 "spec_error": desired.as_ref().and_then(|d| d.spec.as_ref().err().map(|e| e.to_string())),
@@ -578,7 +588,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             let _ = sh.triggers.send(Trigger::Now(name.clone()));
             Response::ok(json!({"restarting": name}))
         }
-        Request::Stop { name } | Request::Start { name } | Request::Kill { name, .. }
+        Request::Stop { name }
+        | Request::Start { name }
+        | Request::Kill { name, .. }
+        | Request::Pause { name, .. }
             if ctx.desired(&name).is_none() =>
         {
             Response::err(ErrorKind::NotFound, format!("no container {name}"))
@@ -601,6 +614,21 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                     ErrorKind::Conflict,
                     format!("cannot signal container {name}: {e} (is it running?)"),
                 ),
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
+        }
+        Request::Pause { name, paused } => {
+            let unit = unit_name(&name);
+            let up =
+                matches!(sh.systemd.status(&unit).await, Ok(Some(u)) if u.active_state.is_up());
+            if !up {
+                return Response::err(
+                    ErrorKind::Conflict,
+                    format!("container {name} is not running"),
+                );
+            }
+            match sh.systemd.freeze_unit(&unit, paused).await {
+                Ok(()) => Response::ok(json!({"paused": paused, "name": name})),
                 Err(e) => Response::err(ErrorKind::Internal, e),
             }
         }

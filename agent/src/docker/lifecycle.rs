@@ -98,7 +98,7 @@ pub(super) fn is_down(s: Option<&ContainerStatus>) -> bool {
 
 /// Containers declared in berthd's spec directory are changed by editing their file, never
 /// through the API: 409, naming the file.
-async fn writable(b: &Shared, name: &str) -> Result<(), DockerError> {
+pub(super) async fn writable(b: &Shared, name: &str) -> Result<(), DockerError> {
     let info = call(b, Request::Info).await?;
     let dir = info["spec_dir"].as_str().unwrap_or_default();
     let file = status(b, name).await?.and_then(|s| s.spec_file);
@@ -113,7 +113,7 @@ async fn writable(b: &Shared, name: &str) -> Result<(), DockerError> {
 }
 
 /// berthd refuses changes to a container declared in /etc with a conflict naming the file.
-fn read_only(e: DockerError) -> DockerError {
+pub(super) fn read_only(e: DockerError) -> DockerError {
     match e {
         DockerError::Backend {
             kind: ErrorKind::Conflict,
@@ -382,6 +382,13 @@ async fn wait_for(b: &Shared, name: &str, condition: &str) -> Result<i32, Docker
         }
         changes.next(NO_CHANGE).await;
     }
+}
+
+/// Watches until `new` is listed and `old` is gone (a rename).
+pub(super) async fn settle(b: &Shared, new: &str, old: &str) -> Result<(), DockerError> {
+    until(b, new, "appear", |s| s.is_some()).await?;
+    until(b, old, "go away", |s| s.is_none()).await?;
+    Ok(())
 }
 
 /// Whether a container made with AutoRemove is to go: it ran and is no longer running (held

@@ -12,6 +12,7 @@ mod hijack;
 mod images;
 mod lifecycle;
 mod logs;
+mod manage;
 mod pull;
 mod system;
 mod version;
@@ -134,6 +135,10 @@ fn router(backend: Shared) -> Router {
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}/resize", post(attach::resize))
         .route("/containers/{id}/exec", post(exec::create))
+        .route("/containers/{id}/pause", post(manage::pause))
+        .route("/containers/{id}/unpause", post(manage::unpause))
+        .route("/containers/{id}/top", get(manage::top))
+        .route("/containers/{id}/rename", post(manage::rename))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
