@@ -215,7 +215,42 @@ fn docker_exec_codes_stdin_tty_and_detach() {
     })
     .unwrap();
 
-    // Docker's errors: an exec in a container that does not run; an unknown exec instance.
+    // top: the processes of the unit's cgroup.
+    let top = stdout_ok(&a, &["top", "ex"]);
+    assert!(top.contains("sleep 3600") && top.contains("PID"), "{top}");
+    assert!(!top.contains("berthd"), "{top}");
+
+    // pause: systemd freezes the unit; docker and berth show it.
+    stdout_ok(&a, &["pause", "ex"]);
+    let state = || {
+        stdout_ok(
+            &a,
+            &["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ex"],
+        )
+    };
+    assert_eq!(state(), "paused true");
+    assert_eq!(a.show_unit("berth-ex.service", "FreezerState"), "frozen");
+    let ps = stdout_ok(
+        &a,
+        &["ps", "--filter", "name=ex", "--format", "{{.Status}}"],
+    );
+    assert!(ps.contains("Paused"), "{ps}");
+    let st = a.berth(&["status", "ex"]).unwrap();
+    assert!(text(&st.stdout).contains("paused:"), "{}", text(&st.stdout));
+    stdout_ok(&a, &["unpause", "ex"]);
+    assert_eq!(state(), "running false");
+    assert_eq!(a.show_unit("berth-ex.service", "FreezerState"), "running");
+
+    // rename: refused while it runs (its unit is named after it), done once stopped.
+    let out = docker(&a, &["rename", "ex", "ex2"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("while it runs"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Docker's errors: an exec in a container that does not run.
     stdout_ok(&a, &["stop", "ex"]);
     let out = docker(&a, &["exec", "ex", "true"]);
     assert!(!out.status.success());
@@ -224,7 +259,18 @@ fn docker_exec_codes_stdin_tty_and_detach() {
         "{}",
         text(&out.stderr)
     );
-    stdout_ok(&a, &["rm", "ex"]);
+
+    stdout_ok(&a, &["rename", "ex", "ex2"]);
+    assert_eq!(stdout_ok(&a, &["ps", "-aq", "--filter", "name=^/ex$"]), "");
+    assert!(!a.ps().unwrap().contains_key("ex"));
+    stdout_ok(&a, &["start", "ex2"]);
+    assert!(
+        a.active("ex2"),
+        "the renamed container runs under its new unit"
+    );
+    let out = docker(&a, &["exec", "ex2", "echo", "renamed"]);
+    assert_eq!(text(&out.stdout), "renamed\n");
+    stdout_ok(&a, &["rm", "-f", "ex2"]);
 }
 
 #[test]
