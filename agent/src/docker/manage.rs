@@ -42,16 +42,30 @@ pub struct TopQuery {
     ps_args: Option<String>,
 }
 
-/// The PIDs in a cgroup and the cgroups below it.
-fn cgroup_pids(dir: &std::path::Path, out: &mut BTreeSet<i32>) {
-    if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            cgroup_pids(&e.path(), out);
+/// Whether a process whose `/proc/PID/cgroup` reads `text` is in cgroup `cg` or below it, by
+/// the unified hierarchy's line or systemd's own (hybrid hosts). Read from /proc, the paths
+/// are in systemd's view, as the unit's `ControlGroup` is.
+pub fn in_cgroup(text: &str, cg: &str) -> bool {
+    text.lines()
+        .filter_map(|l| {
+            l.strip_prefix("0::")
+                .or_else(|| l.split_once(":name=systemd:").map(|(_, p)| p))
+        })
+        .any(|p| p == cg || p.strip_prefix(cg).is_some_and(|r| r.starts_with('/')))
+}
+
+/// The PIDs of the processes in cgroup `cg` (and below it).
+fn cgroup_pids(cg: &str) -> BTreeSet<i32> {
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|t| in_cgroup(&t, cg)) {
+            out.insert(pid);
         }
     }
+    out
 }
 
 /// `ps` output cut into Docker's `Titles` and `Processes`, keeping the rows of `pids`: every
@@ -108,11 +122,7 @@ pub async fn top(
             container_id(&name)
         )));
     }
-    let mut pids = BTreeSet::new();
-    cgroup_pids(
-        &std::path::Path::new("/sys/fs/cgroup").join(cgroup.trim_start_matches('/')),
-        &mut pids,
-    );
+    let pids = cgroup_pids(cgroup);
     let args = q
         .ps_args
         .filter(|a| !a.is_empty())
@@ -209,5 +219,21 @@ mod tests {
         assert_eq!(rows[0][1], "4242");
         assert_eq!(rows[0][7], "sleep 3600");
         assert!(ps_table("USER COMMAND\nroot x\n", &pids).is_err());
+    }
+
+    #[test]
+    fn processes_of_the_units_cgroup() {
+        let cg = "/system.slice/berth-ex.service";
+        assert!(in_cgroup(
+            "0::/system.slice/berth-ex.service/container\n",
+            cg
+        ));
+        assert!(in_cgroup("0::/system.slice/berth-ex.service\n", cg));
+        assert!(!in_cgroup("0::/system.slice/berth-ex2.service\n", cg));
+        assert!(!in_cgroup("0::/system.slice/berthd.service\n", cg));
+        // Hybrid: the unified line is empty; systemd's own hierarchy has the path.
+        let hybrid = "12:pids:/system.slice/berth-ex.service\n1:name=systemd:/system.slice/berth-ex.service/shim\n0::/\n";
+        assert!(in_cgroup(hybrid, cg));
+        assert!(!in_cgroup("1:name=systemd:/user.slice\n0::/\n", cg));
     }
 }
