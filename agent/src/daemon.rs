@@ -483,6 +483,21 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// Whether the container's shim froze it (where systemd could not).
+async fn shim_paused(bundle: &Path) -> bool {
+    let dir = bundle.to_owned();
+    if !dir.join(berth_proto::SOCKET_FILE).exists() {
+        return false;
+    }
+    tokio::task::spawn_blocking(move || {
+        berth_proto::protocol::ShimClient::for_bundle(&dir)
+            .and_then(|mut c| c.state())
+            .is_ok_and(|s| s.paused)
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// The problems of the networks a container is on (edited or removed since it joined them).
 fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
     let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
@@ -516,9 +531,11 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Some(st) => {
                 let unit = sh.systemd.status(&unit_name(&name)).await.ok().flatten();
                 let network_problems = network_problems(ctx, &st);
+                let paused = shim_paused(&ctx.settings.bundle_dir.join(&name)).await;
                 Response::ok(json!({
                     "status": st,
                     "network_problems": network_problems,
+                    "paused": paused,
                     "unit": unit.map(|u| json!({
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
@@ -543,13 +560,14 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 std::fs::read(ctx.settings.bundle_dir.join(&name).join("shim.json"))
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
-            let paused = sh
-                .systemd
-                .status(&unit_name(&name))
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|u| u.freezer_state == "frozen");
+            let paused = shim_paused(&ctx.settings.bundle_dir.join(&name)).await
+                || sh
+                    .systemd
+                    .status(&unit_name(&name))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|u| u.freezer_state == "frozen");
             Response::ok(json!({
                 "status": st,
                 "paused": paused,
@@ -628,7 +646,24 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 );
             }
             match sh.systemd.freeze_unit(&unit, paused).await {
-                Ok(()) => Response::ok(json!({"paused": paused, "name": name})),
+                Ok(()) => Response::ok(json!({"paused": paused, "name": name, "by": "systemd"})),
+                // systemd freezes through the unified cgroup hierarchy alone: elsewhere the
+                // container's runtime freezes it (its shim reports it paused).
+                Err(e) if e.to_string().contains("Error.NotSupported") => {
+                    let dir = ctx.settings.bundle_dir.join(&name);
+                    let r = tokio::task::spawn_blocking(move || {
+                        berth_proto::protocol::ShimClient::for_bundle(&dir)
+                            .and_then(|mut c| c.pause(paused))
+                    })
+                    .await;
+                    match r {
+                        Ok(Ok(())) => {
+                            Response::ok(json!({"paused": paused, "name": name, "by": "runtime"}))
+                        }
+                        Ok(Err(e)) => Response::err(ErrorKind::Internal, e),
+                        Err(e) => Response::err(ErrorKind::Internal, e),
+                    }
+                }
                 Err(e) => Response::err(ErrorKind::Internal, e),
             }
         }

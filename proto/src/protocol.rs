@@ -39,6 +39,9 @@ pub enum Request {
     },
     /// Sets the window size of the container's terminal.
     Resize { rows: u16, cols: u16 },
+    /// Freezes (or thaws) the container's processes with the runtime's `pause`/`resume`, where
+    /// systemd cannot freeze the unit (hosts without the unified cgroup hierarchy).
+    Pause { paused: bool },
     /// The health check's status and last results.
     Health,
 }
@@ -103,6 +106,9 @@ pub struct ShimState {
     pub status: String,
     pub started_at_ms: u64,
     pub tty: bool,
+    /// Frozen by a `Pause` request.
+    #[serde(default)]
+    pub paused: bool,
     pub health: Option<HealthReport>,
     pub oom_kills: u64,
 }
@@ -220,6 +226,11 @@ impl ShimClient {
 
     pub fn kill(&mut self, signal: i32, all: bool) -> Result<(), ClientError> {
         self.request(&Request::Kill { signal, all }, &[])?;
+        self.reply().map(|_| ())
+    }
+
+    pub fn pause(&mut self, paused: bool) -> Result<(), ClientError> {
+        self.request(&Request::Pause { paused }, &[])?;
         self.reply().map(|_| ())
     }
 

@@ -312,6 +312,11 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                             Some(f @ ("frozen" | "freezing" | "thawing")) => {
                                 println!("paused:      yes ({f}; `berth unpause` thaws it)");
                             }
+                            _ if v["paused"] == true => {
+                                println!(
+                                    "paused:      yes (by its runtime; `berth unpause` thaws it)"
+                                );
+                            }
                             _ => {}
                         }
                         println!("restarts:    {}", u["n_restarts"]);

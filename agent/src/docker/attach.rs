@@ -56,6 +56,7 @@ pub struct Target {
     pub stdin_once: bool,
     pub journal_dir: Option<String>,
     pub bundle: std::path::PathBuf,
+    pub paused: bool,
 }
 
 pub async fn target(b: &Shared, name: &str) -> Result<Target, DockerError> {
@@ -74,6 +75,7 @@ pub async fn target(b: &Shared, name: &str) -> Result<Target, DockerError> {
         stdin_once: i["spec"]["labels"][STDIN_ONCE] == "true",
         journal_dir: info["journal_dir"].as_str().map(str::to_owned),
         bundle: std::path::PathBuf::from(i["bundle"].as_str().unwrap_or_default()),
+        paused: i["paused"] == true,
     })
 }
 

@@ -109,6 +109,13 @@ pub async fn create(
         ));
     }
     let t = super::attach::target(&b, &name).await?;
+    // As Docker: a frozen container would freeze the exec's start too.
+    if t.paused {
+        return Err(DockerError::Conflict(format!(
+            "Container {} is paused, unpause the container before exec",
+            super::containers::container_id(&name)
+        )));
+    }
     let (xid, seq) = new_id(&name);
     let mut all = execs();
     if all.len() >= KEEP {

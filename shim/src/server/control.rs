@@ -212,6 +212,17 @@ impl Shim {
                 })?;
                 Ok((Response::Ok, None))
             }
+            Request::Pause { paused } => {
+                self.rt
+                    .pause(&self.id, paused)
+                    .map_err(|source| ShimError::Runtime {
+                        op: if paused { "pausing" } else { "resuming" },
+                        id: self.id.clone(),
+                        source,
+                    })?;
+                self.paused = paused;
+                Ok((Response::Ok, None))
+            }
             Request::Attach { stdin_once } => {
                 if self.pty.is_none() && self.stdin_w.is_none() {
                     return Err(ShimError::Request(format!(
@@ -247,6 +258,7 @@ impl Shim {
             },
             started_at_ms: self.started_at_ms,
             tty: self.cfg.tty,
+            paused: self.paused,
             health: self.health.as_ref().map(|h| h.report()),
             oom_kills: self
                 .undo
