@@ -253,7 +253,9 @@ pub async fn list(
             labels: &labels,
             image: &image,
         };
-        if (!all && state != "running") || !matches(&filters, &facts)? {
+        // A paused container runs, for `docker ps` as for Docker.
+        let runs = state == "running" || state == "paused";
+        if (!all && !runs) || !matches(&filters, &facts)? {
             continue;
         }
         out.push(json!({
