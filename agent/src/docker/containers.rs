@@ -322,12 +322,12 @@ pub async fn inspect(
             "Labels": s.labels(),
             "Tty": process["terminal"].as_bool().unwrap_or(false),
             "OpenStdin": spec["stdin_open"].as_bool().unwrap_or(false),
-            "StdinOnce": s.labels_all().get(super::lifecycle::STDIN_ONCE).is_some(),
+            "StdinOnce": s.labels_all().contains_key(super::lifecycle::STDIN_ONCE),
         },
         "HostConfig": {
             "NetworkMode": spec["network_mode"].as_str().unwrap_or("bridge"),
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
-            "AutoRemove": s.labels_all().get(super::lifecycle::AUTO_REMOVE).is_some(),
+            "AutoRemove": s.labels_all().contains_key(super::lifecycle::AUTO_REMOVE),
         },
         "NetworkSettings": {
             "IPAddress": first.map(|a| a.address.to_string()).unwrap_or_default(),

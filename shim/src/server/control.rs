@@ -84,7 +84,7 @@ impl Shim {
             }
             Ok(n) => {
                 teardown::to_journal(&buf[..n]);
-                self.to_attached(&buf[..n], MsgFlags::MSG_DONTWAIT);
+                self.send_attached(&buf[..n], MsgFlags::MSG_DONTWAIT);
             }
             Err(_) => {}
         }
@@ -93,7 +93,7 @@ impl Shim {
     /// Terminal output to the attached clients. While the container runs the send does not wait
     /// (`MSG_DONTWAIT`: viewers that cannot keep up lose output; the container never waits); at
     /// the end, the last output waits up to the client write timeout.
-    pub(super) fn to_attached(&mut self, data: &[u8], flags: MsgFlags) {
+    pub(super) fn send_attached(&mut self, data: &[u8], flags: MsgFlags) {
         for c in self.clients.iter_mut().filter(|c| c.attached && !c.closed) {
             if let Err(e) = send(c.sock.as_raw_fd(), data, flags | MsgFlags::MSG_NOSIGNAL)
                 && e != nix::Error::EAGAIN

@@ -51,7 +51,7 @@ impl Shim {
                     break;
                 }
                 to_journal(&b[..n]);
-                self.to_attached(&b[..n], nix::sys::socket::MsgFlags::empty());
+                self.send_attached(&b[..n], nix::sys::socket::MsgFlags::empty());
             }
         }
         let waiting: Vec<(i32, u64)> = self.execs.drain().collect();
