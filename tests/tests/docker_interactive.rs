@@ -128,6 +128,35 @@ fn docker_run_attached_rm_stdin_and_tty() {
     })
     .unwrap();
 
+    // ... and when it ends while berthd is down, berthd removes it at its start.
+    stdout_ok(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            "rm3",
+            "--network",
+            "none",
+            img,
+            "sleep",
+            "2",
+        ],
+    );
+    a.kill_berthd().unwrap();
+    a.wait(Duration::from_secs(30), "rm3's unit ended", || {
+        !a.active("rm3")
+    })
+    .unwrap();
+    a.start_berthd(true).unwrap();
+    a.wait(
+        Duration::from_secs(30),
+        "rm3 removed after the restart",
+        || !a.ps().unwrap().contains_key("rm3"),
+    )
+    .unwrap();
+
     // -i: the client's input is the container's stdin, and its end ends `cat`.
     let out = sh(
         &a,
