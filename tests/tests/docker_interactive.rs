@@ -59,6 +59,8 @@ fn docker_run_attached_rm_stdin_and_tty() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi\n");
+    // docker logs: the container's lines alone (not the shim's line after them).
+    assert_eq!(stdout_ok(&a, &["logs", "hi"]), "hi");
     let t0 = Instant::now();
     let out = docker(
         &a,

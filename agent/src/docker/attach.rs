@@ -236,7 +236,7 @@ pub enum Entry {
 }
 
 /// The shim's last line on the container's stream (`teardown.rs`).
-fn is_end_line(msg: &str, name: &str) -> bool {
+pub fn is_end_line(msg: &str, name: &str) -> bool {
     msg.strip_prefix("berth-shim: container ")
         .and_then(|m| m.strip_prefix(name))
         .is_some_and(|m| m.starts_with(" exited:"))
