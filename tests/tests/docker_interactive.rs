@@ -402,6 +402,43 @@ fn bollard_attach_and_exec_streams() {
             .status_code;
         assert_eq!(code, 0);
 
+        // A terminal: the end of the client's input does not end its output.
+        d.create_container(
+            Some(CreateContainerOptions {
+                name: Some("tty1".into()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(image.clone()),
+                cmd: Some(vec!["sh".into(), "-c".into(), "sleep 1; echo late".into()]),
+                tty: Some(true),
+                open_stdin: Some(true),
+                host_config: none(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut att = d
+            .attach_container(
+                "tty1",
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdin: true,
+                    stdout: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+        d.start_container("tty1", None).await.unwrap();
+        att.input.shutdown().await.unwrap();
+        let mut shown = String::new();
+        while let Some(m) = att.output.next().await {
+            shown.push_str(&String::from_utf8_lossy(&m.unwrap().into_bytes()));
+        }
+        assert!(shown.contains("late"), "{shown:?}");
+
         // Exec: stdout and stderr apart, then the exit code.
         d.create_container(
             Some(CreateContainerOptions {

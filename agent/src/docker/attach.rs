@@ -161,8 +161,15 @@ async fn attach_terminal(
         return;
     };
     let (mut from, to) = sock.into_split();
-    if let Some(i) = input {
-        tokio::spawn(pump_input(i, to));
+    // The shim takes a half-closed connection for a closed one: the write side stays open until
+    // the output ends, so that the end of the client's input does not end its output.
+    let (_done, done) = tokio::sync::oneshot::channel::<()>();
+    if let Some(mut i) = input {
+        tokio::spawn(async move {
+            let mut to = to;
+            let _ = tokio::io::copy(&mut i, &mut to).await;
+            let _ = done.await;
+        });
     }
     let mut buf = vec![0u8; 16 * 1024];
     loop {
