@@ -43,6 +43,12 @@ pub enum Request {
         name: String,
         signal: String,
     },
+    /// Freeze a running container's processes (systemd's FreezeUnit), or thaw them.
+    Pause {
+        name: String,
+        #[serde(default)]
+        paused: bool,
+    },
     /// Pull an image into the store.
     Pull {
         image: String,

@@ -301,6 +301,10 @@ impl crate::docker::Backend for NativeApi {
         self.0.ctx.board.events.clone()
     }
 
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.0.ctx.board.watch())
+    }
+
     async fn pull(
         &self,
         image: String,
@@ -528,6 +532,21 @@ async fn desired_specs(ctx: &RealCtx) -> Vec<(String, spec::Spec)> {
         .collect()
 }
 
+/// Whether the container's shim froze it (where systemd could not).
+async fn shim_paused(bundle: &Path) -> bool {
+    let dir = bundle.to_owned();
+    if !dir.join(berth_proto::SOCKET_FILE).exists() {
+        return false;
+    }
+    tokio::task::spawn_blocking(move || {
+        berth_proto::protocol::ShimClient::for_bundle(&dir)
+            .and_then(|mut c| c.state())
+            .is_ok_and(|s| s.paused)
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// The problems of the networks a container is on (edited or removed since it joined them).
 fn network_problems(ctx: &RealCtx, st: &crate::reconcile::status::ContainerStatus) -> Vec<String> {
     let (Some(n), Some(net)) = (&ctx.settings.network, &st.network) else {
@@ -561,16 +580,19 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             Some(st) => {
                 let unit = sh.systemd.status(&unit_name(&name)).await.ok().flatten();
                 let network_problems = network_problems(ctx, &st);
+                let paused = shim_paused(&ctx.settings.bundle_dir.join(&name)).await;
                 let disk = crate::image::pull::free_bytes(&sh.cfg.state_dir)
                     .and_then(|f| reconcile::status::disk_note(&sh.cfg.state_dir, f));
                 Response::ok(json!({
                     "status": st,
                     "network_problems": network_problems,
                     "disk": disk,
+                    "paused": paused,
                     "unit": unit.map(|u| json!({
                         "name": u.name, "active_state": u.active_state, "sub_state": u.sub_state,
                         "result": u.result, "main_pid": u.main_pid, "n_restarts": u.n_restarts,
                         "exec_main_status": u.exec_main_status, "invocation_id": u.invocation_id,
+                        "freezer_state": u.freezer_state,
                         "control_group": u.control_group,
                     })),
                 }))
@@ -590,8 +612,17 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                 std::fs::read(ctx.settings.bundle_dir.join(&name).join("shim.json"))
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
+            let paused = shim_paused(&ctx.settings.bundle_dir.join(&name)).await
+                || sh
+                    .systemd
+                    .status(&unit_name(&name))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|u| u.freezer_state == "frozen");
             Response::ok(json!({
                 "status": st,
+                "paused": paused,
                 "spec_file": desired.as_ref().map(|d| d.path.display().to_string()),
                 "spec": desired.as_ref().and_then(|d| d.spec.as_ref().ok()),
                 "spec_error": desired.as_ref().and_then(|d| d.spec.as_ref().err().map(|e| e.to_string())),
@@ -628,7 +659,10 @@ async fn handle(sh: &Shared, req: Request) -> Response {
             container_event(sh, "restart", &name, None);
             Response::ok(json!({"restarting": name}))
         }
-        Request::Stop { name } | Request::Start { name } | Request::Kill { name, .. }
+        Request::Stop { name }
+        | Request::Start { name }
+        | Request::Kill { name, .. }
+        | Request::Pause { name, .. }
             if ctx.desired(&name).is_none() =>
         {
             Response::err(ErrorKind::NotFound, format!("no container {name}"))
@@ -654,6 +688,38 @@ async fn handle(sh: &Shared, req: Request) -> Response {
                     ErrorKind::Conflict,
                     format!("cannot signal container {name}: {e} (is it running?)"),
                 ),
+                Err(e) => Response::err(ErrorKind::Internal, e),
+            }
+        }
+        Request::Pause { name, paused } => {
+            let unit = unit_name(&name);
+            let up =
+                matches!(sh.systemd.status(&unit).await, Ok(Some(u)) if u.active_state.is_up());
+            if !up {
+                return Response::err(
+                    ErrorKind::Conflict,
+                    format!("container {name} is not running"),
+                );
+            }
+            match sh.systemd.freeze_unit(&unit, paused).await {
+                Ok(()) => Response::ok(json!({"paused": paused, "name": name, "by": "systemd"})),
+                // systemd freezes through the unified cgroup hierarchy alone: elsewhere the
+                // container's runtime freezes it (its shim reports it paused).
+                Err(e) if e.to_string().contains("Error.NotSupported") => {
+                    let dir = ctx.settings.bundle_dir.join(&name);
+                    let r = tokio::task::spawn_blocking(move || {
+                        berth_proto::protocol::ShimClient::for_bundle(&dir)
+                            .and_then(|mut c| c.pause(paused))
+                    })
+                    .await;
+                    match r {
+                        Ok(Ok(())) => {
+                            Response::ok(json!({"paused": paused, "name": name, "by": "runtime"}))
+                        }
+                        Ok(Err(e)) => Response::err(ErrorKind::Internal, e),
+                        Err(e) => Response::err(ErrorKind::Internal, e),
+                    }
+                }
                 Err(e) => Response::err(ErrorKind::Internal, e),
             }
         }

@@ -31,9 +31,17 @@ pub enum Request {
     Exec(ExecRequest),
     /// Follows the container's terminal output (tty containers) and feeds the bytes the client
     /// writes to its stdin (with `stdin_open`). After the `ok` reply the connection is raw bytes.
-    Attach,
+    /// With `stdin_once`, the end of this client's input closes the container's stdin (Docker's
+    /// `StdinOnce`: `docker run -i` ends `cat` when its own input ends).
+    Attach {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stdin_once: bool,
+    },
     /// Sets the window size of the container's terminal.
     Resize { rows: u16, cols: u16 },
+    /// Freezes (or thaws) the container's processes with the runtime's `pause`/`resume`, where
+    /// systemd cannot freeze the unit (hosts without the unified cgroup hierarchy).
+    Pause { paused: bool },
     /// The health check's status and last results.
     Health,
 }
@@ -98,6 +106,9 @@ pub struct ShimState {
     pub status: String,
     pub started_at_ms: u64,
     pub tty: bool,
+    /// Frozen by a `Pause` request.
+    #[serde(default)]
+    pub paused: bool,
     pub health: Option<HealthReport>,
     pub oom_kills: u64,
 }
@@ -218,6 +229,11 @@ impl ShimClient {
         self.reply().map(|_| ())
     }
 
+    pub fn pause(&mut self, paused: bool) -> Result<(), ClientError> {
+        self.request(&Request::Pause { paused }, &[])?;
+        self.reply().map(|_| ())
+    }
+
     pub fn resize(&mut self, rows: u16, cols: u16) -> Result<(), ClientError> {
         self.request(&Request::Resize { rows, cols }, &[])?;
         self.reply().map(|_| ())
@@ -256,8 +272,14 @@ impl ShimClient {
     }
 
     /// Switches to attach mode; afterwards the stream carries raw terminal bytes.
-    pub fn attach(mut self) -> Result<UnixStream, ClientError> {
-        self.request(&Request::Attach, &[])?;
+    pub fn attach(self) -> Result<UnixStream, ClientError> {
+        self.attach_with(false)
+    }
+
+    /// [`Self::attach`]; with `stdin_once`, shutting down the write side closes the container's
+    /// stdin.
+    pub fn attach_with(mut self, stdin_once: bool) -> Result<UnixStream, ClientError> {
+        self.request(&Request::Attach { stdin_once }, &[])?;
         self.reply()?;
         Ok(self.sock)
     }
@@ -290,6 +312,13 @@ mod tests {
             serde_json::from_str(r#"{"op":"exec","args":["ls","-l"],"tty":true}"#).unwrap();
         assert!(matches!(r, Request::Exec(ExecRequest { tty: true, .. })));
         assert!(serde_json::from_str::<Request>(r#"{"op":"kill","signal":1,"x":1}"#).is_err());
+        // The attach of older clients reads as one without stdin_once.
+        let r: Request = serde_json::from_str(r#"{"op":"attach"}"#).unwrap();
+        assert_eq!(r, Request::Attach { stdin_once: false });
+        assert_eq!(
+            serde_json::to_string(&Request::Attach { stdin_once: false }).unwrap(),
+            r#"{"op":"attach"}"#
+        );
         assert_eq!(
             serde_json::to_string(&Response::Exited { status: 3 }).unwrap(),
             r#"{"reply":"exited","status":3}"#

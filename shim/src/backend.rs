@@ -173,6 +173,20 @@ impl Backend {
         }
     }
 
+    /// Freezes (`pause`) or thaws (`resume`) the container's processes.
+    pub fn pause(&self, id: &str, paused: bool) -> Result<(), BackendError> {
+        match self {
+            Backend::Lib(rt) if paused => Ok(rt.pause(id)?),
+            Backend::Lib(rt) => Ok(rt.resume(id)?),
+            Backend::Binary { .. } => {
+                let verb = if paused { "pause" } else { "resume" };
+                let (mut c, bin) = self.cmd(verb);
+                c.arg(id);
+                self.run(verb, c, bin)
+            }
+        }
+    }
+
     pub fn delete(&self, id: &str, force: bool) -> Result<(), BackendError> {
         match self {
             Backend::Lib(rt) => Ok(rt.delete(id, force)?),

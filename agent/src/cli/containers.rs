@@ -83,6 +83,10 @@ pub enum ContainerCommand {
     Stop { name: String },
     /// Run a container that `stop` held stopped.
     Start { name: String },
+    /// Freeze a running container's processes (systemd's cgroup freezer) until `unpause`.
+    Pause { name: String },
+    /// Thaw a paused container.
+    Unpause { name: String },
     /// Send a signal to a container's main process.
     Kill {
         name: String,
@@ -307,6 +311,17 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
                         if state.is_up() {
                             println!("main pid:    {}", u["main_pid"]);
                         }
+                        match u["freezer_state"].as_str() {
+                            Some(f @ ("frozen" | "freezing" | "thawing")) => {
+                                println!("paused:      yes ({f}; `berth unpause` thaws it)");
+                            }
+                            _ if v["paused"] == true => {
+                                println!(
+                                    "paused:      yes (by its runtime; `berth unpause` thaws it)"
+                                );
+                            }
+                            _ => {}
+                        }
                         println!("restarts:    {}", u["n_restarts"]);
                         println!("main status: {}", u["exec_main_status"]);
                     } else {
@@ -389,6 +404,20 @@ pub async fn run(cmd: ContainerCommand, g: Global) -> ExitCode {
         ContainerCommand::Restart { name } => done(&g, call(&g, Request::Restart { name }).await),
         ContainerCommand::Stop { name } => done(&g, call(&g, Request::Stop { name }).await),
         ContainerCommand::Start { name } => done(&g, call(&g, Request::Start { name }).await),
+        ContainerCommand::Pause { name } => {
+            done(&g, call(&g, Request::Pause { name, paused: true }).await)
+        }
+        ContainerCommand::Unpause { name } => done(
+            &g,
+            call(
+                &g,
+                Request::Pause {
+                    name,
+                    paused: false,
+                },
+            )
+            .await,
+        ),
         ContainerCommand::Kill { name, signal } => {
             done(&g, call(&g, Request::Kill { name, signal }).await)
         }

@@ -77,7 +77,11 @@ pub(super) async fn exec(
 
 /// The environment an exec asks for: with a terminal, `TERM` as Docker sets it (the client's
 /// own, else `xterm`) unless the user gave one.
-fn exec_env(mut env: Vec<String>, tty: bool, client_term: Option<String>) -> Vec<String> {
+pub(crate) fn exec_env(
+    mut env: Vec<String>,
+    tty: bool,
+    client_term: Option<String>,
+) -> Vec<String> {
     if tty && !env.iter().any(|e| e.split('=').next() == Some("TERM")) {
         let term = client_term
             .filter(|t| !t.is_empty())

@@ -4,7 +4,7 @@ pub mod berthd;
 pub mod containers;
 pub mod docs;
 pub mod events;
-mod exec;
+pub(crate) mod exec;
 pub mod fsck;
 pub mod image;
 mod journal;

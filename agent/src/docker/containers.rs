@@ -148,8 +148,24 @@ struct Seen {
 }
 
 impl Seen {
-    fn labels(&self) -> BTreeMap<String, String> {
+    /// The spec's labels, with those that carry Docker settings (shown as those settings).
+    fn labels_all(&self) -> BTreeMap<String, String> {
         serde_json::from_value(self.inspect["spec"]["labels"].clone()).unwrap_or_default()
+    }
+    fn labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.labels_all();
+        l.retain(|k, _| !k.starts_with("berth.docker."));
+        l
+    }
+    /// Frozen by `pause` (systemd's freezer).
+    fn paused(&self) -> bool {
+        self.inspect["paused"].as_bool().unwrap_or(false)
+    }
+    fn state(&self) -> &'static str {
+        match docker_state(&self.status.phase) {
+            "running" if self.paused() => "paused",
+            s => s,
+        }
     }
     fn args(&self) -> Vec<String> {
         serde_json::from_value(self.inspect["oci_config"]["process"]["args"].clone())
@@ -228,7 +244,7 @@ pub async fn list(
     let mut out = Vec::new();
     for name in names(&b).await? {
         let s = seen(&b, &name).await?;
-        let state = docker_state(&s.status.phase);
+        let state = s.state();
         let labels = s.labels();
         let image = s.image();
         let facts = Facts {
@@ -237,7 +253,9 @@ pub async fn list(
             labels: &labels,
             image: &image,
         };
-        if (!all && state != "running") || !matches(&filters, &facts)? {
+        // A paused container runs, for `docker ps` as for Docker.
+        let runs = state == "running" || state == "paused";
+        if (!all && !runs) || !matches(&filters, &facts)? {
             continue;
         }
         out.push(json!({
@@ -250,7 +268,7 @@ pub async fn list(
             "Ports": s.ports(),
             "Labels": labels,
             "State": state,
-            "Status": status_text(&s.status),
+            "Status": if s.paused() { "Up (Paused)".into() } else { status_text(&s.status) },
             "HostConfig": {"NetworkMode": s.inspect["spec"]["network_mode"].as_str().unwrap_or("bridge")},
             "NetworkSettings": {"Networks": s.networks()},
             "Mounts": [],
@@ -270,7 +288,7 @@ pub async fn inspect(
     let all = names(&b).await?;
     let name = resolve(&all, &id)?.to_owned();
     let s = seen(&b, &name).await?;
-    let state = docker_state(&s.status.phase);
+    let state = s.state();
     let args = s.args();
     let exit = s.status.last_exit.as_ref();
     let process = &s.inspect["oci_config"]["process"];
@@ -283,8 +301,8 @@ pub async fn inspect(
         "Args": args.get(1..).unwrap_or_default(),
         "State": {
             "Status": state,
-            "Running": state == "running",
-            "Paused": false,
+            "Running": state == "running" || state == "paused",
+            "Paused": s.paused(),
             "Restarting": false,
             "OOMKilled": exit.is_some_and(|x| x.oom_killed),
             "Dead": state == "dead",
@@ -303,10 +321,13 @@ pub async fn inspect(
             "WorkingDir": process["cwd"],
             "Labels": s.labels(),
             "Tty": process["terminal"].as_bool().unwrap_or(false),
+            "OpenStdin": spec["stdin_open"].as_bool().unwrap_or(false),
+            "StdinOnce": s.labels_all().contains_key(super::lifecycle::STDIN_ONCE),
         },
         "HostConfig": {
             "NetworkMode": spec["network_mode"].as_str().unwrap_or("bridge"),
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
+            "AutoRemove": s.labels_all().contains_key(super::lifecycle::AUTO_REMOVE),
         },
         "NetworkSettings": {
             "IPAddress": first.map(|a| a.address.to_string()).unwrap_or_default(),

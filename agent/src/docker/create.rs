@@ -32,6 +32,8 @@ pub struct CreateBody {
     #[serde(default)]
     pub open_stdin: bool,
     #[serde(default)]
+    pub stdin_once: bool,
+    #[serde(default)]
     pub stop_signal: String,
     #[serde(default)]
     pub stop_timeout: Option<i64>,
@@ -69,6 +71,8 @@ pub struct HostConfig {
     pub init: Option<bool>,
     #[serde(default)]
     pub tmpfs: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub auto_remove: bool,
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }
@@ -96,7 +100,6 @@ const IGNORED: &[&str] = &[
     "AttachStdin",
     "AttachStdout",
     "AttachStderr",
-    "StdinOnce",
     "ExposedPorts",
     "NetworkingConfig",
     "Domainname",
@@ -173,8 +176,16 @@ pub fn spec_of(b: &CreateBody) -> Result<Value, DockerError> {
     if let Some(env) = b.env.as_ref().filter(|e| !e.is_empty()) {
         put("environment", json!(env));
     }
-    if let Some(l) = b.labels.as_ref().filter(|l| !l.is_empty()) {
-        put("labels", json!(l));
+    let mut labels = b.labels.clone().unwrap_or_default();
+    // Docker-only settings, kept with the spec so that they outlive berthd's restarts.
+    if h.auto_remove {
+        labels.insert(super::lifecycle::AUTO_REMOVE.into(), "true".into());
+    }
+    if b.stdin_once && b.open_stdin {
+        labels.insert(super::lifecycle::STDIN_ONCE.into(), "true".into());
+    }
+    if !labels.is_empty() {
+        put("labels", json!(labels));
     }
     for (key, v) in [
         ("user", &b.user),
@@ -414,6 +425,16 @@ mod tests {
         assert_eq!(s["init"], true);
         assert_eq!(s["tty"], true);
         assert_eq!(s["stdin_open"], true);
+        // `docker run --rm -i`: AutoRemove and StdinOnce are kept as labels of the spec.
+        let s = spec_of(&body(
+            json!({"Image": "x", "OpenStdin": true, "StdinOnce": true,
+            "Labels": {"a": "b"}, "HostConfig": {"AutoRemove": true}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            s["labels"],
+            json!({"a": "b", "berth.docker.auto-remove": "true", "berth.docker.stdin-once": "true"})
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum DockerError {
     NoSuchContainer(String),
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// Another missing object, its message whole (`No such exec instance: …`).
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -52,7 +55,8 @@ impl DockerError {
             | DockerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DockerError::PageNotFound
             | DockerError::NoSuchContainer(_)
-            | DockerError::NoSuchImage(_) => StatusCode::NOT_FOUND,
+            | DockerError::NoSuchImage(_)
+            | DockerError::NotFound(_) => StatusCode::NOT_FOUND,
             DockerError::Conflict(_) => StatusCode::CONFLICT,
             DockerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             DockerError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,

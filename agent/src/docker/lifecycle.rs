@@ -19,9 +19,40 @@ use std::time::{Duration, Instant};
 
 /// How long a handler watches for a change it asked for before answering with an error.
 const SETTLE: Duration = Duration::from_secs(150);
+/// The poll interval when berthd reports no changes (and the longest wait for one that does).
 const POLL: Duration = Duration::from_millis(100);
+const NO_CHANGE: Duration = Duration::from_secs(1);
 
-async fn all(b: &Shared) -> Result<Vec<ContainerStatus>, DockerError> {
+/// Labels that carry Docker-only settings of a container made through the API, so that they
+/// persist with its spec (berthd honours AutoRemove after a restart too).
+pub const AUTO_REMOVE: &str = "berth.docker.auto-remove";
+pub const STDIN_ONCE: &str = "berth.docker.stdin-once";
+
+/// berthd's status changes, awaited.
+pub struct Changes(Option<tokio::sync::watch::Receiver<u64>>);
+
+impl Changes {
+    /// Subscribed now: a change after this call is seen by the next [`Self::next`].
+    pub fn new(b: &Shared) -> Self {
+        Changes(b.changes().map(|mut r| {
+            r.mark_unchanged();
+            r
+        }))
+    }
+    /// Returns at the next change, or after `at_most`.
+    pub async fn next(&mut self, at_most: Duration) {
+        match &mut self.0 {
+            Some(rx) => {
+                if let Ok(Err(_)) = tokio::time::timeout(at_most, rx.changed()).await {
+                    self.0 = None;
+                }
+            }
+            None => tokio::time::sleep(at_most.min(POLL)).await,
+        }
+    }
+}
+
+pub(super) async fn all(b: &Shared) -> Result<Vec<ContainerStatus>, DockerError> {
     serde_json::from_value(call(b, Request::Ps).await?)
         .map_err(|e| DockerError::Internal(format!("container list: {e}")))
 }
@@ -32,7 +63,7 @@ pub async fn find(b: &Shared, id: &str) -> Result<String, DockerError> {
     resolve(&names, id).map(str::to_owned)
 }
 
-async fn status(b: &Shared, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
+pub(super) async fn status(b: &Shared, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
     Ok(all(b).await?.into_iter().find(|s| s.name == name))
 }
 
@@ -44,6 +75,7 @@ async fn until(
     done: impl Fn(Option<&ContainerStatus>) -> bool,
 ) -> Result<Option<ContainerStatus>, DockerError> {
     let t0 = Instant::now();
+    let mut changes = Changes::new(b);
     loop {
         let s = status(b, name).await?;
         if done(s.as_ref()) {
@@ -56,17 +88,17 @@ async fn until(
                 SETTLE.as_secs()
             )));
         }
-        tokio::time::sleep(POLL).await;
+        changes.next(NO_CHANGE).await;
     }
 }
 
-fn is_down(s: Option<&ContainerStatus>) -> bool {
+pub(super) fn is_down(s: Option<&ContainerStatus>) -> bool {
     s.is_none_or(|s| docker_state(&s.phase) != "running" && s.phase != Phase::Starting)
 }
 
 /// Containers declared in berthd's spec directory are changed by editing their file, never
 /// through the API: 409, naming the file.
-async fn writable(b: &Shared, name: &str) -> Result<(), DockerError> {
+pub(super) async fn writable(b: &Shared, name: &str) -> Result<(), DockerError> {
     let info = call(b, Request::Info).await?;
     let dir = info["spec_dir"].as_str().unwrap_or_default();
     let file = status(b, name).await?.and_then(|s| s.spec_file);
@@ -81,7 +113,7 @@ async fn writable(b: &Shared, name: &str) -> Result<(), DockerError> {
 }
 
 /// berthd refuses changes to a container declared in /etc with a conflict naming the file.
-fn read_only(e: DockerError) -> DockerError {
+pub(super) fn read_only(e: DockerError) -> DockerError {
     match e {
         DockerError::Backend {
             kind: ErrorKind::Conflict,
@@ -332,6 +364,7 @@ pub async fn wait(
 async fn wait_for(b: &Shared, name: &str, condition: &str) -> Result<i32, DockerError> {
     let mut seen_running = false;
     let mut last: Option<ContainerStatus> = None;
+    let mut changes = Changes::new(b);
     loop {
         let s = status(b, name).await?;
         let down = is_down(s.as_ref());
@@ -347,6 +380,76 @@ async fn wait_for(b: &Shared, name: &str, condition: &str) -> Result<i32, Docker
         if done {
             return Ok(last.and_then(|s| s.last_exit).map_or(0, |x| x.status));
         }
-        tokio::time::sleep(POLL).await;
+        changes.next(NO_CHANGE).await;
+    }
+}
+
+/// Watches until `new` is listed and `old` is gone (a rename).
+pub(super) async fn settle(b: &Shared, new: &str, old: &str) -> Result<(), DockerError> {
+    until(b, new, "appear", |s| s.is_some()).await?;
+    until(b, old, "go away", |s| s.is_none()).await?;
+    Ok(())
+}
+
+/// Whether a container made with AutoRemove is to go: it ran and is no longer running (held
+/// stopped after a run, or ended for good).
+pub fn auto_removable(s: &ContainerStatus, auto_remove: bool) -> bool {
+    auto_remove
+        && s.last_exit.is_some()
+        && matches!(s.phase, Phase::Exited | Phase::Failed | Phase::Stopped)
+}
+
+/// Removes the containers made with AutoRemove once they ended, for as long as berthd serves
+/// the API (a container that ended while berthd was down goes at its start).
+pub async fn auto_remove(b: Shared) {
+    // The answer per container and spec: its labels are read once.
+    let mut labelled: std::collections::HashMap<(String, Option<String>), bool> =
+        Default::default();
+    let mut changes = Changes::new(&b);
+    loop {
+        if let Ok(list) = all(&b).await {
+            for s in list {
+                if !matches!(s.phase, Phase::Exited | Phase::Failed | Phase::Stopped)
+                    || s.last_exit.is_none()
+                {
+                    continue;
+                }
+                let key = (s.name.clone(), s.spec_hash.clone());
+                let auto = match labelled.get(&key) {
+                    Some(a) => *a,
+                    None => {
+                        let Ok(i) = call(
+                            &b,
+                            Request::Inspect {
+                                name: s.name.clone(),
+                            },
+                        )
+                        .await
+                        else {
+                            continue;
+                        };
+                        let a = i["spec"]["labels"][AUTO_REMOVE] == "true";
+                        labelled.insert(key, a);
+                        a
+                    }
+                };
+                if auto_removable(&s, auto) {
+                    tracing::info!(container = %s.name, "removing the container (AutoRemove)");
+                    if let Err(e) = call(
+                        &b,
+                        Request::Delete {
+                            name: s.name.clone(),
+                        },
+                    )
+                    .await
+                    {
+                        tracing::warn!(container = %s.name, error = %e, "auto-remove failed");
+                    }
+                    labelled.retain(|(n, _), _| *n != s.name);
+                }
+            }
+        }
+        // Without change reports, a slower poll: this runs for berthd's life.
+        changes.next(Duration::from_secs(2)).await;
     }
 }

@@ -139,19 +139,28 @@ pub async fn logs(
     };
     let timestamps = truthy(&q.timestamps);
     let lines = BufReader::new(out).lines();
-    let body = stream::unfold((lines, child), move |(mut lines, child)| async move {
+    let state = (lines, child, name);
+    let body = stream::unfold(state, move |(mut lines, child, name)| async move {
         loop {
             match lines.next_line().await {
                 Ok(Some(l)) => {
                     let Ok(v) = serde_json::from_str::<Value>(&l) else {
                         continue;
                     };
+                    // The shim's line after each run's last is berth's, not the container's.
+                    if v["MESSAGE"]
+                        .as_str()
+                        .is_some_and(|m| super::attach::is_end_line(m, &name))
+                    {
+                        continue;
+                    }
                     if let Some(f) = frame(&v, tty, timestamps) {
-                        return Some((Ok::<_, std::io::Error>(Bytes::from(f)), (lines, child)));
+                        let f = Ok::<_, std::io::Error>(Bytes::from(f));
+                        return Some((f, (lines, child, name)));
                     }
                 }
                 Ok(None) => return None,
-                Err(e) => return Some((Err(e), (lines, child))),
+                Err(e) => return Some((Err(e), (lines, child, name))),
             }
         }
     });

@@ -4,16 +4,20 @@
 //! container. Runs in berthd.
 
 mod archive;
+mod attach;
 mod auth;
 mod containers;
 mod copy;
 mod create;
 mod error;
 mod events;
+mod exec;
+mod hijack;
 mod image_archive;
 mod images;
 mod lifecycle;
 mod logs;
+mod manage;
 mod network_connect;
 mod networks;
 mod prune;
@@ -53,6 +57,12 @@ pub trait Backend: Send + Sync + 'static {
     /// berthd's event bus (a bus of its own, which nothing feeds, when not overridden).
     fn events(&self) -> Arc<crate::events::Bus> {
         Arc::new(crate::events::Bus::default())
+    }
+
+    /// A receiver woken on every change of berthd's container statuses, so that handlers await
+    /// a change instead of polling (`None`: poll).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 }
 
@@ -114,6 +124,8 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener
 pub async fn serve(listener: tokio::net::UnixListener, backend: Shared) {
     use tower::Layer;
     // In front of the router: the version prefix must go before a route is matched.
+    // Containers created with AutoRemove go once they ended, whether or not a client waits.
+    tokio::spawn(lifecycle::auto_remove(backend.clone()));
     let app = axum::middleware::from_fn(version::negotiate).layer(router(backend));
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     if let Err(e) = axum::serve(listener, app).await {
@@ -146,6 +158,16 @@ fn router(backend: Shared) -> Router {
             get(archive::get).head(archive::get).put(archive::put),
         )
         .route("/containers/{id}/export", get(archive::export))
+        .route("/containers/{id}/attach", post(attach::attach))
+        .route("/containers/{id}/resize", post(attach::resize))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/containers/{id}/pause", post(manage::pause))
+        .route("/containers/{id}/unpause", post(manage::unpause))
+        .route("/containers/{id}/top", get(manage::top))
+        .route("/containers/{id}/rename", post(manage::rename))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .route("/containers/{id}", delete(lifecycle::remove))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))

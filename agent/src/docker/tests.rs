@@ -31,6 +31,7 @@ impl Backend for Fake {
                 "spec": {"labels": {"app": "web"}, "network_mode": "none"},
                 "oci_config": {"process": {"args": ["httpd", "-f"], "env": [], "cwd": "/"}},
             })),
+            Request::Info => Response::ok(json!({})),
             _ => Response::err(ErrorKind::NotFound, "no such thing"),
         }
     }
@@ -131,4 +132,29 @@ async fn image_names_with_slashes_and_missing_images() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(req).await.0, StatusCode::NOT_IMPLEMENTED);
+}
+
+#[tokio::test]
+async fn attach_without_upgrade_streams_a_200_and_unknown_execs_are_404s() {
+    // The older form: no `Upgrade` header, the output is the body of a 200 (nothing to stream
+    // here: neither logs nor stream asked for).
+    let req = HttpRequest::post("/v1.50/containers/web/attach?stdout=1")
+        .body(Body::empty())
+        .unwrap();
+    let (s, h, body) = send(req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        h["content-type"],
+        "application/vnd.docker.multiplexed-stream"
+    );
+    assert_eq!(body, "");
+    let (s, _, body) = get("/v1.50/exec/nope/json").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "No such exec instance: nope");
+    let req = HttpRequest::post("/v1.50/exec/nope/start")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(send(req).await.0, StatusCode::NOT_FOUND);
+    let (s, _, _) = get("/v1.50/containers/nope/attach").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -338,6 +338,9 @@ async fn start<U: Units, I: Images>(
         s.image = Some(eff.image_ref.clone());
         s.image_digest = Some(eff.image_digest.clone());
         s.spec_file = file.map(str::to_owned);
+        // A container that ended before its start job did has its exit recorded already: the
+        // board shows it with its phase, so that no reader sees it ended without a code.
+        s.last_exit = berth_proto::ExitRecord::load(&bundle_dir);
     });
     Ok(Action::AwaitChange)
 }

@@ -109,15 +109,30 @@ pub struct Board {
     pub changed: tokio::sync::Notify,
     /// Where each change is told as Docker's events.
     pub events: std::sync::Arc<crate::events::Bus>,
+    /// Counts changes, for any number of watchers (the Docker API's handlers await a change
+    /// instead of polling).
+    generation: std::sync::OnceLock<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Board {
+    fn generation(&self) -> &tokio::sync::watch::Sender<u64> {
+        self.generation
+            .get_or_init(|| tokio::sync::watch::Sender::new(0))
+    }
+    fn bump(&self) {
+        self.changed.notify_one();
+        self.generation().send_modify(|g| *g = g.wrapping_add(1));
+    }
+    /// A receiver that sees every later change.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation().subscribe()
+    }
     pub fn set(&self, s: ContainerStatus) {
         let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let old = m.insert(s.name.clone(), s.clone());
         self.publish(old.as_ref(), Some(&s));
         drop(m);
-        self.changed.notify_one();
+        self.bump();
     }
 
     /// Told under the board's lock, so that the events of one name come in order.
@@ -137,14 +152,14 @@ impl Board {
         let new = e.clone();
         self.publish(old.as_ref(), Some(&new));
         drop(m);
-        self.changed.notify_one();
+        self.bump();
     }
     pub fn remove(&self, name: &str) {
         let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let old = m.remove(name);
         self.publish(old.as_ref(), None);
         drop(m);
-        self.changed.notify_one();
+        self.bump();
     }
     pub fn get(&self, name: &str) -> Option<ContainerStatus> {
         self.inner

@@ -363,6 +363,22 @@ impl Systemd {
             .map_err(call_err("KillUnit", unit))
     }
 
+    /// Freezes (`frozen`) or thaws the unit's processes through systemd's cgroup freezer, so
+    /// that systemd knows the unit is paused.
+    pub async fn freeze_unit(&self, unit: &str, frozen: bool) -> Result<()> {
+        if frozen {
+            self.manager
+                .freeze_unit(unit)
+                .await
+                .map_err(call_err("FreezeUnit", unit))
+        } else {
+            self.manager
+                .thaw_unit(unit)
+                .await
+                .map_err(call_err("ThawUnit", unit))
+        }
+    }
+
     /// Forgets a failed unit's state (and its last exit status), so the name can be used again.
     pub async fn reset_failed(&self, unit: &str) -> Result<()> {
         self.manager

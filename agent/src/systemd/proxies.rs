@@ -54,6 +54,8 @@ pub(crate) trait Manager {
     ) -> zbus::Result<Vec<UnitRow>>;
 
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn freeze_unit(&self, name: &str) -> zbus::Result<()>;
+    fn thaw_unit(&self, name: &str) -> zbus::Result<()>;
 
     fn subscribe(&self) -> zbus::Result<()>;
 
@@ -87,6 +89,8 @@ pub(crate) trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property, name = "InvocationID")]
     fn invocation_id(&self) -> zbus::Result<Vec<u8>>;
+    #[zbus(property)]
+    fn freezer_state(&self) -> zbus::Result<String>;
 }
 
 #[zbus::proxy(
@@ -137,7 +141,7 @@ pub(crate) async fn unit_status(
         .build()
         .await?;
     let (
-        (active_state, sub_state, load_state, invocation_id),
+        (active_state, sub_state, load_state, invocation_id, freezer_state),
         (
             result,
             main_pid,
@@ -154,6 +158,7 @@ pub(crate) async fn unit_status(
                 unit.sub_state(),
                 unit.load_state(),
                 unit.invocation_id(),
+                unit.freezer_state(),
             )
         },
         async {
@@ -181,5 +186,6 @@ pub(crate) async fn unit_status(
         control_group,
         environment,
         invocation_id: invocation_id.iter().map(|x| format!("{x:02x}")).collect(),
+        freezer_state,
     })
 }

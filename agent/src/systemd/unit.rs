@@ -307,6 +307,8 @@ pub struct UnitStatus {
     pub control_group: String,
     pub environment: Vec<String>,
     pub invocation_id: String,
+    /// `running`, `freezing`, `frozen`, `thawing` (`berth pause` freezes the unit's cgroup).
+    pub freezer_state: String,
 }
 
 impl UnitStatus {

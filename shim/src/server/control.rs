@@ -23,6 +23,8 @@ pub(super) struct Client {
     inbuf: Vec<u8>,
     fds: Vec<OwnedFd>,
     pub(super) attached: bool,
+    /// The end of this attached client's input closes the container's stdin.
+    stdin_once: bool,
     pub(super) closed: bool,
 }
 
@@ -67,6 +69,7 @@ impl Shim {
                 inbuf: Vec::new(),
                 fds: Vec::new(),
                 attached: false,
+                stdin_once: false,
                 closed: false,
             });
         }
@@ -81,19 +84,22 @@ impl Shim {
             }
             Ok(n) => {
                 teardown::to_journal(&buf[..n]);
-                for c in self.clients.iter_mut().filter(|c| c.attached) {
-                    // Attached viewers that cannot keep up lose output; the container never waits.
-                    if let Err(e) = send(
-                        c.sock.as_raw_fd(),
-                        &buf[..n],
-                        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                    ) && e != nix::Error::EAGAIN
-                    {
-                        c.closed = true;
-                    }
-                }
+                self.send_attached(&buf[..n], MsgFlags::MSG_DONTWAIT);
             }
             Err(_) => {}
+        }
+    }
+
+    /// Terminal output to the attached clients. While the container runs the send does not wait
+    /// (`MSG_DONTWAIT`: viewers that cannot keep up lose output; the container never waits); at
+    /// the end, the last output waits up to the client write timeout.
+    pub(super) fn send_attached(&mut self, data: &[u8], flags: MsgFlags) {
+        for c in self.clients.iter_mut().filter(|c| c.attached && !c.closed) {
+            if let Err(e) = send(c.sock.as_raw_fd(), data, flags | MsgFlags::MSG_NOSIGNAL)
+                && e != nix::Error::EAGAIN
+            {
+                c.closed = true;
+            }
         }
     }
 
@@ -104,6 +110,10 @@ impl Shim {
             match recv_with_fds(c.sock.as_raw_fd(), buf, &mut fds) {
                 Ok(0) | Err(_) => {
                     c.closed = true;
+                    if c.attached && c.stdin_once {
+                        // Docker's StdinOnce: the container sees the end of its input.
+                        self.stdin_w = None;
+                    }
                     return;
                 }
                 Ok(n) => {
@@ -202,7 +212,18 @@ impl Shim {
                 })?;
                 Ok((Response::Ok, None))
             }
-            Request::Attach => {
+            Request::Pause { paused } => {
+                self.rt
+                    .pause(&self.id, paused)
+                    .map_err(|source| ShimError::Runtime {
+                        op: if paused { "pausing" } else { "resuming" },
+                        id: self.id.clone(),
+                        source,
+                    })?;
+                self.paused = paused;
+                Ok((Response::Ok, None))
+            }
+            Request::Attach { stdin_once } => {
                 if self.pty.is_none() && self.stdin_w.is_none() {
                     return Err(ShimError::Request(format!(
                         "container {} has neither a terminal nor an open stdin; its output is in \
@@ -211,6 +232,7 @@ impl Shim {
                     )));
                 }
                 self.clients[i].attached = true;
+                self.clients[i].stdin_once = stdin_once;
                 Ok((Response::Ok, None))
             }
             Request::Exec(req) => {
@@ -236,6 +258,7 @@ impl Shim {
             },
             started_at_ms: self.started_at_ms,
             tty: self.cfg.tty,
+            paused: self.paused,
             health: self.health.as_ref().map(|h| h.report()),
             oom_kills: self
                 .undo

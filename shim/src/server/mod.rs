@@ -145,6 +145,8 @@ struct Shim {
     unhealthy: bool,
     /// A stop signal arrived (the stop grace period runs).
     stopping: bool,
+    /// Frozen by a `Pause` request.
+    paused: bool,
     /// When the shim SIGKILLs a container that ignores its stop signal.
     stop_deadline: Option<Instant>,
     started_at_ms: u64,

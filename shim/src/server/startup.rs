@@ -332,6 +332,7 @@ impl Shim {
             unhealthy: false,
             stop_deadline: None,
             stopping: false,
+            paused: false,
             started_at_ms: p.started_at_ms,
             oom_base: p.oom_base,
         };

@@ -51,6 +51,7 @@ impl Shim {
                     break;
                 }
                 to_journal(&b[..n]);
+                self.send_attached(&b[..n], nix::sys::socket::MsgFlags::empty());
             }
         }
         let waiting: Vec<(i32, u64)> = self.execs.drain().collect();
