@@ -24,8 +24,8 @@ mod names;
 pub mod pull;
 pub mod reference;
 pub mod registry;
-mod save;
 pub mod retry;
+mod save;
 pub mod sys;
 pub mod unpack;
 
