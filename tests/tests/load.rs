@@ -338,6 +338,28 @@ fn tree_usage(a: &Agent) -> (u64, u64) {
     )
 }
 
+/// The ceilings that bound the number of containers here, to set against the per-container costs.
+fn limits(a: &Agent) -> Value {
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let mem_available_kib = read("/proc/meminfo".into())
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok());
+    let procs = a.sd.root_path().join("proc/sys");
+    json!({
+        "tree_pids_max": read(a.sd.cgroup_path("pids", "/").join("pids.max")),
+        "kernel_pid_max": read(procs.join("kernel/pid_max")),
+        "kernel_threads_max": read(procs.join("kernel/threads-max")),
+        "mem_available_kib": mem_available_kib,
+        "systemd_default_tasks_max": a.sd.systemctl(&["show", "-p", "DefaultTasksMax", "--value"]).unwrap_or_default().trim(),
+    })
+}
+
 #[test]
 #[ignore = "needs root: boots systemd in namespaces, runs containers"]
 fn load_many_sleep_containers() {
@@ -371,10 +393,15 @@ fn load_many_sleep_containers() {
         a.write(&format!("s{i:03}"), &spec);
     }
     let mut running = 0;
+    // When each quarter was running: a start rate that falls as the count grows is saturation.
+    let mut quarters = Vec::new();
     let deadline = Duration::from_secs(120 + n as u64 * 3);
     while running < n {
         let ps = a.ps().unwrap_or_default();
         running = ps.values().filter(|s| s["phase"] == "running").count();
+        while quarters.len() < 4 && running * 4 >= n * (quarters.len() + 1) {
+            quarters.push(t0.elapsed().as_secs_f64());
+        }
         assert!(
             t0.elapsed() < deadline,
             "{running} of {n} running after {deadline:?}; the others: {:?}",
@@ -414,6 +441,7 @@ fn load_many_sleep_containers() {
         "containers": n,
         "seconds_to_all_running": to_running.as_secs_f64(),
         "starts_per_second": nf / to_running.as_secs_f64(),
+        "seconds_to_each_quarter": quarters,
         "api_while_starting": latency_json(&lat),
         "berthd": {
             "cpu_seconds_starting": cpu_s(b_ticks1 - b_ticks0),
@@ -436,6 +464,7 @@ fn load_many_sleep_containers() {
             "memory_mib_per_container": (mem1 as f64 - mem0 as f64) / nf / 1048576.0,
         },
         "failed_units": failed.lines().count(),
+        "limits": limits(&a),
     });
     report("sleepers", &figures);
     assert!(failed.trim().is_empty(), "failed units: {failed}");
