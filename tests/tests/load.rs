@@ -48,6 +48,24 @@ fn report(name: &str, figures: &Value) {
     }
 }
 
+/// berthd's journal, beside the figures in `$BERTH_LOAD_OUT` (where the time went).
+fn save_berthd_log(a: &Agent, name: &str) {
+    let Some(dir) = std::env::var_os("BERTH_LOAD_OUT") else {
+        return;
+    };
+    let out = Command::new("journalctl")
+        .arg("-D")
+        .arg(a.sd.journal_dir().unwrap())
+        .args(["--no-pager", "-o", "short-precise", "-u", "berthd"])
+        .output()
+        .unwrap();
+    std::fs::write(
+        Path::new(&dir).join(format!("{name}-berthd.log")),
+        out.stdout,
+    )
+    .unwrap();
+}
+
 /// The `q` quantile (nearest rank) of `v`, in ms.
 fn quantile_ms(v: &[Duration], q: f64) -> f64 {
     let mut s = v.to_vec();
@@ -270,6 +288,7 @@ fn load_log_flood_loses_no_line_and_keeps_health_and_api() {
             .map(|m| m.range(flood_from..flood_to).count()).sum::<usize>(),
     });
     report("flood", &figures);
+    save_berthd_log(&a, "flood");
 
     // Every line once, in order: the n-th line kept is the number n.
     assert!(
@@ -467,6 +486,7 @@ fn load_many_sleep_containers() {
         "limits": limits(&a),
     });
     report("sleepers", &figures);
+    save_berthd_log(&a, "sleepers");
     assert!(failed.trim().is_empty(), "failed units: {failed}");
     let idle = cpu_s(b_ticks3 - b_ticks2) * 100.0 / 20.0;
     assert!(
