@@ -58,7 +58,9 @@ mod tests {
     #[test]
     fn outside_a_runtime_and_on_a_current_thread_one_it_runs_in_place() {
         assert_eq!(off_worker(|| 1), 1);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         assert_eq!(rt.block_on(async { off_worker(|| 2) }), 2);
     }
 }
