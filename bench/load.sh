@@ -30,7 +30,7 @@ out=bench/results/load.md
   echo
   echo "## 30 containers, one flooding its output for $FLOOD_SECS s"
   echo
-  echo "The flooder is a shell loop, one \`echo\` (one write) per numbered line, with journald's rate limit off for it (\`logging: {options: {rate-limit-burst: 0}}\`): the figure is the path from the container to the journal. journald reads the stream as fast as it can store it; the writer waits when it falls behind, so nothing is dropped."
+  echo "The flooder runs busybox \`seq\` a thousand numbers at a time until a flag file appears, with journald's rate limit off for it (\`logging: {options: {rate-limit-burst: 0}}\`): the figure is the path from the container to the journal. journald reads the stream as fast as it can store it; the writer waits when it falls behind, so nothing is dropped."
   echo
   echo "| what | value |"
   echo "|---|---|"

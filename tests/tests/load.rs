@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,9 @@ const FLOODER: &str = "flood";
 const CHECK_EVERY_S: u64 = 2;
 /// How often the API sampler asks berthd for `ps` (a `berth ps` every 50 ms).
 const API_EVERY: Duration = Duration::from_millis(50);
+
+/// The two tests measure: one at a time, even when the harness runs them in parallel.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -205,6 +208,7 @@ fn socket(a: &Agent) -> PathBuf {
 #[test]
 #[ignore = "needs root: boots systemd in namespaces, runs containers"]
 fn load_log_flood_loses_no_line_and_keeps_health_and_api() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let flood_s = env_or("BERTH_LOAD_FLOOD_SECS", 10);
     let a = Agent::start("load-flood").unwrap();
     a.start_berthd(true).unwrap();
@@ -236,16 +240,17 @@ fn load_log_flood_loses_no_line_and_keeps_health_and_api() {
     let api = api_sampler(socket(&a), stop.clone());
     let health = health_sampler(bundles, names.clone(), stop.clone());
     let ticks0 = usage(&a, &berthd_pid(&a)).0;
-    // Each `echo` is one write of one whole line, so the kill at the end cuts no line in two.
-    // journald's rate limit is off for the flooder (`rate-limit-burst: 0`): the test is about the
-    // path from the container to the journal, not the limit (tests/tests/agent_logging.rs).
+    // `seq` writes its lines in large buffered writes, a thousand numbers per run; the loop ends
+    // at a flag file, between two runs, so no line is cut in two at the end. journald's rate
+    // limit is off for the flooder (`rate-limit-burst: 0`): the test is about the path from the
+    // container to the journal (the limit: tests/tests/agent_logging.rs).
     a.write(
         FLOODER,
         &format!(
             "image_file: {IMAGE}\nnetwork_mode: none\nstop_signal: SIGKILL\n\
              logging: {{options: {{rate-limit-burst: 0}}}}\n\
-             command: [sh, -c, '(i=1; while :; do echo $i; i=$((i+1)); done) & p=$!; sleep {flood_s}; \
-             kill $p; wait $p; echo done; exec sleep 3600']\n"
+             command: [sh, -c, 'mkdir -p /tmp; (i=1; while [ ! -e /tmp/stop ]; do seq $i $((i+999)); \
+             i=$((i+1000)); done) & sleep {flood_s}; touch /tmp/stop; wait; echo done; exec sleep 3600']\n"
         ),
     );
     let unit = format!("berth-{FLOODER}.service");
@@ -253,10 +258,15 @@ fn load_log_flood_loses_no_line_and_keeps_health_and_api() {
     let flood_from = now_ms();
     let deadline = Duration::from_secs(flood_s * 4 + 120);
     while !messages(&a, &unit, Some(3)).iter().any(|l| l == "done") {
-        assert!(
-            t0.elapsed() < deadline,
-            "the flooder wrote no `done` in {deadline:?}"
-        );
+        if t0.elapsed() > deadline {
+            let kept = messages(&a, &unit, None);
+            panic!(
+                "the flooder's `done` is not in the journal after {deadline:?} (dropped by \
+                 journald?): {} lines kept, the last {:?}",
+                kept.len(),
+                kept.last()
+            );
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
     let flood_to = now_ms();
@@ -270,8 +280,7 @@ fn load_log_flood_loses_no_line_and_keeps_health_and_api() {
     let numbers: Vec<u64> = lines.iter().filter_map(|l| l.parse().ok()).collect();
     let others: Vec<&String> = lines
         .iter()
-        // The shell's note on the job it killed.
-        .filter(|l| l.parse::<u64>().is_err() && *l != "done" && *l != "Terminated")
+        .filter(|l| l.parse::<u64>().is_err() && *l != "done")
         .take(5)
         .collect();
     let n = numbers.len() as u64;
@@ -333,11 +342,13 @@ fn load_log_flood_loses_no_line_and_keeps_health_and_api() {
         );
     }
 
-    // berthd answered every request, with all 30 containers, within a bound a loaded 2-core CI
-    // machine keeps.
+    // berthd answered every request, listing the 29 until the flooder's first pass and all 30
+    // from then on, within a bound a loaded 2-core CI machine keeps.
     assert!(
-        counts.iter().all(|c| *c == HEALTHY + 1),
-        "ps did not always list 30: {counts:?}"
+        counts.windows(2).all(|w| w[0] <= w[1])
+            && counts.first() >= Some(&HEALTHY)
+            && counts.last() == Some(&(HEALTHY + 1)),
+        "ps did not list the 29, then all 30: {counts:?}"
     );
     let p99 = quantile_ms(&lat, 0.99);
     assert!(p99 < 1000.0, "berthd's ps p99 {p99:.1} ms during the flood");
@@ -382,6 +393,7 @@ fn limits(a: &Agent) -> Value {
 #[test]
 #[ignore = "needs root: boots systemd in namespaces, runs containers"]
 fn load_many_sleep_containers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let n = env_or("BERTH_LOAD_SLEEPERS", 60) as usize;
     let a = Agent::start("load-many").unwrap();
     a.start_berthd(true).unwrap();
