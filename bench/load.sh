@@ -9,7 +9,7 @@
 # Results in bench/results/load.md. Run as root: bench/load.sh (debug binaries, as the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLOOD_SECS=${FLOOD_SECS:-30}
+FLOOD_SECS=${FLOOD_SECS:-15}
 SLEEPERS=${SLEEPERS:-200}
 [ "$(id -u)" = 0 ] || { echo "bench/load.sh: run as root" >&2; exit 1; }
 scripts/setup.sh
