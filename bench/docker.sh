@@ -40,6 +40,7 @@ cleanup() {
     sd systemctl stop dockerd-bench >/dev/null 2>&1 || true
     nsenter -t "$PID" -a systemctl poweroff >/dev/null 2>&1 || true
     wait "$LAUNCHER" 2>/dev/null || true
+    rm -rf "${TB:?}/$NAME"
   fi
   rm -rf "$W"
 }
