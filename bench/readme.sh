@@ -10,7 +10,7 @@ grep -qxF "$begin" README.md && grep -qxF "$end" README.md ||
   { echo "bench/readme.sh: README.md lacks the bench results markers" >&2; exit 1; }
 body=$(mktemp)
 trap 'rm -f "$body"' EXIT
-for area in runtime image shim agent network; do
+for area in runtime image shim agent network load docker; do
   f=bench/results/$area.md
   [ -f "$f" ] || continue
   sed -e 's/^# /### /' -e 's/^## /#### /' "$f"

@@ -224,19 +224,11 @@ async fn hold<U: Units, I: Images>(
 
 /// The desired containers with `network_mode: container:<name>`.
 async fn network_joiners<U: Units, I: Images>(ctx: &Ctx<U, I>, name: &str) -> Vec<String> {
-    let Ok(names) = ctx.all_names().await else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = names
-        .into_iter()
-        .filter(|d| {
-            matches!(ctx.desired(d), Some(crate::spec::SpecFile { spec: Ok(s), .. })
-                if s.network_mode.container() == Some(name))
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    let dirs = [
+        ctx.settings.spec_dir.as_path(),
+        ctx.settings.api_spec_dir.as_path(),
+    ];
+    ctx.joins.joiners(&dirs, |n| ctx.spec_path(n), name)
 }
 
 /// Stops the containers on `name`'s namespace before `name` stops: they would lose their

@@ -24,6 +24,7 @@ pub mod decide;
 pub mod error;
 pub mod execute;
 pub mod files;
+pub mod joiners;
 pub mod status;
 pub mod unit;
 
@@ -194,6 +195,8 @@ pub struct Ctx<U, I> {
     pub restarts: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The host files each spec names for their contents, for berthd to watch.
     pub files: files::FileRefs,
+    /// Which containers join which one's network namespace, from the spec files.
+    pub joins: joiners::JoinIndex,
 }
 
 impl<U: Units, I: Images> Ctx<U, I> {
@@ -205,6 +208,7 @@ impl<U: Units, I: Images> Ctx<U, I> {
             board: Arc::new(Board::default()),
             restarts: Default::default(),
             files: Default::default(),
+            joins: Default::default(),
         }
     }
 
@@ -263,15 +267,16 @@ impl<U: Units, I: Images> Ctx<U, I> {
 
     /// The spec of `name`: its file in the spec dir, else an API-made one.
     pub fn desired(&self, name: &str) -> Option<SpecFile> {
-        for dir in [&self.settings.spec_dir, &self.settings.api_spec_dir] {
-            for ext in ["yaml", "yml"] {
-                let p = dir.join(format!("{name}.{ext}"));
-                if p.exists() {
-                    return Some(spec::load(&p));
-                }
-            }
-        }
-        None
+        self.spec_path(name).map(|p| spec::load(&p))
+    }
+
+    /// The spec file of `name`: the first of the spec directory's and then the API's
+    /// `NAME.yaml` and `NAME.yml`.
+    pub fn spec_path(&self, name: &str) -> Option<PathBuf> {
+        [&self.settings.spec_dir, &self.settings.api_spec_dir]
+            .into_iter()
+            .flat_map(|dir| ["yaml", "yml"].map(|ext| dir.join(format!("{name}.{ext}"))))
+            .find(|p| p.exists())
     }
 
     /// Every name that is desired or observed: the full relist.

@@ -250,10 +250,13 @@ impl UnitSpec {
             p.push(("SyslogIdentifier", Value::from(id.clone())));
         }
         if let Some(r) = self.log_rate_limit {
-            // An interval of 0 is journald's "no limit".
-            let interval = if r.is_off() { 0 } else { usec(r.interval) };
+            let (interval, burst) = if r.is_off() {
+                (usec(UNLIMITED_LOG_INTERVAL), UNLIMITED_LOG_BURST)
+            } else {
+                (usec(r.interval), r.burst)
+            };
             p.push(("LogRateLimitIntervalUSec", Value::from(interval)));
-            p.push(("LogRateLimitBurst", Value::from(r.burst)));
+            p.push(("LogRateLimitBurst", Value::from(burst)));
         }
         p
     }
@@ -264,6 +267,13 @@ impl UnitSpec {
 fn escape_exec_arg(arg: &str) -> String {
     arg.replace('%', "%%").replace('$', "$$")
 }
+
+/// "No rate limit" as a unit can say it. systemd exports a unit's `LogRateLimit*` to journald
+/// only when they are not 0, so a 0 gets journald's own default (about 35,000 lines kept of a
+/// flood), not "off". The largest burst instead: journald multiplies it by up to 48 (by free disk
+/// space) in an unsigned int, so a larger one would wrap to a small limit.
+const UNLIMITED_LOG_BURST: u32 = u32::MAX / 64;
+const UNLIMITED_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 fn usec(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -483,10 +493,13 @@ mod tests {
             interval: Duration::from_secs(30),
             burst: 0,
         });
+        // Not 0, which systemd would not pass on to journald (its default limit would apply).
+        let p = s.properties();
         assert_eq!(
-            find(&s.properties(), "LogRateLimitIntervalUSec"),
-            Some(&Value::U64(0))
+            find(&p, "LogRateLimitIntervalUSec"),
+            Some(&Value::U64(1_000_000))
         );
+        assert_eq!(find(&p, "LogRateLimitBurst"), Some(&Value::U32(67_108_863)));
     }
 
     #[test]
