@@ -318,10 +318,14 @@ async fn start<U: Units, I: Images>(
     // hash and adopts it instead of starting it twice.
     ctx.write_record(name, eff)?;
     tracing::info!(hash = %eff.hash, "starting");
-    ctx.units
-        .start(&unit)
-        .await
-        .map_err(ReconcileError::units(name))?;
+    if let Err(e) = ctx.units.start(&unit).await {
+        // A start systemd refused (its bus busy, the unit rejected) made no unit: the record
+        // must not make the next pass take the container for one that ran and finished.
+        if matches!(ctx.units.get(name).await, Ok(None)) {
+            ctx.forget_record(name);
+        }
+        return Err(ReconcileError::units(name)(e));
+    }
     let st = ctx.units.get(name).await.ok().flatten();
     ctx.board.update(name, |s| {
         // No unit: a job that already finished.

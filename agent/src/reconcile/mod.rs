@@ -347,6 +347,15 @@ impl<U: Units, I: Images> Ctx<U, I> {
         crate::fsutil::write_atomic(&p, &serde_json::to_vec(&r).unwrap_or_default()).map_err(err)
     }
 
+    /// Drops `name`'s record (a start that made no unit).
+    fn forget_record(&self, name: &str) {
+        if let Err(e) = std::fs::remove_file(self.record_path(name))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove the record of {name}: {e}");
+        }
+    }
+
     fn bundle_path(&self, name: &str) -> PathBuf {
         self.settings.bundle_dir.join(name)
     }

@@ -5,7 +5,7 @@ use super::fakes::{FakeImages, FakeUnits};
 use super::status::Phase;
 use super::*;
 use crate::spec::effective::Inputs;
-use crate::systemd::ActiveState;
+use crate::systemd::{ActiveState, SystemdError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -241,6 +241,27 @@ async fn finished_job_is_not_rerun() {
     assert_eq!(e.ctx.board.get("job").unwrap().phase, Phase::Exited);
     // A changed job runs again.
     e.write("job", "image: busybox\ncommand: [echo, bye]\n");
+    e.pass("job").await;
+    assert_eq!(e.calls(), vec!["start job", "start job"]);
+}
+
+#[tokio::test]
+async fn a_start_systemd_refused_is_tried_again_not_taken_for_a_finished_job() {
+    let e = env();
+    // The system bus refuses a call when a connection has too many pending replies.
+    e.ctx
+        .units
+        .failing_starts
+        .lock()
+        .unwrap()
+        .push(SystemdError::Call {
+            method: "StartTransientUnit",
+            object: "berth-job.service".into(),
+            source: zbus::Error::Failure("org.freedesktop.DBus.Error.LimitsExceeded".into()),
+        });
+    e.write("job", "image: busybox\ncommand: [echo, hi]\n");
+    assert!(reconcile(&e.ctx, "job").await.is_err());
+    assert!(e.ctx.record("job").is_none());
     e.pass("job").await;
     assert_eq!(e.calls(), vec!["start job", "start job"]);
 }
