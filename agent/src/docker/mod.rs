@@ -13,6 +13,8 @@ mod pull;
 mod system;
 mod version;
 
+#[cfg(feature = "fuzzing")]
+pub use create::spec_yaml_of;
 pub use error::DockerError;
 pub use version::{API_VERSION, MIN_API_VERSION};
 

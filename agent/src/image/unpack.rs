@@ -2,8 +2,10 @@
 //! lower, with OCI whiteouts turned into overlayfs ones. Runs in berthd and the CLI on a blocking
 //! thread. Layer tarballs are hostile input: every path is resolved inside the layer root with
 //! openat2(RESOLVE_IN_ROOT) and the last component is only ever touched with *at calls that do not
-//! follow symlinks, so no entry can write outside the root (`..` is refused outright).
+//! follow symlinks, so no entry can write outside the root (`..` is refused outright). How far a
+//! layer may expand is bounded by [`UnpackLimits`].
 
+use super::limits::{Exceeded, Meter, UnpackLimits};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{
@@ -35,6 +37,8 @@ pub enum UnpackError {
     Read(io::Error),
     #[error("creating layer directory {0}: {1}")]
     Create(PathBuf, io::Error),
+    #[error("{0}")]
+    Limit(Exceeded),
 }
 
 fn ent<'a>(path: &'a [u8], what: &'static str) -> impl FnOnce(Errno) -> UnpackError + 'a {
@@ -272,8 +276,25 @@ pub struct Unpacked {
     pub entries: u64,
 }
 
-/// Unpacks a layer stream into the existing, empty directory `dest`.
+/// Unpacks a layer stream into the existing, empty directory `dest`, within the default limits.
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
+    unpack_layer_with(reader, dest, &UnpackLimits::default())
+}
+
+/// Unpacks a layer stream into the existing, empty directory `dest`; past a limit it stops at
+/// once with [`UnpackError::Limit`], leaving what it wrote for the caller to remove.
+pub fn unpack_layer_with(
+    reader: impl Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+) -> Result<Unpacked, UnpackError> {
+    let meter = Meter::new(*limits);
+    unpack_metered(reader, dest, &meter)
+        .map_err(|e| meter.tripped().map(UnpackError::Limit).unwrap_or(e))
+}
+
+fn unpack_metered(reader: impl Read, dest: &Path, meter: &Meter) -> Result<Unpacked, UnpackError> {
+    let reader = meter.reader(reader, |c| &mut c.compressed);
     let mut br = BufReader::with_capacity(256 * 1024, reader);
     let head = br.fill_buf().map_err(UnpackError::Read)?;
     let dec: Box<dyn Read> = match detect(head) {
@@ -284,7 +305,7 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
         Compression::None => Box::new(br),
     };
     let mut hr = HashReader {
-        inner: dec,
+        inner: meter.reader(dec, |c| &mut c.expanded),
         hasher: Sha256::new(),
     };
     let root: OwnedFd = openat(
@@ -310,6 +331,19 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
             let comps = components(&path)?;
             let h = e.header();
             let kind = h.entry_type();
+            // Before any of it is written: a sparse file's holes count, though they take no space.
+            let size = match kind {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => e.size(),
+                _ => 0,
+            };
+            meter
+                .add(|c| {
+                    c.entries += 1;
+                    c.content += size;
+                })
+                .map_err(UnpackError::Limit)?;
             let mut meta = Meta {
                 // empty numeric fields (some writers) count as 0
                 uid: h.uid().unwrap_or(0),
