@@ -4,5 +4,6 @@
 pub mod agent;
 pub mod bundle;
 pub mod docker;
+pub mod layers;
 pub mod registry;
 pub mod systemd;

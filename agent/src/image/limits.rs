@@ -4,7 +4,7 @@
 //! unpacker's blocking thread; the decision is the pure [`UnpackLimits::exceeded`].
 
 use std::cell::Cell;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 
 /// The ratio is judged once this much has been expanded: a small layer of zeros or text may
@@ -145,6 +145,44 @@ impl Meter {
             meter: self.clone(),
             field,
         }
+    }
+}
+
+/// A buffered reader whose bytes count as the decompressor consumes them (not as they are read
+/// ahead), so that the ratio is judged on what was actually expanded.
+pub struct Consumed<R> {
+    inner: R,
+    meter: Meter,
+}
+
+impl Meter {
+    /// Counts what is consumed of `inner` as compressed bytes.
+    pub fn consumed<R: BufRead>(&self, inner: R) -> Consumed<R> {
+        Consumed {
+            inner,
+            meter: self.clone(),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Consumed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter
+            .add(|c| c.compressed += n as u64)
+            .map_err(io::Error::other)?;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Consumed<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        // a limit past here is reported by the next read of the expanded stream
+        let _ = self.meter.add(|c| c.compressed += n as u64);
     }
 }
 

@@ -294,8 +294,7 @@ pub fn unpack_layer_with(
 }
 
 fn unpack_metered(reader: impl Read, dest: &Path, meter: &Meter) -> Result<Unpacked, UnpackError> {
-    let reader = meter.reader(reader, |c| &mut c.compressed);
-    let mut br = BufReader::with_capacity(256 * 1024, reader);
+    let mut br = meter.consumed(BufReader::with_capacity(256 * 1024, reader));
     let head = br.fill_buf().map_err(UnpackError::Read)?;
     let dec: Box<dyn Read> = match detect(head) {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
@@ -369,6 +368,9 @@ fn unpack_metered(reader: impl Read, dest: &Path, meter: &Meter) -> Result<Unpac
                         "uid" => meta.uid = num().unwrap_or(meta.uid as i64) as u64,
                         "gid" => meta.gid = num().unwrap_or(meta.gid as i64) as u64,
                         "mtime" => meta.mtime = num().unwrap_or(meta.mtime),
+                        // overlayfs's own metadata (redirects, metacopy, opaque) would let a
+                        // layer steer the overlay: only whiteout translation here sets it
+                        k if k.starts_with("SCHILY.xattr.trusted.overlay.") => {}
                         k if k.starts_with("SCHILY.xattr.") => meta
                             .xattrs
                             .push((k["SCHILY.xattr.".len()..].to_string(), v.to_vec())),
@@ -393,6 +395,12 @@ fn unpack_metered(reader: impl Read, dest: &Path, meter: &Meter) -> Result<Unpac
                 } else if name_b.starts_with(b".wh..wh.") {
                     // aufs metadata (hard-link store): nothing to do for overlayfs
                 } else {
+                    // `.wh...` would remove the root's parent, `.wh..` the directory itself
+                    if matches!(&name_b[4..], b"" | b"." | b"..") {
+                        return Err(UnpackError::Escape {
+                            path: String::from_utf8_lossy(&path).into_owned(),
+                        });
+                    }
                     let target = OsStr::from_bytes(&name_b[4..]);
                     remove_at(&parent_fd, target).map_err(ent(&path, "replacing"))?;
                     mknodat(&parent_fd, target, SFlag::S_IFCHR, Mode::empty(), 0)
