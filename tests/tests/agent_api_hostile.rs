@@ -68,15 +68,28 @@ fn agent_api_sockets_refuse_strangers_and_survive_bad_requests() {
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            "python3",
+            // Debian's, not one under /root that nobody may run
+            "/usr/bin/python3",
             "-c",
             script,
         ])
         .unwrap()
     };
-    let probe = "import socket\ns = socket.socket(socket.AF_UNIX)\n\
-                 try:\n    s.connect('/run/berth/berthd.sock')\nexcept OSError as e:\n    print('refused', e.errno); raise SystemExit\n\
-                 s.sendall(b'{\"op\":\"ps\"}\\n'); print(s.makefile().readline().strip())";
+    let probe = r#"
+import socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect('/run/berth/berthd.sock')
+except OSError as e:
+    print('refused', e.errno)
+    raise SystemExit
+f = s.makefile()
+try:
+    s.sendall(b'{"op":"ps"}\n')
+except OSError:
+    pass
+print(f.readline().strip())
+"#;
     let out = as_nobody(probe);
     let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(
@@ -85,7 +98,8 @@ fn agent_api_sockets_refuse_strangers_and_survive_bad_requests() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // ... and, were the mode opened up, by the peer's credentials
+    // ... and, were the mode opened up, by the peer's credentials (answered at once, unread: the
+    // client's write may find the connection closed)
     std::fs::set_permissions(&native, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = as_nobody(probe);
     std::fs::set_permissions(&native, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -103,7 +117,7 @@ fn agent_api_sockets_refuse_strangers_and_survive_bad_requests() {
         b"\xff\xfe\xfd\n",
         b"{\"op\":\"no_such_op\"}\n",
         b"{\"op\":\"status\"}\n",
-        b"{\"op\":\"ps\",\"extra\":1}\n",
+        b"{\"op\":\"status\",\"name\":\"x\",\"extra\":1}\n",
         b"[]\n",
         b"\n",
     ] {
@@ -192,8 +206,12 @@ fn agent_api_sockets_refuse_strangers_and_survive_bad_requests() {
         ("wrong types", b"{\"Image\": 3, \"Cmd\": \"x\"}"),
         ("not UTF-8", b"\xff\xfe"),
     ] {
+        // axum's JSON extractor: 400 for syntax, 422 for a well-formed body of the wrong shape
         let st = create(body);
-        assert!(st.starts_with("HTTP/1.1 400"), "{what}: {st:?}");
+        assert!(
+            st.starts_with("HTTP/1.1 400") || st.starts_with("HTTP/1.1 422"),
+            "{what}: {st:?}"
+        );
     }
     let huge = vec![b' '; 100 << 20];
     let st = create(&huge);
