@@ -106,7 +106,7 @@ t.addfile(i)
     assert_eq!(mode("sgiddir"), 0o2775, "setgid directory kept");
     assert_eq!(std::fs::metadata(root.join("sgid")).unwrap().gid(), 50);
     let x = |p: &str, k: &str| {
-        berth_agent::image::sys::fgetxattr(&std::fs::File::open(root.join(p)).unwrap(), k).unwrap()
+        berth_agent::image::sys::fgetxattr(std::fs::File::open(root.join(p)).unwrap(), k).unwrap()
     };
     assert_eq!(
         x("caps", "security.capability").map(|v| v.len()),
