@@ -31,3 +31,8 @@ if [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry.service containerd.service >/dev/null 2>&1 || true
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+# The bounded fuzz run of CI (scripts/fuzz.sh): a nightly toolchain and cargo-fuzz (libFuzzer).
+if [ "${CI:-}" = true ] || [ -n "${BERTH_FUZZ:-}" ]; then
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+fi

@@ -22,3 +22,8 @@ echo "== tests (unit and integration, including those that need root)" >&2
 # Integration tests are marked #[ignore = "needs root …"] so a plain `cargo test` as a user stays
 # green; here they all run.
 cargo test --workspace --locked --no-fail-fast -- --include-ignored "$@"
+# A bounded fuzz run in CI (every target from its committed corpus; scripts/fuzz.sh for longer).
+if [ "${CI:-}" = true ]; then
+  echo "== fuzz (${FUZZ_SECONDS:-20}s per target)" >&2
+  scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi

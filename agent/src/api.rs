@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 /// Longest request line accepted (specs travel inside `apply`).
@@ -175,6 +175,49 @@ pub enum ApiError {
     Remote { kind: ErrorKind, message: String },
 }
 
+/// Decodes one request line (its newline stripped or not); a bad one gets this error answer.
+pub fn decode_request(line: &[u8]) -> Result<Request, Response> {
+    serde_json::from_slice(line)
+        .map_err(|e| Response::err(ErrorKind::Invalid, format!("bad request: {e}")))
+}
+
+/// What [`read_request_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A whole line is in the buffer (without its newline).
+    Line,
+    /// The client closed the connection (a last line without newline is dropped).
+    Closed,
+    /// The line is longer than [`MAX_LINE`]: answer and close, the rest is never read.
+    TooLong,
+}
+
+/// Reads one request line into `buf`, never holding more than [`MAX_LINE`] bytes of it.
+pub async fn read_request_line(
+    r: &mut (impl AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Line> {
+    buf.clear();
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(Line::Closed);
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if buf.len() + take > MAX_LINE {
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(&chunk[..take]);
+        r.consume(take + usize::from(done));
+        if done {
+            return Ok(Line::Line);
+        }
+    }
+}
+
 /// A connection to berthd.
 pub struct Client {
     reader: BufReader<tokio::net::unix::OwnedReadHalf>,
@@ -231,6 +274,41 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn request_lines_are_bounded() {
+        let big = vec![b'x'; MAX_LINE + 1];
+        let mut input: Vec<u8> = b"{\"op\":\"ps\"}\n".to_vec();
+        input.extend_from_slice(&big);
+        input.push(b'\n');
+        let mut r = BufReader::with_capacity(4096, &input[..]);
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_request_line(&mut r, &mut buf).await.unwrap(),
+            Line::Line
+        );
+        assert_eq!(decode_request(&buf), Ok(Request::Ps));
+        assert_eq!(
+            read_request_line(&mut r, &mut buf).await.unwrap(),
+            Line::TooLong
+        );
+        assert!(buf.len() <= MAX_LINE);
+        let mut r = BufReader::new(&b"{\"op\":\"ps\"}"[..]);
+        assert_eq!(
+            read_request_line(&mut r, &mut buf).await.unwrap(),
+            Line::Closed
+        );
+        // not UTF-8, not JSON, unknown op: an answer each, never a closed connection
+        for bad in [&b"\xff\xfe"[..], b"{", b"{\"op\":\"nope\"}", b""] {
+            assert!(matches!(
+                decode_request(bad),
+                Err(Response::Error {
+                    kind: ErrorKind::Invalid,
+                    ..
+                })
+            ));
+        }
+    }
 
     #[test]
     fn wire_format() {

@@ -45,6 +45,53 @@ pub struct Config {
     pub file: PathBuf,
     /// The optional Docker Engine API socket.
     pub docker: DockerSettings,
+    /// The image store: how far a layer may expand while it is unpacked.
+    pub image: ImageSettings,
+}
+
+/// Limits on unpacking one layer (an image is hostile input): past one, the pull stops with an
+/// error naming the layer, the limit and this setting. See [`crate::image::limits`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageSettings {
+    /// Uncompressed size of a layer (its tar stream, and its files with sparse holes counted).
+    pub max_layer_size: crate::spec::ByteSize,
+    /// Uncompressed bytes per compressed byte (judged past the first 64 MiB).
+    pub max_expansion_ratio: u64,
+    /// Entries (files, directories, links) in one layer.
+    pub max_entries: u64,
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        let l = crate::image::limits::UnpackLimits::default();
+        ImageSettings {
+            max_layer_size: crate::spec::ByteSize(l.max_layer_size),
+            max_expansion_ratio: l.max_expansion_ratio,
+            max_entries: l.max_entries,
+        }
+    }
+}
+
+impl ImageSettings {
+    pub fn unpack_limits(&self) -> crate::image::limits::UnpackLimits {
+        crate::image::limits::UnpackLimits {
+            max_layer_size: self.max_layer_size.0,
+            max_expansion_ratio: self.max_expansion_ratio,
+            max_entries: self.max_entries,
+        }
+    }
+
+    /// A limit that would refuse every layer is a mistake in the file.
+    fn check(&self) -> Result<(), String> {
+        if self.max_expansion_ratio < 2 {
+            return Err("image.max_expansion_ratio: must be at least 2 (tar headers alone expand 1:1 and more)".into());
+        }
+        if self.max_entries == 0 {
+            return Err("image.max_entries: must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// The Docker-compatible API: off unless enabled; a unix socket of mode 0660 owned by `group`.
@@ -169,6 +216,7 @@ impl Default for Config {
             network_dir: None,
             file: DEFAULT_CONFIG.into(),
             docker: DockerSettings::default(),
+            image: ImageSettings::default(),
         }
     }
 }
@@ -219,6 +267,10 @@ impl Config {
         berth_proto::network::parse_subnet(&c.network.pool).map_err(|m| ConfigError::Parse {
             path: path.into(),
             message: format!("network.pool: {m}"),
+        })?;
+        c.image.check().map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
         })?;
         c.file = path.into();
         Ok(c)
@@ -366,6 +418,31 @@ mod tests {
         assert_eq!(r.backoff, crate::image::RetryPolicy::default().backoff);
         std::fs::write(&p, "registries: {retry: {idle: 90s}}\n").unwrap();
         assert!(Config::load(&p).is_err());
+        std::fs::write(
+            &p,
+            "image: {max_layer_size: 2G, max_expansion_ratio: 50, max_entries: 1000}\n",
+        )
+        .unwrap();
+        let l = Config::load(&p).unwrap().image.unpack_limits();
+        assert_eq!(
+            (l.max_layer_size, l.max_expansion_ratio, l.max_entries),
+            (2 << 30, 50, 1000)
+        );
+        for (bad, key) in [
+            ("image: {max_layer_size: 0}", "max_layer_size"),
+            ("image: {max_layer_size: 12Q}", "max_layer_size"),
+            (
+                "image: {max_expansion_ratio: 1}",
+                "image.max_expansion_ratio",
+            ),
+            ("image: {max_entries: 0}", "image.max_entries"),
+            ("image: {max_entries: -1}", "max_entries"),
+            ("image: {max_layers: 3}", "max_layers"),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = Config::load(&p).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
         std::fs::write(&p, "spec_dirs: /x\n").unwrap();
         assert!(Config::load(&p).is_err());
         assert!(Config::load(&d.path().join("missing.yaml")).is_err());

@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     ) {
         tracing::info!("removed {}, left by an interrupted write", p.display());
     }
-    let store = Store::open(&cfg.state_dir, cfg.registry_config())?;
+    let store = Store::open_with_limits(
+        &cfg.state_dir,
+        cfg.registry_config(),
+        cfg.image.unpack_limits(),
+    )?;
     let mut systemd = Systemd::connect(bus_target(&cfg.systemd))
         .await
         .map_err(|e| DaemonError::Systemd(Box::new(e)))?;
@@ -507,15 +511,26 @@ async fn serve(l: tokio::net::UnixListener, shared: Arc<Shared>) {
                 return;
             }
             let (r, mut w) = s.into_split();
-            let mut lines = BufReader::new(r).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let resp = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => handle(&shared, req).await,
-                    Err(e) => Response::err(ErrorKind::Invalid, format!("bad request: {e}")),
+            let (mut r, mut line) = (BufReader::new(r), Vec::new());
+            loop {
+                let (resp, last) = match crate::api::read_request_line(&mut r, &mut line).await {
+                    Ok(crate::api::Line::Line) => match crate::api::decode_request(&line) {
+                        Ok(req) => (handle(&shared, req).await, false),
+                        Err(bad) => (bad, false),
+                    },
+                    // The rest of the line is never read: answered, then closed.
+                    Ok(crate::api::Line::TooLong) => (
+                        Response::err(
+                            ErrorKind::Invalid,
+                            format!("request longer than {} bytes", crate::api::MAX_LINE),
+                        ),
+                        true,
+                    ),
+                    Ok(crate::api::Line::Closed) | Err(_) => return,
                 };
                 let mut out = serde_json::to_vec(&resp).unwrap_or_default();
                 out.push(b'\n');
-                if w.write_all(&out).await.is_err() {
+                if w.write_all(&out).await.is_err() || last {
                     return;
                 }
             }

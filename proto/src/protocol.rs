@@ -46,6 +46,11 @@ pub enum Request {
     Health,
 }
 
+/// Decodes one request line (the shim's reading of what a client sent).
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {

@@ -6,5 +6,6 @@ pub mod bundle;
 pub mod docker;
 pub mod fault_proxy;
 pub mod inventory;
+pub mod layers;
 pub mod registry;
 pub mod systemd;

@@ -2,108 +2,11 @@
 //! root, and whiteouts, opaque dirs, owners, modes, xattrs, hard links, devices and sparse files come
 //! out as overlayfs expects (checked by mounting an overlay). Tarballs are crafted with Python's tarfile.
 
-use berth_agent::image::unpack::{UnpackError, unpack_layer};
+use berth_agent::image::unpack::unpack_layer;
+use berth_tests::layers::{Case, tar};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
-
-/// Builds a tar at `out` from a Python snippet that adds members to `t` (helpers: `reg`, `sym`, `hard`, `dir_`).
-fn tar(out: &Path, body: &str) {
-    let script = format!(
-        r#"
-import tarfile, io, sys
-t = tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT)
-def reg(name, data=b'x', **kw):
-    i = tarfile.TarInfo(name); i.size = len(data)
-    for k, v in kw.items(): setattr(i, k, v)
-    t.addfile(i, io.BytesIO(data))
-def sym(name, target):
-    i = tarfile.TarInfo(name); i.type = tarfile.SYMTYPE; i.linkname = target; t.addfile(i)
-def hard(name, target):
-    i = tarfile.TarInfo(name); i.type = tarfile.LNKTYPE; i.linkname = target; t.addfile(i)
-def dir_(name, **kw):
-    i = tarfile.TarInfo(name); i.type = tarfile.DIRTYPE; i.mode = 0o755
-    for k, v in kw.items(): setattr(i, k, v)
-    t.addfile(i)
-{body}
-t.close()
-"#
-    );
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-struct Case {
-    t: tempfile::TempDir,
-}
-
-impl Case {
-    fn new() -> Case {
-        let t = tempfile::Builder::new()
-            .prefix("berth-unpack-")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir(t.path().join("root")).unwrap();
-        std::fs::create_dir(t.path().join("outside")).unwrap();
-        std::fs::write(t.path().join("outside/secret"), "secret").unwrap();
-        Case { t }
-    }
-    fn outside(&self) -> String {
-        self.t.path().join("outside").display().to_string()
-    }
-    fn run(&self, body: &str) -> Result<(), UnpackError> {
-        let body = body.replace("OUTSIDE", &self.outside());
-        let p = self.t.path().join("layer.tar");
-        tar(&p, &body);
-        unpack_layer(
-            std::fs::File::open(&p).unwrap(),
-            &self.t.path().join("root"),
-        )
-        .map(|_| ())
-    }
-    /// Nothing outside the root changed.
-    fn assert_contained(&self, what: &str) {
-        let names: Vec<String> = std::fs::read_dir(self.t.path().join("outside"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            vec!["secret".to_string()],
-            "{what}: something was written outside the layer root"
-        );
-        let m = std::fs::metadata(self.t.path().join("outside/secret")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(self.t.path().join("outside/secret")).unwrap(),
-            "secret",
-            "{what}"
-        );
-        assert_eq!(
-            m.nlink(),
-            1,
-            "{what}: a hard link to a file outside the root was made"
-        );
-        let tnames: Vec<String> = std::fs::read_dir(self.t.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            tnames
-                .iter()
-                .all(|n| ["root", "outside", "layer.tar"].contains(&n.as_str())),
-            "{what}: {tnames:?}"
-        );
-    }
-}
 
 #[test]
 #[ignore = "needs root: chown and device nodes while unpacking"]

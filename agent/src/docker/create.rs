@@ -137,6 +137,15 @@ fn refused(prefix: &str, other: &BTreeMap<String, Value>) -> Option<String> {
         .next()
 }
 
+/// A create request's body as the spec YAML berthd is asked to apply: the JSON decoding the
+/// handler's extractor does, then [`spec_of`] (the fuzz targets' entry into this module).
+#[cfg(feature = "fuzzing")]
+pub fn spec_yaml_of(body: &[u8]) -> Result<String, DockerError> {
+    let b: CreateBody =
+        serde_json::from_slice(body).map_err(|e| DockerError::BadRequest(e.to_string()))?;
+    serde_norway::to_string(&spec_of(&b)?).map_err(|e| DockerError::Internal(e.to_string()))
+}
+
 /// The berth spec (as the keys of a spec file) for a create request.
 pub fn spec_of(b: &CreateBody) -> Result<Value, DockerError> {
     let unsupported = |f: String| {

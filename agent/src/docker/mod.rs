@@ -27,6 +27,8 @@ mod system;
 mod version;
 mod volumes;
 
+#[cfg(feature = "fuzzing")]
+pub use create::spec_yaml_of;
 pub use error::DockerError;
 pub use version::{API_VERSION, MIN_API_VERSION};
 

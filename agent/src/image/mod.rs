@@ -19,6 +19,7 @@ pub mod check;
 pub mod credhelper;
 mod gc;
 pub mod import;
+pub mod limits;
 pub mod manifest;
 mod names;
 pub mod pull;
@@ -241,6 +242,8 @@ pub(crate) struct Inner {
     pub(crate) clients: Mutex<HashMap<String, oci_client::Client>>,
     pub(crate) inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) seq: AtomicU64,
+    /// How far a layer may expand while unpacked.
+    pub(crate) limits: limits::UnpackLimits,
 }
 
 /// The image store. Cheap to clone; share one per process.
@@ -272,8 +275,17 @@ fn valid_container_id(id: &str) -> bool {
 }
 
 impl Store {
-    /// Opens (creating when needed) the store at `root`.
+    /// Opens (creating when needed) the store at `root`, with the default unpack limits.
     pub fn open(root: impl Into<PathBuf>, registry: RegistryConfig) -> Result<Store> {
+        Store::open_with_limits(root, registry, limits::UnpackLimits::default())
+    }
+
+    /// Opens (creating when needed) the store at `root`; layers are unpacked within `limits`.
+    pub fn open_with_limits(
+        root: impl Into<PathBuf>,
+        registry: RegistryConfig,
+        limits: limits::UnpackLimits,
+    ) -> Result<Store> {
         let root = root.into();
         for d in ["blobs/sha256", "ingest", "layers", "containers", "imports"] {
             let p = root.join(d);
@@ -294,6 +306,7 @@ impl Store {
                 clients: Mutex::new(HashMap::new()),
                 inflight: Mutex::new(HashMap::new()),
                 seq: AtomicU64::new(0),
+                limits,
             }),
         })
     }

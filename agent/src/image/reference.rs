@@ -33,6 +33,13 @@ impl ImageRef {
                 e => e.to_string(),
             })
         })?;
+        // A first component without `.` or `:` is a Docker Hub path, and paths are lowercase
+        // (oci-client takes `UPPER/x` as a registry named UPPER, then shows it as Docker Hub's).
+        if r.repository().chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(bad(
+                "invalid reference format (repository names are lowercase)".into(),
+            ));
+        }
         // The store names blobs by sha256 (lowercase hex, as digests are written).
         if let Some(d) = r.digest()
             && crate::image::manifest::digest_hex(d).is_none()
@@ -127,6 +134,20 @@ mod tests {
 
     fn n(s: &str) -> String {
         ImageRef::parse(s).unwrap().to_string()
+    }
+
+    /// Found by the `image_ref` fuzz target: accepted, then shown as a reference that does not
+    /// parse.
+    #[test]
+    fn uppercase_first_component_is_refused() {
+        for r in ["UPPER/case", "Foo/bar:1", "docker.io/Library/busybox"] {
+            let e = ImageRef::parse(r).unwrap_err().to_string();
+            assert!(e.contains("lowercase"), "{r}: {e}");
+        }
+        assert!(
+            ImageRef::parse("Example.COM/a/b").is_ok(),
+            "a registry host may be any case"
+        );
     }
 
     #[test]

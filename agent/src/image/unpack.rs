@@ -2,8 +2,10 @@
 //! lower, with OCI whiteouts turned into overlayfs ones. Runs in berthd and the CLI on a blocking
 //! thread. Layer tarballs are hostile input: every path is resolved inside the layer root with
 //! openat2(RESOLVE_IN_ROOT) and the last component is only ever touched with *at calls that do not
-//! follow symlinks, so no entry can write outside the root (`..` is refused outright).
+//! follow symlinks, so no entry can write outside the root (`..` is refused outright). How far a
+//! layer may expand is bounded by [`UnpackLimits`].
 
+use super::limits::{Exceeded, Meter, UnpackLimits};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{
@@ -35,6 +37,8 @@ pub enum UnpackError {
     Read(io::Error),
     #[error("creating layer directory {0}: {1}")]
     Create(PathBuf, io::Error),
+    #[error("{0}")]
+    Limit(Exceeded),
 }
 
 fn ent<'a>(path: &'a [u8], what: &'static str) -> impl FnOnce(Errno) -> UnpackError + 'a {
@@ -293,8 +297,18 @@ impl Extract {
     };
 }
 
-/// Unpacks a layer stream into the existing, empty directory `dest`.
+/// Unpacks a layer stream into the existing, empty directory `dest`, within the default limits.
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
+    unpack_layer_with(reader, dest, &UnpackLimits::default())
+}
+
+/// Unpacks a layer stream into the existing, empty directory `dest`; past a limit it stops at
+/// once with [`UnpackError::Limit`], leaving what it wrote for the caller to remove.
+pub fn unpack_layer_with(
+    reader: impl Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+) -> Result<Unpacked, UnpackError> {
     let root: OwnedFd = openat(
         nix::fcntl::AT_FDCWD,
         dest,
@@ -302,12 +316,33 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
         Mode::empty(),
     )
     .map_err(|e| UnpackError::Create(dest.to_path_buf(), e.into()))?;
-    unpack_at(reader, &root, Extract::LAYER)
+    unpack_at_with(reader, &root, Extract::LAYER, limits)
 }
 
-/// Unpacks a tar stream under the directory `root`; no entry can leave it.
+/// Unpacks a tar stream under the directory `root`, within the default limits; no entry can
+/// leave it.
 pub fn unpack_at(reader: impl Read, root: &OwnedFd, how: Extract) -> Result<Unpacked, UnpackError> {
-    let mut br = BufReader::with_capacity(256 * 1024, reader);
+    unpack_at_with(reader, root, how, &UnpackLimits::default())
+}
+
+fn unpack_at_with(
+    reader: impl Read,
+    root: &OwnedFd,
+    how: Extract,
+    limits: &UnpackLimits,
+) -> Result<Unpacked, UnpackError> {
+    let meter = Meter::new(*limits);
+    unpack_metered(reader, root, how, &meter)
+        .map_err(|e| meter.tripped().map(UnpackError::Limit).unwrap_or(e))
+}
+
+fn unpack_metered(
+    reader: impl Read,
+    root: &OwnedFd,
+    how: Extract,
+    meter: &Meter,
+) -> Result<Unpacked, UnpackError> {
+    let mut br = meter.consumed(BufReader::with_capacity(256 * 1024, reader));
     let head = br.fill_buf().map_err(UnpackError::Read)?;
     let dec: Box<dyn Read> = match detect(head) {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
@@ -317,7 +352,7 @@ pub fn unpack_at(reader: impl Read, root: &OwnedFd, how: Extract) -> Result<Unpa
         Compression::None => Box::new(br),
     };
     let mut hr = HashReader {
-        inner: dec,
+        inner: meter.reader(dec, |c| &mut c.expanded),
         hasher: Sha256::new(),
     };
     let root = root.try_clone().map_err(UnpackError::Read)?;
@@ -337,6 +372,19 @@ pub fn unpack_at(reader: impl Read, root: &OwnedFd, how: Extract) -> Result<Unpa
             let comps = components(&path)?;
             let h = e.header();
             let kind = h.entry_type();
+            // Before any of it is written: a sparse file's holes count, though they take no space.
+            let size = match kind {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => e.size(),
+                _ => 0,
+            };
+            meter
+                .add(|c| {
+                    c.entries += 1;
+                    c.content += size;
+                })
+                .map_err(UnpackError::Limit)?;
             let mut meta = Meta {
                 // empty numeric fields (some writers) count as 0
                 uid: h.uid().unwrap_or(0),
@@ -362,6 +410,9 @@ pub fn unpack_at(reader: impl Read, root: &OwnedFd, how: Extract) -> Result<Unpa
                         "uid" => meta.uid = num().unwrap_or(meta.uid as i64) as u64,
                         "gid" => meta.gid = num().unwrap_or(meta.gid as i64) as u64,
                         "mtime" => meta.mtime = num().unwrap_or(meta.mtime),
+                        // overlayfs's own metadata (redirects, metacopy, opaque) would let a
+                        // layer steer the overlay: only whiteout translation here sets it
+                        k if k.starts_with("SCHILY.xattr.trusted.overlay.") => {}
                         k if k.starts_with("SCHILY.xattr.") => meta
                             .xattrs
                             .push((k["SCHILY.xattr.".len()..].to_string(), v.to_vec())),
@@ -392,6 +443,12 @@ pub fn unpack_at(reader: impl Read, root: &OwnedFd, how: Extract) -> Result<Unpa
                 } else if name_b.starts_with(b".wh..wh.") {
                     // aufs metadata (hard-link store): nothing to do for overlayfs
                 } else {
+                    // `.wh...` would remove the root's parent, `.wh..` the directory itself
+                    if matches!(&name_b[4..], b"" | b"." | b"..") {
+                        return Err(UnpackError::Escape {
+                            path: String::from_utf8_lossy(&path).into_owned(),
+                        });
+                    }
                     let target = OsStr::from_bytes(&name_b[4..]);
                     remove_at(&parent_fd, target).map_err(ent(&path, "replacing"))?;
                     mknodat(&parent_fd, target, SFlag::S_IFCHR, Mode::empty(), 0)

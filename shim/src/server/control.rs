@@ -6,7 +6,7 @@
 use super::*;
 use berth_proto::CONSOLE_SOCKET_FILE;
 use berth_proto::protocol::{
-    ExecRequest, MAX_REQUEST, Request, ShimState, recv_with_fds, send_line,
+    ExecRequest, MAX_REQUEST, Request, ShimState, decode_request, recv_with_fds, send_line,
 };
 use berth_runtime::ExecOptions;
 use nix::sys::socket::{MsgFlags, send};
@@ -133,9 +133,9 @@ impl Shim {
         while let Some(nl) = self.clients[i].inbuf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.clients[i].inbuf.drain(..=nl).collect();
             let fds = std::mem::take(&mut self.clients[i].fds);
-            let resp = match serde_json::from_slice::<Request>(&line) {
+            let resp = match decode_request(&line) {
                 Ok(req) => self.handle(i, req, fds),
-                Err(e) => Err(ShimError::Request(format!("bad request: {e}"))),
+                Err(e) => Err(ShimError::Request(e)),
             };
             let (resp, fd) = match resp {
                 Ok(r) => r,

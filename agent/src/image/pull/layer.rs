@@ -90,6 +90,7 @@ impl Store {
         let (utx, unpack_task) = if stream_unpack {
             let (utx, urx) = std::sync::mpsc::sync_channel::<Msg>(256);
             let (s, chain) = (self.clone(), unpack.as_ref().expect("unpack").1.clone());
+            let digest = desc.digest().to_string();
             let t = tokio::task::spawn_blocking(move || {
                 s.unpack_to_tmp(
                     ChannelReader {
@@ -97,6 +98,7 @@ impl Store {
                         cur: Bytes::new(),
                         done: false,
                     },
+                    &digest,
                     &chain,
                 )
             });
@@ -262,20 +264,26 @@ impl Store {
         Ok(())
     }
 
-    /// Unpacks into `layers/.tmp-…`; the caller commits after checking the diff id.
-    fn unpack_to_tmp(&self, reader: impl Read, chain: &str) -> Result<(PathBuf, Unpacked)> {
+    /// Unpacks the blob `digest` into `layers/.tmp-…` within the store's limits, removing what
+    /// it wrote on failure; the caller commits after checking the diff id.
+    fn unpack_to_tmp(
+        &self,
+        reader: impl Read,
+        digest: &str,
+        chain: &str,
+    ) -> Result<(PathBuf, Unpacked)> {
         let tmp = self
             .inner
             .root
             .join("layers")
             .join(self.tmp_name(&format!(".tmp-{}", &digest_hex(chain).unwrap_or("x")[..12])));
         fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
-        match unpack_layer(reader, &tmp) {
+        match unpack_layer_with(reader, &tmp, &self.inner.limits) {
             Ok(u) => Ok((tmp, u)),
             Err(source) => {
                 let _ = fs::remove_dir_all(&tmp);
                 Err(Error::Unpack {
-                    digest: chain.to_string(),
+                    digest: digest.to_string(),
                     source,
                 })
             }
@@ -291,10 +299,10 @@ impl Store {
     ) -> Result<()> {
         let s = self.clone();
         let blob = self.blob_path(desc.digest().as_ref())?;
-        let ch = chain.clone();
+        let (ch, digest) = (chain.clone(), desc.digest().to_string());
         let (tmp, u) = tokio::task::spawn_blocking(move || {
             let f = File::open(&blob).map_err(io_err("opening blob", &blob))?;
-            s.unpack_to_tmp(f, &ch)
+            s.unpack_to_tmp(f, &digest, &ch)
         })
         .await
         .expect("unpack task")?;

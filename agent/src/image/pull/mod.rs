@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::manifest::{self, Descriptor, Document, Platform, digest_hex, parse_document};
 use super::registry::{Credentials, Secret, chain, map_err};
 use super::retry::RetryPolicy;
-use super::unpack::{Unpacked, unpack_layer};
+use super::unpack::{Unpacked, unpack_layer_with};
 use super::{Error, Image, ImageRef, Result, Store, io_err};
 
 /// Where a pull is.
