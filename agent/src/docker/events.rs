@@ -6,10 +6,9 @@ use super::containers::parse_filters;
 use super::{DockerError, Shared, call};
 use crate::api::Request;
 use crate::events::{Event, Kind};
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -161,7 +160,7 @@ pub async fn events(
     let since = opt_nanos(&q.since)?;
     let until = opt_nanos(&q.until)?;
     let (history, mut rx) = b.events().subscribe();
-    let (tx, mut out) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let mut cache = HashMap::new();
         let in_range = |e: &Event| {
@@ -199,19 +198,13 @@ pub async fn events(
             }
         }
     });
-    let body = futures_util::stream::poll_fn(move |cx| {
-        out.poll_recv(cx).map(|o| o.map(Ok::<_, std::io::Error>))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok(super::json_stream(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
 
     #[test]
     fn times_in_nanoseconds() {

@@ -206,6 +206,20 @@ fn router(backend: Shared) -> Router {
         .with_state(backend)
 }
 
+/// A streamed JSON answer (pull progress, events, stats): each message one chunk, in order, until
+/// every sender is gone.
+fn json_stream(rx: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests;
 

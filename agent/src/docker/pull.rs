@@ -6,10 +6,9 @@ use super::images::shown;
 use super::{DockerError, Shared, call};
 use crate::api::{Request, Response};
 use crate::image::{ImageRef, LayerPhase, Progress, Secret};
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -221,14 +220,7 @@ pub async fn create(
             let _ = tx.send(bytes(&l)).await;
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(super::json_stream(rx))
 }
 
 #[cfg(test)]

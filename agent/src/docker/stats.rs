@@ -9,9 +9,8 @@ use super::containers::container_id;
 use super::lifecycle::find;
 use super::{DockerError, Shared, call};
 use crate::api::Request;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -302,7 +301,7 @@ pub async fn stats(
         };
         return Ok(axum::Json(v).into_response());
     }
-    let (tx, mut out) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(2);
     tokio::spawn(async move {
         let mut prev: Option<Value> = None;
         let mut cur = first;
@@ -320,14 +319,7 @@ pub async fn stats(
             prev = Some(std::mem::replace(&mut cur, next));
         }
     });
-    let body = futures_util::stream::poll_fn(move |cx| {
-        out.poll_recv(cx).map(|o| o.map(Ok::<_, std::io::Error>))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok(super::json_stream(out))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! the CLI (async).
 
 use super::*;
+use crate::image::registry::{Answer, status_error};
 use crate::image::retry::{self, RetryPolicy, Verdict};
 use oci_client::secrets::RegistryAuth;
 use reqwest::StatusCode;
@@ -141,36 +142,17 @@ impl BlobSource<'_> {
             .chars()
             .take(200)
             .collect();
-        let (image, registry) = (self.image.to_string(), self.host.to_string());
-        match code {
-            401 => Error::Unauthorized {
-                image,
-                registry,
-                detail: url,
-            },
-            403 => Error::Denied {
-                image,
-                registry,
-                detail: text,
-            },
-            404 => Error::NotFound {
-                image,
-                registry,
-                what: format!("blob {digest}"),
-            },
-            429 => Error::TooManyRequests {
-                image,
-                registry,
-                retry_after,
-            },
-            code => Error::Server {
-                image,
-                registry,
+        status_error(
+            Answer {
                 code,
-                message: format!("{url}: {text}"),
+                url,
+                message: text,
                 retry_after,
             },
-        }
+            self.image.to_string(),
+            self.host.to_string(),
+            format!("blob {digest}"),
+        )
     }
 
     /// A small blob (a config) in memory, checked against its descriptor.

@@ -478,6 +478,49 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A registry's unsuccessful HTTP answer.
+pub(crate) struct Answer {
+    pub code: u16,
+    pub url: String,
+    /// Its body, trimmed.
+    pub message: String,
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// The error for an unsuccessful answer about `what` of `image`: the one place where status codes
+/// become berth's errors (oci-client's answers and berth's own blob requests alike).
+pub(crate) fn status_error(a: Answer, image: String, registry: String, what: String) -> Error {
+    match a.code {
+        401 => Error::Unauthorized {
+            image,
+            registry,
+            detail: a.url,
+        },
+        403 => Error::Denied {
+            image,
+            registry,
+            detail: a.message,
+        },
+        404 => Error::NotFound {
+            image,
+            registry,
+            what,
+        },
+        429 => Error::TooManyRequests {
+            image,
+            registry,
+            retry_after: a.retry_after,
+        },
+        code => Error::Server {
+            image,
+            registry,
+            code,
+            message: format!("{}: {}", a.url, a.message),
+            retry_after: a.retry_after,
+        },
+    }
+}
+
 /// Maps an oci-client failure to a clear error naming the image and registry.
 pub(crate) fn map_err(image: &str, registry: &str, what: &str, e: OciDistributionError) -> Error {
     let image = image.to_string();
@@ -499,35 +542,17 @@ pub(crate) fn map_err(image: &str, registry: &str, what: &str, e: OciDistributio
             registry,
             what: format!("{what} ({d})"),
         },
-        OciDistributionError::ServerError { code, url, message } => match code {
-            401 => Error::Unauthorized {
-                image,
-                registry,
-                detail: url,
-            },
-            403 => Error::Denied {
-                image,
-                registry,
-                detail: message,
-            },
-            404 => Error::NotFound {
-                image,
-                registry,
-                what,
-            },
-            429 => Error::TooManyRequests {
-                image,
-                registry,
-                retry_after: None,
-            },
-            code => Error::Server {
-                image,
-                registry,
+        OciDistributionError::ServerError { code, url, message } => status_error(
+            Answer {
                 code,
-                message: format!("{url}: {}", message.trim()),
+                url,
+                message: message.trim().to_owned(),
                 retry_after: None,
             },
-        },
+            image,
+            registry,
+            what,
+        ),
         OciDistributionError::RegistryError { envelope, url } => {
             let msg = envelope
                 .errors
