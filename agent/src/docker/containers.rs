@@ -242,13 +242,15 @@ pub async fn list(
     let filters = parse_filters(q.filters.as_deref())?;
     let all = truthy(q.all.as_deref()) || q.limit.is_some_and(|l| l > 0);
     let mut out = Vec::new();
-    for name in names(&b).await? {
-        let s = seen(&b, &name).await?;
+    let names = names(&b).await?;
+    // At once: each inspect waits mostly on systemd's answer and the container's files.
+    let seen_all = futures_util::future::try_join_all(names.iter().map(|n| seen(&b, n))).await?;
+    for (name, s) in names.iter().zip(seen_all) {
         let state = s.state();
         let labels = s.labels();
         let image = s.image();
         let facts = Facts {
-            name: &name,
+            name,
             state,
             labels: &labels,
             image: &image,
@@ -259,7 +261,7 @@ pub async fn list(
             continue;
         }
         out.push(json!({
-            "Id": container_id(&name),
+            "Id": container_id(name),
             "Names": [format!("/{name}")],
             "Image": image,
             "ImageID": s.status.image_digest,
