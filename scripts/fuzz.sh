@@ -9,10 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-30}
+# FUZZ_BUILD=dev builds the targets without optimizations (quicker to build, for CI's bounded run;
+# the long run wants the default, optimized, build).
+mode=()
+[ "${FUZZ_BUILD:-}" = dev ] && mode=(--dev)
 command -v cargo-fuzz >/dev/null || { echo "fuzz.sh: cargo-fuzz missing: BERTH_FUZZ=1 scripts/setup.sh" >&2; exit 1; }
 targets=${FUZZ_TARGETS:-$(cargo +nightly fuzz list)}
 echo "== fuzz: building ($(echo $targets | wc -w) targets)" >&2
-cargo +nightly fuzz build
+cargo +nightly fuzz build "${mode[@]}"
 # cargo-fuzz has no --locked: a lock file the build changed is an error here instead.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && ! git diff --quiet -- Cargo.lock; then
   echo "fuzz.sh: fuzz/Cargo.lock changed while building; commit it" >&2
@@ -24,7 +28,7 @@ for t in $targets; do
   mkdir -p "$scratch/$t"
   echo "== fuzz: $t for ${secs}s" >&2
   # Output is libFuzzer's status lines; only the last ones matter unless it fails.
-  if ! cargo +nightly fuzz run "$t" "$scratch/$t" "corpus/$t" -- \
+  if ! cargo +nightly fuzz run "${mode[@]}" "$t" "$scratch/$t" "corpus/$t" -- \
       -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 >"$scratch/$t.log" 2>&1; then
     tail -n 60 "$scratch/$t.log" >&2

@@ -25,5 +25,5 @@ cargo test --workspace --locked --no-fail-fast -- --include-ignored "$@"
 # A bounded fuzz run in CI (every target from its committed corpus; scripts/fuzz.sh for longer).
 if [ "${CI:-}" = true ]; then
   echo "== fuzz (${FUZZ_SECONDS:-20}s per target)" >&2
-  scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+  FUZZ_BUILD=${FUZZ_BUILD:-dev} scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 fi
