@@ -129,6 +129,11 @@ fn docker_cli_volumes_cp_and_export() {
     let e = stderr_of(&a, &["cp", "/srv/tb/in.txt", "v1:/escape/tb/planted"]);
     assert!(e.contains("Could not find the file /escape/tb"), "{e}");
     assert!(!share.join("planted").exists());
+    // A copy refused early gets its answer also while the client still writes a body larger than
+    // the socket's buffers.
+    std::fs::write(share.join("big"), vec![7u8; 8 << 20]).unwrap();
+    let e = stderr_of(&a, &["cp", "/srv/tb/big", "v1:/escape/tb/planted"]);
+    assert!(e.contains("Could not find the file /escape/tb"), "{e}");
     let e = stderr_of(&a, &["cp", "v1:/no/such/file", "/srv/tb/x"]);
     assert!(e.contains("Could not find the file /no/such/file"), "{e}");
 

@@ -373,6 +373,10 @@ pub async fn put(
     let mut data = body.into_data_stream();
     while let Some(chunk) = data.next().await {
         if tx.send(chunk).await.is_err() {
+            // The extraction failed (a path not found): the client still writes its tar, and an
+            // answer sent before the body is read makes it fail on a broken pipe instead of
+            // showing the error. Read the rest, up to a bound, so that it gets the answer.
+            drain(&mut data, DRAIN_LIMIT).await;
             break;
         }
     }
@@ -380,6 +384,20 @@ pub async fn put(
     work.await
         .map_err(|e| DockerError::Internal(format!("extracting into {}: {e}", q.path)))??;
     Ok(StatusCode::OK)
+}
+
+/// The most of a failed copy's body read (and dropped) so that its client sees the answer.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads and drops `data` until it ends or `limit` bytes went by.
+async fn drain(data: &mut axum::body::BodyDataStream, limit: usize) {
+    let mut seen = 0;
+    while seen < limit {
+        match data.next().await {
+            Some(Ok(c)) => seen += c.len(),
+            _ => return,
+        }
+    }
 }
 
 /// `GET /containers/{id}/export`: the container's whole root filesystem as a tar.
