@@ -249,6 +249,20 @@ pub fn is_end_line(msg: &str, name: &str) -> bool {
         .is_some_and(|m| m.starts_with(" exited:"))
 }
 
+/// [`entry`] of a journal entry read from the journal, whose cursor is where a later read resumes.
+fn entry_at(
+    v: &Value,
+    cursor: &mut Option<String>,
+    name: &str,
+    since_us: u64,
+    history: History,
+) -> Entry {
+    if let Some(c) = v["__CURSOR"].as_str() {
+        *cursor = Some(c.to_owned());
+    }
+    entry(v, name, since_us, history)
+}
+
 /// The decision for one entry of the unit's journal.
 pub fn entry(v: &Value, name: &str, since_us: u64, history: History) -> Entry {
     let at: u64 = v["__REALTIME_TIMESTAMP"]
@@ -335,10 +349,7 @@ async fn journal_output(
             l = lines.next_line() => match l? {
                 Some(l) => {
                     let Ok(v) = serde_json::from_str::<Value>(&l) else { continue };
-                    if let Some(c) = v["__CURSOR"].as_str() {
-                        cursor = Some(c.to_owned());
-                    }
-                    match entry(&v, &t.name, since_us, history) {
+                    match entry_at(&v, &mut cursor, &t.name, since_us, history) {
                         Entry::Line(f) => out.write_all(&f).await?,
                         Entry::End => return out.flush().await,
                         Entry::Skip => {}
@@ -371,10 +382,7 @@ async fn journal_output(
             let Ok(v) = serde_json::from_slice::<Value>(l) else {
                 continue;
             };
-            if let Some(c) = v["__CURSOR"].as_str() {
-                cursor = Some(c.to_owned());
-            }
-            match entry(&v, &t.name, since_us, history) {
+            match entry_at(&v, &mut cursor, &t.name, since_us, history) {
                 Entry::Line(f) => out.write_all(&f).await?,
                 Entry::End => return out.flush().await,
                 Entry::Skip => {}
@@ -388,12 +396,13 @@ async fn journal_output(
     }
 }
 
+/// Docker's `h`/`w` of a terminal resize (containers' and execs' alike).
 #[derive(Debug, Deserialize)]
 pub struct ResizeQuery {
     #[serde(default)]
-    h: Option<u16>,
+    pub(super) h: Option<u16>,
     #[serde(default)]
-    w: Option<u16>,
+    pub(super) w: Option<u16>,
 }
 
 /// `POST /containers/{id}/resize`: the container's terminal size, through its shim.

@@ -446,18 +446,10 @@ pub async fn inspect(Path(id): Path<String>) -> Result<Json<Value>, DockerError>
     })))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ResizeQuery {
-    #[serde(default)]
-    h: Option<u16>,
-    #[serde(default)]
-    w: Option<u16>,
-}
-
 /// `POST /exec/{id}/resize`: TIOCSWINSZ on the master berthd holds.
 pub async fn resize(
     Path(id): Path<String>,
-    Query(q): Query<ResizeQuery>,
+    Query(q): Query<super::attach::ResizeQuery>,
 ) -> Result<StatusCode, DockerError> {
     let master = {
         let all = execs();
